@@ -1,0 +1,122 @@
+"""Loading an agent: a Python file that defines a backtrader Strategy.
+
+The strategy is the one ``bt.Strategy`` subclass defined in the file, else the class
+named ``Agent`` (the Course-1 convention), else the one the caller names. The module is
+registered in ``sys.modules`` before its code runs, because backtrader looks classes up
+by module name (its metaclass creates parameter classes inside the defining module).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import backtrader as bt
+
+from runtime.errors import ErrorKind, RunFailed, classify, make_error
+
+MODULE_PREFIX = "tradeops_agent_"
+
+
+@dataclass(frozen=True)
+class LoadedAgent:
+    path: Path
+    module: ModuleType
+    strategy: type[bt.Strategy]
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.strategy.__name__
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def module_name_for(path: Path) -> str:
+    stem = re.sub(r"\W", "_", path.stem) or "agent"
+    return MODULE_PREFIX + stem
+
+
+def strategy_classes(module: ModuleType) -> list[type[bt.Strategy]]:
+    """Strategy subclasses defined in the module itself (not imported into it)."""
+    found = []
+    for value in vars(module).values():
+        if (
+            isinstance(value, type)
+            and issubclass(value, bt.Strategy)
+            and value is not bt.Strategy
+            and value.__module__ == module.__name__
+        ):
+            found.append(value)
+    return found
+
+
+def pick_strategy(
+    classes: list[type[bt.Strategy]], wanted: str | None, *, where: str
+) -> type[bt.Strategy]:
+    names = [c.__name__ for c in classes]
+    if wanted:
+        for cls in classes:
+            if cls.__name__ == wanted:
+                return cls
+        have = ", ".join(names) or "none"
+        raise RunFailed(
+            make_error(
+                ErrorKind.VALIDATION, f"no strategy class named '{wanted}' in {where} (found: {have})"
+            )
+        )
+    if len(classes) == 1:
+        return classes[0]
+    if not classes:
+        raise RunFailed(
+            make_error(
+                ErrorKind.VALIDATION,
+                f"{where} defines no backtrader Strategy (a class deriving from bt.Strategy)",
+            )
+        )
+    for cls in classes:
+        if cls.__name__ == "Agent":
+            return cls
+    raise RunFailed(
+        make_error(
+            ErrorKind.VALIDATION,
+            f"{where} defines several strategies ({', '.join(sorted(names))}): "
+            "name one with --strategy, or call the one to run Agent",
+        )
+    )
+
+
+def load_agent(path: Path, strategy: str | None = None) -> LoadedAgent:
+    """Execute the agent file as a module and pick its strategy class.
+
+    Raises :class:`RunFailed` with a RunError (syntax error with its line, import of a
+    package that is not there, the agent's own exception, no or several strategies).
+    """
+    path = path.resolve()
+    if not path.is_file():
+        raise RunFailed(make_error(ErrorKind.VALIDATION, f"agent file not found: {path}"))
+    name = module_name_for(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RunFailed(make_error(ErrorKind.VALIDATION, f"cannot load {path.name} as Python"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        raise RunFailed(
+            make_error(ErrorKind.VALIDATION, f"SyntaxError: {exc.msg}", exc.lineno)
+        ) from exc
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise RunFailed(classify(exc, path)) from exc
+    cls = pick_strategy(strategy_classes(module), strategy, where=path.name)
+    return LoadedAgent(path=path, module=module, strategy=cls, sha256=file_sha256(path))

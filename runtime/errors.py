@@ -1,0 +1,125 @@
+"""What went wrong in a run, said so that the reader knows what to do next.
+
+Every failure becomes a :class:`RunError` with a ``kind`` that says whose move it is:
+the agent's author (``validation``, ``import``, ``agent``, ``memory``, ``timeout``,
+``data``) or the operator (``platform``, never blamed on the agent).
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+APPROVED_PACKAGES = (
+    "backtrader",
+    "numpy",
+    "pandas",
+    "math",
+    "statistics",
+    "datetime",
+    "collections",
+    "itertools",
+    "functools",
+    "dataclasses",
+    "typing",
+    "enum",
+    "decimal",
+    "random",
+)
+
+
+class ErrorKind(str, Enum):
+    VALIDATION = "validation"
+    IMPORT = "import"
+    AGENT = "agent"
+    MEMORY = "memory"
+    TIMEOUT = "timeout"
+    DATA = "data"
+    PLATFORM = "platform"
+
+
+HINTS = {
+    ErrorKind.VALIDATION: "Fix the agent file and upload it again.",
+    ErrorKind.IMPORT: "Only pre-approved packages are available: " + ", ".join(APPROVED_PACKAGES),
+    ErrorKind.AGENT: "Your agent raised an exception; fix the line shown and run again.",
+    ErrorKind.MEMORY: "Optimize data usage: reduce the lookback period or the data range.",
+    ErrorKind.TIMEOUT: "Simplify the strategy or reduce the data range.",
+    ErrorKind.DATA: "Check the symbols and the date range.",
+    ErrorKind.PLATFORM: "This is a tradeops fault, not your agent's: try again, or tell an operator.",
+}
+
+
+@dataclass(frozen=True)
+class RunError:
+    kind: ErrorKind
+    message: str
+    hint: str
+    line: int | None = None
+    traceback: str | None = None  # trimmed to the agent's own frames
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["kind"] = self.kind.value
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> RunError:
+        return cls(
+            kind=ErrorKind(doc["kind"]),
+            message=doc["message"],
+            hint=doc["hint"],
+            line=doc.get("line"),
+            traceback=doc.get("traceback"),
+        )
+
+
+def make_error(kind: ErrorKind, message: str, line: int | None = None, **kw: Any) -> RunError:
+    return RunError(kind=kind, message=message, hint=HINTS[kind], line=line, **kw)
+
+
+class RunFailed(Exception):
+    """Raised inside the runtime to stop a run with a prepared :class:`RunError`."""
+
+    def __init__(self, error: RunError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def classify(exc: BaseException, agent_file: Path | None) -> RunError:
+    """Turn an exception raised while loading or running an agent into a RunError."""
+    if isinstance(exc, RunFailed):
+        return exc.error
+    frames = _agent_frames(exc.__traceback__, agent_file)
+    line = frames[-1].lineno if frames else None
+    trimmed = _format(exc, frames) if frames else None
+    if isinstance(exc, MemoryError):
+        return make_error(ErrorKind.MEMORY, "MemoryError: the agent ran out of memory", line)
+    if isinstance(exc, ModuleNotFoundError | ImportError) and frames:
+        name = getattr(exc, "name", None) or str(exc)
+        return make_error(ErrorKind.IMPORT, f"No module named '{name}'", line, traceback=trimmed)
+    if isinstance(exc, SyntaxError) and agent_file and exc.filename == str(agent_file):
+        return make_error(ErrorKind.VALIDATION, f"SyntaxError: {exc.msg}", exc.lineno)
+    if frames:
+        msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return make_error(ErrorKind.AGENT, msg, line, traceback=trimmed)
+    return make_error(ErrorKind.PLATFORM, f"{type(exc).__name__}: {exc}")
+
+
+def _agent_frames(
+    tb: TracebackType | None, agent_file: Path | None
+) -> list[traceback.FrameSummary]:
+    if agent_file is None:
+        return []
+    target = str(agent_file)
+    return [f for f in traceback.extract_tb(tb) if f.filename == target]
+
+
+def _format(exc: BaseException, frames: list[traceback.FrameSummary]) -> str:
+    lines = ["Traceback (agent frames only):"]
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).rstrip()

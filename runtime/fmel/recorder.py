@@ -1,0 +1,448 @@
+"""FMELRecorder: one decision record per bar, for any backtrader Cerebro.
+
+    cerebro.addanalyzer(FMELRecorder, out="/path/to/fmel")
+
+The hot path (one call per bar) only appends to column lists; encoding, hashing and
+writing happen per batch in :meth:`FMELRecorder._flush`, so recording costs a few
+microseconds per bar and memory stays flat however long the run.
+
+What is observed, and how, without changing what the strategy does:
+
+* cash and value: backtrader calls ``notify_cashvalue`` on analyzers every bar;
+* orders placed: new entries of the broker's append-only ``orders`` list since the
+  last bar (fallback for brokers without one: the ``Submitted`` notifications);
+* fills: ``notify_order`` with ``Partial``/``Completed`` and the order's pending
+  execution bits;
+* positions: re-read from the broker when a fill arrives, valued at the bar's close;
+* indicators: each line of each indicator the strategy created, read at the bar;
+* data accessed: the data feeds' lines get a subclass whose ``__getitem__``/``get``
+  note the deepest (and any look-ahead) index read while the strategy's
+  ``next``/``prenext``/``nextstart`` runs;
+* log: ``sys.stdout``/``sys.stderr`` are teed while the run lasts; text printed
+  during a bar belongs to that bar.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+import uuid
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+from backtrader.linebuffer import LineBuffer
+
+from runtime.fmel import encoding as enc
+from runtime.fmel.probe import Tracker
+from runtime.fmel.store import BatchWriter, RunHeader
+
+
+class _Tee(io.TextIOBase):
+    """Passes writes through and keeps a copy for the current bar's log."""
+
+    def __init__(self, inner: Any, sink: list[str]) -> None:
+        self._inner = inner
+        self._sink = sink
+
+    def write(self, s: str) -> int:
+        self._sink.append(s)
+        return int(self._inner.write(s))
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def fileno(self) -> int:
+        return int(self._inner.fileno())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self._inner, "encoding", "utf-8"))
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique across machines."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+class FMELRecorder(bt.Analyzer):  # type: ignore[misc]
+    params = (
+        ("out", None),  # FMEL folder; None keeps nothing on disk (hashes only)
+        ("run_id", None),
+        ("agent_id", ""),
+        ("agent_version", ""),
+        ("user_id", ""),
+        ("mode", "BACKTEST"),
+        ("batch_rows", 8192),
+        ("flush_seconds", None),  # also flush when this much time passed (paper mode)
+        ("capture_log", True),
+        ("track_data", True),
+        ("prev_hash", None),  # continue a chain (paper restarts): previous head
+        ("first_bar", 1),  # bar_number of the first row (paper restarts)
+    )
+
+    # ----------------------------------------------------------------- set-up
+    def start(self) -> None:
+        strat = self.strategy
+        self.run_id: str = self.p.run_id or new_run_id()
+        self._datas = list(strat.datas)
+        self._symbols = [d._name or f"data{i}" for i, d in enumerate(self._datas)]
+        self._ind_names, self._ind_lines = _indicator_lines(strat)
+        self._closes = [d.lines.close for d in self._datas]
+        self._header = RunHeader(
+            run_id=self.run_id,
+            agent_id=self.p.agent_id,
+            agent_version=str(self.p.agent_version),
+            user_id=self.p.user_id,
+            mode=self.p.mode,
+            symbols=tuple(self._symbols),
+            indicators=tuple(self._ind_names),
+        )
+        self._genesis = enc.genesis(self._symbols, self._ind_names)
+        self._head = self.p.prev_hash or self._genesis
+        self._writer = BatchWriter(Path(self.p.out), self._header) if self.p.out else None
+        self._cash = self._value = float("nan")
+        self._bar = int(self.p.first_bar) - 1
+        self._flat = (0.0,) * (3 * len(self._datas))
+        self._pos = self._flat
+        self._decisions = 0
+        self._counts = dict.fromkeys(enc.ACTIONS, 0)
+        self._first_ts: float | None = None
+        self._last_ts: float | None = None
+        self._last_flush = time.monotonic()
+        self._last_row = int(self.p.batch_rows) - 1
+        self._flush_seconds = self.p.flush_seconds
+        self._orders_seen = 0
+        self._orders_list = getattr(strat.broker, "orders", None)
+        self._pending_fills: list[tuple[Any, ...]] = []
+        self._submitted: list[tuple[Any, ...]] = []
+        self._refs: dict[int, int] = {}
+        self._dtline = strat.lines.datetime
+        self._reset_columns()
+        self._tracker = Tracker()
+        self._access_codes: dict[tuple[Any, ...], int] = {(): 0}
+        self._access_patterns: list[tuple[bytes, list[dict[str, Any]]]] = [(b"", [])]
+        if self.p.track_data:
+            self._install_probes()
+        self._logbuf: list[str] = []
+        self._saved_streams: tuple[Any, Any] | None = None
+        self._bind_hot_path()
+        if self.p.capture_log:
+            self._saved_streams = (sys.stdout, sys.stderr)
+            sys.stdout = _Tee(sys.stdout, self._logbuf)
+            sys.stderr = _Tee(sys.stderr, self._logbuf)
+
+    def _reset_columns(self) -> None:
+        self._c_stage: list[int] = []
+        self._c_dt: list[float] = []
+        self._c_value: list[float] = []
+        self._c_cash: list[float] = []
+        self._c_ind: list[float] = []  # flat: one value per indicator line per bar
+        self._c_pos: list[tuple[float, ...]] = []
+        self._c_access: list[int] = []  # code of the bar's data-access pattern
+        self._c_orders: dict[int, list[tuple[Any, ...]]] = {}
+        self._c_fills: dict[int, list[tuple[Any, ...]]] = {}
+        self._c_log: dict[int, list[str]] = {}
+
+    def _install_probes(self) -> None:
+        tracker = self._tracker
+        for di, data in enumerate(self._datas):
+            lines = data.lines.lines
+            fields = data.lines.getlinealiases()
+            tracker.add_feed(
+                lines,
+                {
+                    li: (di, field)
+                    for li, field in enumerate(fields)
+                    if field != "datetime" and isinstance(lines[li], LineBuffer)
+                },
+            )
+        strat = self.strategy
+        for attr, value in list(vars(strat).items()):
+            if not attr.startswith("_"):
+                swapped = tracker.probe_held(value)
+                if swapped is not value:
+                    setattr(strat, attr, swapped)
+        for name in ("next", "prenext", "nextstart"):
+            setattr(strat, name, tracker.wrap(getattr(strat, name)))
+
+    # ------------------------------------------------------- notifications
+    def _notify_fund(self, *args: Any) -> None:  # not needed: skip backtrader's dispatch
+        pass
+
+    def notify_order(self, order: bt.Order) -> None:
+        status = order.status
+        if status == order.Submitted and self._orders_list is None:
+            self._submitted.append(self._order_row(order))
+        elif status in (order.Partial, order.Completed):
+            sym = self._symbol_of(order.data)
+            for bit in order.executed.iterpending():
+                self._pending_fills.append(
+                    (
+                        sym,
+                        float(bit.size),
+                        float(bit.price),
+                        float(bit.comm),
+                        float(bit.pnl),
+                        self._local_ref(order.ref),
+                    )
+                )
+            self._pos = self._positions()
+
+    # --------------------------------------------------------------- per bar
+    # backtrader calls _prenext/_nextstart/_next, which loop over child analyzers
+    # before calling prenext/nextstart/next; a recorder has none, so go straight in.
+    def _prenext(self) -> None:
+        self._record(0)
+
+    def _nextstart(self) -> None:
+        self._record(1)
+
+    def _next(self) -> None:
+        self._record(2)
+
+    def _bind_hot_path(self) -> None:
+        """Let backtrader call straight into _record, one Python frame less a bar."""
+        self._prenext = partial(self._record, 0)
+        self._nextstart = partial(self._record, 1)
+        self._next = partial(self._record, 2)
+
+    def _notify_cashvalue(self, cash: float, value: float) -> None:
+        self._cash = cash
+        self._value = value
+
+    def _record(self, stage: int) -> None:
+        """The hot path: appends only. Rare things (orders, fills, log) go to dicts."""
+        c_stage = self._c_stage
+        i = len(c_stage)
+        c_stage.append(stage)
+        dtl = self._dtline
+        self._c_dt.append(dtl.array[dtl.idx])
+        self._c_value.append(self._value)
+        self._c_cash.append(self._cash)
+        self._c_ind += [ln.array[ln.idx] for ln in self._ind_lines]
+        pos = self._pos
+        self._c_pos.append(pos if pos is self._flat else self._revalue(pos))
+        olist = self._orders_list
+        if olist is not None:
+            if len(olist) != self._orders_seen:
+                self._take_orders(i, olist)
+        elif self._submitted:
+            self._c_orders[i] = self._submitted
+            self._submitted = []
+        if self._pending_fills:
+            self._c_fills[i] = self._pending_fills
+            self._pending_fills = []
+        if self._logbuf:
+            self._c_log[i] = "".join(self._logbuf).splitlines()
+            self._logbuf.clear()
+        seen = self._tracker.seen
+        self._c_access.append(self._access_code(seen) if seen else 0)
+        if i >= self._last_row or (
+            self._flush_seconds and time.monotonic() - self._last_flush >= self._flush_seconds
+        ):
+            self._flush()
+
+    def _take_orders(self, i: int, olist: list[bt.Order]) -> None:
+        n = len(olist)
+        self._c_orders[i] = [self._order_row(o) for o in olist[self._orders_seen : n]]
+        self._orders_seen = n
+
+    def _access_code(self, seen: dict[tuple[int, str], list[int]]) -> int:
+        """Number the bar's access pattern (patterns repeat: each is described once)."""
+        key = tuple(sorted((k, lo, hi) for k, (lo, hi) in seen.items()))
+        seen.clear()
+        code = self._access_codes.get(key)
+        if code is None:
+            code = self._access_codes[key] = len(self._access_patterns)
+            self._access_patterns.append(self._describe_access(key))
+        return code
+
+    # --------------------------------------------------------------- helpers
+    def _symbol_of(self, data: Any) -> str:
+        for d, sym in zip(self._datas, self._symbols, strict=True):
+            if d is data:
+                return sym
+        return str(getattr(data, "_name", "") or "?")
+
+    def _order_row(self, o: bt.Order) -> tuple[Any, ...]:
+        price = o.created.price
+        return (
+            "BUY" if o.isbuy() else "SELL",
+            self._symbol_of(o.data),
+            float(o.created.size),
+            o.getordername(),
+            None if price is None else float(price),
+            self._local_ref(o.ref),
+        )
+
+    def _local_ref(self, ref: int) -> int:
+        """backtrader numbers orders process-wide; the record numbers them per run."""
+        local = self._refs.get(ref)
+        if local is None:
+            local = self._refs[ref] = len(self._refs) + 1
+        return local
+
+    def _positions(self) -> tuple[float, ...]:
+        getpos = self.strategy.broker.getposition
+        out: list[float] = []
+        for d in self._datas:
+            p = getpos(d)
+            out += (float(p.size), float(p.price), 0.0)
+        return self._flat if not any(out[0::3]) else tuple(out)
+
+    def _revalue(self, pos: tuple[float, ...]) -> tuple[float, ...]:
+        out = list(pos)
+        for k, close in enumerate(self._closes):
+            size = out[3 * k]
+            if size:
+                out[3 * k + 2] = size * close.array[close.idx]
+        return tuple(out)
+
+    # ------------------------------------------------------------- batching
+    def _flush(self) -> None:
+        n = len(self._c_stage)
+        if not n:
+            return
+        first_bar = self._bar + 1
+        stage = np.asarray(self._c_stage, dtype=np.float64)
+        ts_ms = enc.bt_num_to_ms(np.asarray(self._c_dt, dtype=np.float64))
+        fill_rows, order_rows, log_rows = self._c_fills, self._c_orders, self._c_log
+        action = np.where(stage == 0, 0.0, 1.0)
+        if order_rows:
+            action[list(order_rows)] = 2.0
+        if fill_rows:
+            action[list(fill_rows)] = 3.0
+        head = [
+            np.arange(first_bar, first_bar + n, dtype=np.float64),
+            stage,
+            ts_ms,
+            action,
+            np.asarray(self._c_value, dtype=np.float64),
+            np.asarray(self._c_cash, dtype=np.float64),
+        ]
+        matrix = np.hstack(
+            [
+                np.column_stack(head),
+                np.asarray(self._c_ind, dtype=np.float64).reshape(n, len(self._ind_lines)),
+                np.asarray(self._c_pos, dtype=np.float64).reshape(n, len(self._flat)),
+            ]
+        )
+        patterns = self._access_patterns
+        variable = [patterns[c][0] for c in self._c_access]
+        for rows, part in ((order_rows, enc.orders_part), (fill_rows, enc.fills_part)):
+            for i, items in rows.items():
+                variable[i] += part(items)
+        for i, lines in log_rows.items():
+            variable[i] += enc.log_part(lines)
+        state_hex, chained_hex = enc.hash_rows(matrix, variable, self._head)
+        self._head = chained_hex[-64:].decode("ascii")
+        self._count(action, ts_ms)
+        if self._writer is not None:
+            self._writer.write_batch(
+                matrix=matrix,
+                access_codes=np.asarray(self._c_access, dtype=np.int64),
+                access_patterns=[p[1] for p in patterns],
+                orders=order_rows,
+                fills=fill_rows,
+                logs=log_rows,
+                state_hex=state_hex,
+                chained_hex=chained_hex,
+            )
+        self._bar += n
+        self._reset_columns()
+        self._last_flush = time.monotonic()
+
+    def _count(self, action: np.ndarray, ts_ms: np.ndarray) -> None:
+        codes, counts = np.unique(action.astype(np.int64), return_counts=True)
+        for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
+            self._counts[enc.ACTIONS[code]] += count
+        if self._first_ts is None:
+            self._first_ts = float(ts_ms[0])
+        self._last_ts = float(ts_ms[-1])
+        self._decisions += len(action)
+
+    def _describe_access(self, key: tuple[Any, ...]) -> tuple[bytes, list[dict[str, Any]]]:
+        """Canonical bytes and stored records of one access pattern."""
+        per_symbol: dict[int, list[Any]] = {}
+        for (di, field), lo, hi in key:
+            entry = per_symbol.setdefault(di, [[], 0, 0])
+            entry[0].append(field)
+            entry[1] = max(entry[1], -lo)
+            entry[2] = max(entry[2], hi)
+        items = [
+            (self._symbols[di], sorted(fields), int(back), int(ahead))
+            for di, (fields, back, ahead) in sorted(per_symbol.items())
+        ]
+        records = [
+            {"symbol": s, "fields": f, "lookback": b, "lookahead": a} for s, f, b, a in items
+        ]
+        return enc.access_part(items), records
+
+    # ----------------------------------------------------------------- end
+    def stop(self) -> None:
+        self._flush()
+        tail_log = "".join(self._logbuf).splitlines()
+        self._logbuf.clear()
+        self.close()
+        if self._writer is not None:
+            self._writer.write_summary(self.summary(), tail_log)
+            self._writer.close()
+
+    def close(self) -> None:
+        """Restore stdout/stderr; safe to call twice (the runner calls it on errors)."""
+        if self._saved_streams is not None:
+            sys.stdout, sys.stderr = self._saved_streams
+            self._saved_streams = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "decisions": self._decisions,
+            "actions": dict(self._counts),
+            "first_bar_ms": self._first_ts,
+            "last_bar_ms": self._last_ts,
+            "chain_head": self._head,
+            "genesis": self._genesis,
+            "first_bar": int(self.p.first_bar),
+        }
+
+    def get_analysis(self) -> dict[str, Any]:
+        out = self.summary()
+        out["path"] = str(self._writer.run_dir) if self._writer is not None else None
+        return out
+
+
+def _indicator_lines(strat: bt.Strategy) -> tuple[list[str], list[LineBuffer]]:
+    """Names and lines of the indicators the strategy created, named after attributes."""
+    named: dict[int, str] = {}
+    for attr, value in vars(strat).items():
+        if attr.startswith("_"):
+            continue
+        for suffix, obj in _members(value):
+            if isinstance(obj, bt.LineActions):
+                named.setdefault(id(obj), attr + suffix)
+    names: list[str] = []
+    lines: list[LineBuffer] = []
+    for k, ind in enumerate(strat.getindicators()):
+        base = named.get(id(ind)) or f"{type(ind).__name__.lower()}_{k}"
+        aliases = ind.lines.getlinealiases() or ()
+        for li in range(ind.lines.size()):
+            line = ind.lines[li]
+            if not hasattr(line, "array"):
+                continue
+            alias = aliases[li] if li < len(aliases) else str(li)
+            names.append(base if ind.lines.size() == 1 else f"{base}.{alias}")
+            lines.append(line)
+    return names, lines
+
+
+def _members(value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [(f"[{k}]", v) for k, v in value.items() if isinstance(k, str | int)]
+    if isinstance(value, list | tuple):
+        return [(f"[{i}]", v) for i, v in enumerate(value)]
+    return [("", value)]

@@ -1,0 +1,309 @@
+"""FMEL rows on disk: Parquet files per run, read back with DuckDB.
+
+Layout under the FMEL folder (``$TRADEOPS_HOME/fmel`` by default)::
+
+    trading_decisions/<run_id>/part-00000.parquet   one file per flushed batch
+    run_summaries/<run_id>.parquet                   one row when the run ends
+
+Each run writes only its own files, each one written to a temporary name and renamed,
+so many sandboxed runs can record at once and a reader never sees half a file. The
+columns are those of BigQuery's ``fmel.trading_decisions`` and ``fmel.run_summaries``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from runtime.fmel import encoding as enc
+
+DECISIONS = "trading_decisions"
+SUMMARIES = "run_summaries"
+
+ORDER_T = pa.struct(
+    [
+        ("side", pa.string()),
+        ("symbol", pa.string()),
+        ("size", pa.float64()),
+        ("type", pa.string()),
+        ("price", pa.float64()),
+        ("ref", pa.int64()),
+    ]
+)
+FILL_T = pa.struct(
+    [
+        ("symbol", pa.string()),
+        ("size", pa.float64()),
+        ("price", pa.float64()),
+        ("commission", pa.float64()),
+        ("pnl", pa.float64()),
+        ("ref", pa.int64()),
+    ]
+)
+POSITION_T = pa.struct(
+    [
+        ("symbol", pa.string()),
+        ("size", pa.float64()),
+        ("price", pa.float64()),
+        ("value", pa.float64()),
+    ]
+)
+ACCESS_T = pa.struct(
+    [
+        ("symbol", pa.string()),
+        ("fields", pa.list_(pa.string())),
+        ("lookback", pa.int64()),
+        ("lookahead", pa.int64()),
+    ]
+)
+TS = pa.timestamp("us", tz="UTC")
+# Columns worth dictionary-encoding; trying it on hashes (all distinct) costs time for nothing.
+_DICT_COLUMNS = ["run_id", "agent_id", "agent_version", "user_id", "mode", "stage", "action"]
+
+DECISION_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("agent_id", pa.string()),
+        ("agent_version", pa.string()),
+        ("user_id", pa.string()),
+        ("mode", pa.string()),
+        ("bar_number", pa.int64()),
+        ("stage", pa.string()),
+        ("timestamp", TS),
+        ("recorded_at", TS),
+        ("action", pa.string()),
+        ("actions_taken", pa.list_(ORDER_T)),
+        ("fills", pa.list_(FILL_T)),
+        ("portfolio_value", pa.float64()),
+        ("portfolio_cash", pa.float64()),
+        ("positions", pa.list_(POSITION_T)),
+        ("indicators", pa.map_(pa.string(), pa.float64())),
+        ("data_accessed", pa.list_(ACCESS_T)),
+        ("log", pa.list_(pa.string())),
+        ("state_hash", pa.string()),
+        ("complete_state_hash", pa.string()),
+    ]
+)
+
+SUMMARY_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("agent_id", pa.string()),
+        ("agent_version", pa.string()),
+        ("user_id", pa.string()),
+        ("mode", pa.string()),
+        ("decisions", pa.int64()),
+        ("actions", pa.map_(pa.string(), pa.int64())),
+        ("first_bar", pa.int64()),
+        ("first_timestamp", TS),
+        ("last_timestamp", TS),
+        ("genesis", pa.string()),
+        ("chain_head", pa.string()),
+        ("symbols", pa.list_(pa.string())),
+        ("indicators", pa.list_(pa.string())),
+        ("encoding_version", pa.int64()),
+        ("log", pa.list_(pa.string())),
+        ("recorded_at", TS),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class RunHeader:
+    run_id: str
+    agent_id: str
+    agent_version: str
+    user_id: str
+    mode: str
+    symbols: tuple[str, ...]
+    indicators: tuple[str, ...]
+
+
+def _atomic_write(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(
+        table, tmp, compression="zstd", use_dictionary=_DICT_COLUMNS, write_statistics=False
+    )
+    os.replace(tmp, path)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class BatchWriter:
+    """Turns the recorder's column buffers into Parquet files, one per batch."""
+
+    def __init__(self, root: Path, header: RunHeader) -> None:
+        self.header = header
+        self.run_dir = root / DECISIONS / header.run_id
+        self.summary_path = root / SUMMARIES / f"{header.run_id}.parquet"
+        self._part = _next_part(self.run_dir)
+        nsym = len(header.symbols)
+        self._sym = pa.array(list(header.symbols), pa.string())
+        self._nsym = nsym
+        self._ind_names = list(header.indicators)
+        self._access_cache = pa.array([], pa.list_(ACCESS_T))
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fmel-writer")
+        self._pending: Future[None] | None = None
+
+    def write_batch(
+        self,
+        *,
+        matrix: np.ndarray,
+        access_codes: np.ndarray,
+        access_patterns: list[list[dict[str, Any]]],
+        orders: Mapping[int, list[tuple[Any, ...]]],
+        fills: Mapping[int, list[tuple[Any, ...]]],
+        logs: Mapping[int, list[str]],
+        state_hex: bytes,
+        chained_hex: bytes,
+    ) -> Path:
+        """Build the batch's Arrow table here; write it to Parquet on the writer thread."""
+        n = matrix.shape[0]
+        h = self.header
+        nind = len(self._ind_names)
+        cols: dict[str, pa.Array] = {
+            "run_id": pa.repeat(h.run_id, n),
+            "agent_id": pa.repeat(h.agent_id, n),
+            "agent_version": pa.repeat(h.agent_version, n),
+            "user_id": pa.repeat(h.user_id, n),
+            "mode": pa.repeat(h.mode, n),
+            "bar_number": pa.array(matrix[:, 0].astype(np.int64)),
+            "stage": _labels(matrix[:, 1], enc.STAGES),
+            "timestamp": pa.array(matrix[:, 2].astype(np.int64) * 1000, TS),
+            "recorded_at": pa.repeat(pa.scalar(_now_us(), TS), n),
+            "action": _labels(matrix[:, 3], enc.ACTIONS),
+            "actions_taken": _sparse_lists(orders, n, ORDER_T, ORDER_T.names),
+            "fills": _sparse_lists(fills, n, FILL_T, FILL_T.names),
+            "portfolio_value": pa.array(matrix[:, 4]),
+            "portfolio_cash": pa.array(matrix[:, 5]),
+            "positions": self._positions(matrix[:, enc.N_HEAD + nind :]),
+            "indicators": self._indicators(matrix[:, enc.N_HEAD : enc.N_HEAD + nind]),
+            "data_accessed": self._accesses(access_codes, access_patterns),
+            "log": _sparse_lists(logs, n, pa.string(), None),
+            "state_hash": _hex_column(state_hex, n),
+            "complete_state_hash": _hex_column(chained_hex, n),
+        }
+        table = pa.Table.from_pydict(cols, schema=DECISION_SCHEMA)
+        path = self.run_dir / f"part-{self._part:05d}.parquet"
+        self._part += 1
+        self._submit(table, path)
+        return path
+
+    def _submit(self, table: pa.Table, path: Path) -> None:
+        """Write on a background thread (Parquet encoding releases the GIL), one at a time."""
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(_atomic_write, table, path)
+
+    def close(self) -> None:
+        """Wait for the last write; errors of the writer thread surface here."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+        self._pool.shutdown(wait=True)
+
+    def _accesses(self, codes: np.ndarray, patterns: list[list[dict[str, Any]]]) -> pa.Array:
+        if len(patterns) != len(self._access_cache):
+            self._access_cache = pa.array(patterns, pa.list_(ACCESS_T))
+        return self._access_cache.take(pa.array(codes))
+
+    def _positions(self, block: np.ndarray) -> pa.Array:
+        n = block.shape[0]
+        trip = block.reshape(n, self._nsym, 3)
+        held = trip[:, :, 0] != 0.0
+        offsets = np.concatenate([[0], np.cumsum(held.sum(axis=1))]).astype(np.int32)
+        sym_idx = np.nonzero(held)[1]
+        values = trip[held]
+        syms = self._sym.take(pa.array(sym_idx))
+        struct = pa.StructArray.from_arrays(
+            [syms, pa.array(values[:, 0]), pa.array(values[:, 1]), pa.array(values[:, 2])],
+            fields=list(POSITION_T),
+        )
+        return pa.ListArray.from_arrays(pa.array(offsets), struct)
+
+    def _indicators(self, block: np.ndarray) -> pa.Array:
+        n, k = block.shape
+        offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+        keys = pa.array(self._ind_names * n, pa.string())
+        return pa.MapArray.from_arrays(offsets, keys, pa.array(block.reshape(-1)))
+
+    def write_summary(self, summary: Mapping[str, Any], tail_log: list[str]) -> Path:
+        h = self.header
+        first, last = summary["first_bar_ms"], summary["last_bar_ms"]
+        row = {
+            "run_id": h.run_id,
+            "agent_id": h.agent_id,
+            "agent_version": h.agent_version,
+            "user_id": h.user_id,
+            "mode": h.mode,
+            "decisions": summary["decisions"],
+            "actions": list(summary["actions"].items()),
+            "first_bar": summary["first_bar"],
+            "first_timestamp": None if first is None else int(first) * 1000,
+            "last_timestamp": None if last is None else int(last) * 1000,
+            "genesis": summary["genesis"],
+            "chain_head": summary["chain_head"],
+            "symbols": list(h.symbols),
+            "indicators": list(h.indicators),
+            "encoding_version": enc.ENCODING_VERSION,
+            "log": tail_log,
+            "recorded_at": _now_us(),
+        }
+        table = pa.Table.from_pylist([row], schema=SUMMARY_SCHEMA)
+        _atomic_write(table, self.summary_path)
+        return self.summary_path
+
+
+def _next_part(run_dir: Path) -> int:
+    """A resumed run (paper restart) appends after the parts already there."""
+    if not run_dir.exists():
+        return 0
+    parts = [int(p.stem.split("-")[1]) for p in run_dir.glob("part-*.parquet")]
+    return max(parts, default=-1) + 1
+
+
+def _hex_column(joined: bytes, n: int) -> pa.Array:
+    """n strings of 64 hex characters, straight from one buffer."""
+    offsets = np.arange(0, 64 * n + 1, 64, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(joined))
+
+
+def _labels(codes: np.ndarray, names: Sequence[str]) -> pa.Array:
+    return pa.array(names, pa.string()).take(pa.array(codes.astype(np.int64)))
+
+
+def _sparse_lists(
+    rows: Mapping[int, list[Any]], n: int, item: pa.DataType, names: Sequence[str] | None
+) -> pa.Array:
+    """A list column that is empty on most rows, built without a Python loop over them."""
+    counts = np.zeros(n, dtype=np.int32)
+    flat: list[Any] = []
+    for i in sorted(rows):
+        counts[i] = len(rows[i])
+        flat.extend(rows[i])
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    if names is not None:
+        flat = [dict(zip(names, t, strict=True)) for t in flat]
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, item))
+
+
+def summary_json(path: Path) -> dict[str, Any]:
+    """The run summary as plain JSON-able data."""
+    row = pq.read_table(path).to_pylist()[0]
+    row["actions"] = dict(row["actions"])
+    for key in ("first_timestamp", "last_timestamp", "recorded_at"):
+        row[key] = row[key].isoformat() if row[key] is not None else None
+    return json.loads(json.dumps(row))
