@@ -69,7 +69,8 @@ def pick_strategy(
         have = ", ".join(names) or "none"
         raise RunFailed(
             make_error(
-                ErrorKind.VALIDATION, f"no strategy class named '{wanted}' in {where} (found: {have})"
+                ErrorKind.VALIDATION,
+                f"no strategy class named '{wanted}' in {where} (found: {have})",
             )
         )
     if len(classes) == 1:

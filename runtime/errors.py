@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -32,7 +32,7 @@ APPROVED_PACKAGES = (
 )
 
 
-class ErrorKind(str, Enum):
+class ErrorKind(StrEnum):
     VALIDATION = "validation"
     IMPORT = "import"
     AGENT = "agent"
@@ -49,7 +49,7 @@ HINTS = {
     ErrorKind.MEMORY: "Optimize data usage: reduce the lookback period or the data range.",
     ErrorKind.TIMEOUT: "Simplify the strategy or reduce the data range.",
     ErrorKind.DATA: "Check the symbols and the date range.",
-    ErrorKind.PLATFORM: "This is a tradeops fault, not your agent's: try again, or tell an operator.",
+    ErrorKind.PLATFORM: "A tradeops fault, not your agent's: try again, or tell an operator.",
 }
 
 

@@ -4,7 +4,7 @@ The state hash of a bar is ``sha256(fixed || variable)``:
 
 * ``fixed`` is a little-endian float64 vector::
 
-      [bar_number, stage_code, timestamp_ms, action_code, portfolio_value, portfolio_cash,
+      [bar_number, stage_code, timestamp_us, action_code, portfolio_value, portfolio_cash,
        <each indicator value, in the run's indicator order>,
        <size, price, value of the position in each symbol, in the run's symbol order>]
 
@@ -35,6 +35,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,8 @@ N_RAW = 4  # leading columns that are exact integers, never normalised
 
 _SCALE = float(2**MANTISSA_BITS)
 _DATE_EPOCH = 719163.0  # backtrader's date number of 1970-01-01T00:00
-_MS_PER_DAY = 86_400_000.0
+_US_PER_DAY = 86_400_000_000.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def normalise(x: float | None) -> float | None:
@@ -72,9 +74,24 @@ def normalise_array(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def bt_num_to_ms(num: np.ndarray) -> np.ndarray:
-    """backtrader date numbers (days) to epoch milliseconds, rounded."""
-    return np.round((num - _DATE_EPOCH) * _MS_PER_DAY)
+def bt_num_to_us(num: np.ndarray) -> np.ndarray:
+    """backtrader date numbers (days, float) to epoch microseconds.
+
+    A date number carries about 10 us of float noise, so a value within 10 us of a
+    whole millisecond is snapped to it (09:30:00.000003 is 09:30:00); backtrader's own
+    end-of-session time for daily bars, 23:59:59.999989, is kept as it is.
+    """
+    day = np.floor(num)
+    us = np.round((num - day) * _US_PER_DAY)
+    snapped = np.round(us / 1000.0) * 1000.0
+    us = np.where(np.abs(us - snapped) <= 10.0, snapped, us)
+    return (day - _DATE_EPOCH) * _US_PER_DAY + us
+
+
+def datetime_to_us(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return (ts - _EPOCH) // timedelta(microseconds=1)
 
 
 def header_bytes(symbols: Sequence[str], indicators: Sequence[str]) -> bytes:
@@ -118,9 +135,7 @@ def log_part(lines: Sequence[str]) -> bytes:
     return b"l" + _json(list(lines)) if lines else b""
 
 
-def hash_rows(
-    matrix: np.ndarray, variable: Sequence[bytes], prev: str
-) -> tuple[bytes, bytes]:
+def hash_rows(matrix: np.ndarray, variable: Sequence[bytes], prev: str) -> tuple[bytes, bytes]:
     """Hash consecutive rows (fixed vector in ``matrix``, variable parts) after ``prev``.
 
     Returns the state hashes and the chained hashes as two hex byte strings of 64
@@ -135,7 +150,7 @@ def hash_rows(
     pairs = zip(rows, variable, strict=True)
     states = [sha(r + v).digest() if v else sha(r).digest() for r, v in pairs]
     head = bytes.fromhex(prev)
-    chained = []
+    chained: list[bytes] = []
     append = chained.append
     for state in states:
         head = sha(head + state).digest()
@@ -151,11 +166,11 @@ def split_hex(joined: bytes) -> list[str]:
 def encode_row(row: Mapping[str, Any], symbols: Sequence[str], indicators: Sequence[str]) -> bytes:
     """Canonical state bytes of one stored row (a dict with the FMEL columns)."""
     ts = row["timestamp"]
-    ts_ms = round(ts.timestamp() * 1000) if hasattr(ts, "timestamp") else int(ts)
+    ts_us = datetime_to_us(ts) if isinstance(ts, datetime) else int(ts)
     vec: list[float] = [
         float(row["bar_number"]),
         float(STAGE_CODE[row["stage"]]),
-        float(ts_ms),
+        float(ts_us),
         float(ACTION_CODE[row["action"]]),
         _float(row["portfolio_value"]),
         _float(row["portfolio_cash"]),

@@ -167,4 +167,3 @@ for _name in (
 ):  # fmt: skip
     if hasattr(LineBuffer, _name):
         setattr(LineProbe, _name, _forward(_name))
-

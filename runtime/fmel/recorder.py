@@ -68,7 +68,7 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
-class FMELRecorder(bt.Analyzer):  # type: ignore[misc]
+class FMELRecorder(bt.Analyzer):
     params = (
         ("out", None),  # FMEL folder; None keeps nothing on disk (hashes only)
         ("run_id", None),
@@ -206,9 +206,9 @@ class FMELRecorder(bt.Analyzer):  # type: ignore[misc]
 
     def _bind_hot_path(self) -> None:
         """Let backtrader call straight into _record, one Python frame less a bar."""
-        self._prenext = partial(self._record, 0)
-        self._nextstart = partial(self._record, 1)
-        self._next = partial(self._record, 2)
+        self._prenext = partial(self._record, 0)  # type: ignore[method-assign]
+        self._nextstart = partial(self._record, 1)  # type: ignore[method-assign]
+        self._next = partial(self._record, 2)  # type: ignore[method-assign]
 
     def _notify_cashvalue(self, cash: float, value: float) -> None:
         self._cash = cash
@@ -309,7 +309,7 @@ class FMELRecorder(bt.Analyzer):  # type: ignore[misc]
             return
         first_bar = self._bar + 1
         stage = np.asarray(self._c_stage, dtype=np.float64)
-        ts_ms = enc.bt_num_to_ms(np.asarray(self._c_dt, dtype=np.float64))
+        ts_us = enc.bt_num_to_us(np.asarray(self._c_dt, dtype=np.float64))
         fill_rows, order_rows, log_rows = self._c_fills, self._c_orders, self._c_log
         action = np.where(stage == 0, 0.0, 1.0)
         if order_rows:
@@ -319,7 +319,7 @@ class FMELRecorder(bt.Analyzer):  # type: ignore[misc]
         head = [
             np.arange(first_bar, first_bar + n, dtype=np.float64),
             stage,
-            ts_ms,
+            ts_us,
             action,
             np.asarray(self._c_value, dtype=np.float64),
             np.asarray(self._c_cash, dtype=np.float64),
@@ -340,7 +340,7 @@ class FMELRecorder(bt.Analyzer):  # type: ignore[misc]
             variable[i] += enc.log_part(lines)
         state_hex, chained_hex = enc.hash_rows(matrix, variable, self._head)
         self._head = chained_hex[-64:].decode("ascii")
-        self._count(action, ts_ms)
+        self._count(action, ts_us)
         if self._writer is not None:
             self._writer.write_batch(
                 matrix=matrix,
@@ -356,13 +356,13 @@ class FMELRecorder(bt.Analyzer):  # type: ignore[misc]
         self._reset_columns()
         self._last_flush = time.monotonic()
 
-    def _count(self, action: np.ndarray, ts_ms: np.ndarray) -> None:
+    def _count(self, action: np.ndarray, ts_us: np.ndarray) -> None:
         codes, counts = np.unique(action.astype(np.int64), return_counts=True)
         for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
             self._counts[enc.ACTIONS[code]] += count
         if self._first_ts is None:
-            self._first_ts = float(ts_ms[0])
-        self._last_ts = float(ts_ms[-1])
+            self._first_ts = float(ts_us[0])
+        self._last_ts = float(ts_us[-1])
         self._decisions += len(action)
 
     def _describe_access(self, key: tuple[Any, ...]) -> tuple[bytes, list[dict[str, Any]]]:
@@ -403,8 +403,8 @@ class FMELRecorder(bt.Analyzer):  # type: ignore[misc]
             "run_id": self.run_id,
             "decisions": self._decisions,
             "actions": dict(self._counts),
-            "first_bar_ms": self._first_ts,
-            "last_bar_ms": self._last_ts,
+            "first_bar_us": self._first_ts,
+            "last_bar_us": self._last_ts,
             "chain_head": self._head,
             "genesis": self._genesis,
             "first_bar": int(self.p.first_bar),
@@ -423,7 +423,7 @@ def _indicator_lines(strat: bt.Strategy) -> tuple[list[str], list[LineBuffer]]:
         if attr.startswith("_"):
             continue
         for suffix, obj in _members(value):
-            if isinstance(obj, bt.LineActions):
+            if hasattr(obj, "lines"):
                 named.setdefault(id(obj), attr + suffix)
     names: list[str] = []
     lines: list[LineBuffer] = []

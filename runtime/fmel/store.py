@@ -12,6 +12,7 @@ columns are those of BigQuery's ``fmel.trading_decisions`` and ``fmel.run_summar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -182,7 +183,7 @@ class BatchWriter:
             "mode": pa.repeat(h.mode, n),
             "bar_number": pa.array(matrix[:, 0].astype(np.int64)),
             "stage": _labels(matrix[:, 1], enc.STAGES),
-            "timestamp": pa.array(matrix[:, 2].astype(np.int64) * 1000, TS),
+            "timestamp": pa.array(matrix[:, 2].astype(np.int64), TS),
             "recorded_at": pa.repeat(pa.scalar(_now_us(), TS), n),
             "action": _labels(matrix[:, 3], enc.ACTIONS),
             "actions_taken": _sparse_lists(orders, n, ORDER_T, ORDER_T.names),
@@ -236,13 +237,13 @@ class BatchWriter:
 
     def _indicators(self, block: np.ndarray) -> pa.Array:
         n, k = block.shape
-        offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+        offsets = pa.array((np.arange(n + 1) * k).astype(np.int32))
         keys = pa.array(self._ind_names * n, pa.string())
         return pa.MapArray.from_arrays(offsets, keys, pa.array(block.reshape(-1)))
 
     def write_summary(self, summary: Mapping[str, Any], tail_log: list[str]) -> Path:
         h = self.header
-        first, last = summary["first_bar_ms"], summary["last_bar_ms"]
+        first, last = summary["first_bar_us"], summary["last_bar_us"]
         row = {
             "run_id": h.run_id,
             "agent_id": h.agent_id,
@@ -252,8 +253,8 @@ class BatchWriter:
             "decisions": summary["decisions"],
             "actions": list(summary["actions"].items()),
             "first_bar": summary["first_bar"],
-            "first_timestamp": None if first is None else int(first) * 1000,
-            "last_timestamp": None if last is None else int(last) * 1000,
+            "first_timestamp": None if first is None else int(first),
+            "last_timestamp": None if last is None else int(last),
             "genesis": summary["genesis"],
             "chain_head": summary["chain_head"],
             "symbols": list(h.symbols),
@@ -307,3 +308,157 @@ def summary_json(path: Path) -> dict[str, Any]:
     for key in ("first_timestamp", "last_timestamp", "recorded_at"):
         row[key] = row[key].isoformat() if row[key] is not None else None
     return json.loads(json.dumps(row))
+
+
+# ------------------------------------------------------------------ reading back
+def decision_files(root: Path, run_id: str) -> list[Path]:
+    return sorted((root / DECISIONS / run_id).glob("part-*.parquet"))
+
+
+def connect(root: Path) -> Any:
+    """A DuckDB connection with views ``trading_decisions`` and ``run_summaries``.
+
+    The same SQL as on BigQuery's ``fmel`` dataset works against them, e.g.
+    ``SELECT action, count(*) FROM trading_decisions WHERE run_id = ? GROUP BY 1``.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    for view, pattern, schema in (
+        (DECISIONS, f"{root}/{DECISIONS}/*/part-*.parquet", DECISION_SCHEMA),
+        (SUMMARIES, f"{root}/{SUMMARIES}/*.parquet", SUMMARY_SCHEMA),
+    ):
+        if list(root.glob(pattern[len(str(root)) + 1 :])):
+            con.execute(
+                f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{_sql_str(pattern)}', "  # noqa: S608 - views take no parameters; the path is the operator's, quoted
+                "union_by_name = true)"
+            )
+        else:  # no run yet: an empty view with the right columns
+            con.register(f"_{view}_empty", schema.empty_table())
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM _{view}_empty")  # noqa: S608
+    return con
+
+
+def _sql_str(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def read_summary(root: Path, run_id: str) -> dict[str, Any] | None:
+    path = root / SUMMARIES / f"{run_id}.parquet"
+    if not path.exists():
+        return None
+    row: dict[str, Any] = pq.read_table(path).to_pylist()[0]
+    row["actions"] = dict(row["actions"] or [])
+    return row
+
+
+def read_rows(
+    root: Path, run_id: str, *, last: int | None = None, columns: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """A run's rows in bar order (all, or the last ``last``)."""
+    files = decision_files(root, run_id)
+    if not files:
+        return []
+    table = pq.ParquetDataset([str(f) for f in files]).read(columns=list(columns or []) or None)
+    table = table.sort_by("bar_number")
+    if last is not None:
+        table = table.slice(max(0, table.num_rows - last))
+    rows: list[dict[str, Any]] = table.to_pylist()
+    return rows
+
+
+def run_ids(root: Path) -> list[str]:
+    base = root / DECISIONS
+    return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
+
+
+@dataclass(frozen=True)
+class Verification:
+    run_id: str
+    ok: bool
+    rows: int
+    chain_head: str | None
+    first_bad_bar: int | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "ok": self.ok,
+            "rows": self.rows,
+            "chain_head": self.chain_head,
+            "first_bad_bar": self.first_bad_bar,
+            "reason": self.reason,
+        }
+
+
+def verify_run(root: Path, run_id: str) -> Verification:
+    """Recompute every state hash and the chain from the stored rows.
+
+    Names the first bar whose stored hashes do not match its stored content, a gap
+    in the bar numbers, or a chain head that differs from the run summary's.
+    """
+    summary = read_summary(root, run_id)
+    rows = read_rows(root, run_id)
+    if not rows:
+        return Verification(run_id, False, 0, None, reason="no FMEL rows for this run")
+    if summary is not None:
+        symbols, indicators = summary["symbols"], summary["indicators"]
+        prev = summary["genesis"]
+        if enc.genesis(symbols, indicators) != prev:
+            return Verification(
+                run_id,
+                False,
+                len(rows),
+                None,
+                rows[0]["bar_number"],
+                "run header (symbols, indicators) does not match its genesis",
+            )
+        expected = summary["first_bar"]
+    else:
+        symbols = sorted({p["symbol"] for r in rows for p in r["positions"] or ()})
+        indicators = [k for k, _ in rows[0]["indicators"] or ()]
+        prev = enc.genesis(symbols, indicators)
+        expected = rows[0]["bar_number"]
+    for row in rows:
+        bar = row["bar_number"]
+        if bar != expected:
+            return Verification(
+                run_id,
+                False,
+                len(rows),
+                prev,
+                expected,
+                f"bar {expected} is missing (next stored bar is {bar})",
+            )
+        names = [k for k, _ in row["indicators"] or ()]
+        if names != list(indicators):
+            return Verification(run_id, False, len(rows), prev, bar, "indicator names changed")
+        state = hashlib.sha256(enc.encode_row(row, symbols, indicators)).hexdigest()
+        if state != row["state_hash"]:
+            return Verification(
+                run_id, False, len(rows), prev, bar, "stored row does not match its state_hash"
+            )
+        prev = enc.chain(prev, state)
+        if prev != row["complete_state_hash"]:
+            return Verification(
+                run_id, False, len(rows), prev, bar, "complete_state_hash breaks the chain"
+            )
+        expected += 1
+    if summary is not None:
+        if summary["chain_head"] != prev:
+            return Verification(
+                run_id,
+                False,
+                len(rows),
+                prev,
+                expected,
+                "rows end before the chain head of the run summary",
+            )
+        first = summary["first_bar"]
+        if summary["decisions"] != expected - first:
+            return Verification(
+                run_id, False, len(rows), prev, expected, "row count differs from the run summary"
+            )
+    reason = None if summary is not None else "no run summary (run did not finish)"
+    return Verification(run_id, True, len(rows), prev, None, reason)

@@ -1,0 +1,275 @@
+"""The ``tradeops`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from bot.console import format_decisions, format_result
+from infra.local.runner import DEFAULT_TIMEOUT_S, LOG_FILE, SubprocessRunner
+from infra.settings import Settings, SettingsError
+from runtime.backtest import DEFAULT_CASH, BacktestRequest
+from runtime.fmel import new_run_id
+from runtime.fmel import store as fmel_store
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "runtime" / "examples"
+DEMO_AGENT = EXAMPLES_DIR / "sma_cross.py"
+
+
+class CliError(Exception):
+    """A one-line message for the user; exit status 2."""
+
+
+# ----------------------------------------------------------------- argument types
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2021-01-31, got {text!r}") from None
+
+
+def _symbols(text: str) -> tuple[str, ...]:
+    syms = tuple(s.strip().upper() for s in text.split(",") if s.strip())
+    if not syms:
+        raise argparse.ArgumentTypeError("expected symbols like SPY,QQQ")
+    return syms
+
+
+def _positive(kind: type[float] | type[int]) -> Any:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError("expected a fraction like 0.001 (0.1%), from 0 to 1")
+    return value
+
+
+# ----------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="tradeops",
+        description="Backtest, paper-trade and explain backtrader agents.",
+    )
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("backtest", help="backtest an agent file", description=(
+        "Run one backtest of the strategy in FILE, record every decision (FMEL) and "
+        "store the result under $TRADEOPS_HOME."))  # fmt: skip
+    b.add_argument("file", type=Path, metavar="FILE", help="agent file (.py)")
+    _backtest_options(b)
+
+    f = sub.add_parser("fmel", help="show or verify a run's decisions", description=(
+        "Show the last decisions of a run (bar, action, orders, fills, value), or with "
+        "--verify recompute its hash chain from the stored rows."))  # fmt: skip
+    f.add_argument("run_id", metavar="RUN_ID", help="run id, a unique prefix of one, or 'last'")
+    f.add_argument("--last", type=_positive(int), default=20, metavar="N",
+                   help="how many decisions to show (default 20)")  # fmt: skip
+    f.add_argument("--verify", action="store_true", help="recompute and check the hash chain")
+    f.add_argument("--json", action="store_true", help="print JSON")
+
+    d = sub.add_parser("demo", help="backtest the bundled example agent", description=(
+        "Backtest the bundled SMA-cross example agent on the bundled sample data, "
+        "then verify its FMEL record."))  # fmt: skip
+    d.add_argument("--json", action="store_true", help="print the result document as JSON")
+    return ap
+
+
+def _backtest_options(b: argparse.ArgumentParser) -> None:
+    b.add_argument(
+        "--symbols",
+        type=_symbols,
+        default=None,
+        metavar="A,B",
+        help="symbols to trade (default SPY)",
+    )
+    b.add_argument("--start", type=_date, metavar="YYYY-MM-DD", help="first day (inclusive)")
+    b.add_argument("--end", type=_date, metavar="YYYY-MM-DD", help="last day (inclusive)")
+    b.add_argument(
+        "--cash",
+        type=_positive(float),
+        default=DEFAULT_CASH,
+        metavar="N",
+        help="starting cash (default 10000)",
+    )
+    b.add_argument(
+        "--commission",
+        type=_fraction,
+        default=0.0,
+        metavar="X",
+        help="commission as a fraction of value, e.g. 0.001 (default 0)",
+    )
+    b.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="market data folder (default $TRADEOPS_DATA_DIR or the bundled sample)",
+    )
+    b.add_argument(
+        "--strategy", metavar="NAME", help="strategy class to run, if the file has several"
+    )
+    b.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help="wall-clock limit in seconds (default 1200)",
+    )
+    b.add_argument(
+        "--chart",
+        type=Path,
+        metavar="PNG",
+        help="where to write the equity chart (default: in the run's folder)",
+    )
+    b.add_argument("--json", action="store_true",
+                   help="print exactly the result document as JSON on stdout")  # fmt: skip
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.file.is_file():
+        raise CliError(f"agent file not found: {args.file}")
+    run_id = new_run_id()
+    work = settings.runs_dir / run_id
+    data_dir = (args.data or settings.data_dir).resolve()
+    if not data_dir.is_dir():
+        raise CliError(f"data folder not found: {data_dir}")
+    req = BacktestRequest(
+        agent_file=args.file.resolve(),
+        run_id=run_id,
+        symbols=args.symbols or ("SPY",),
+        start=args.start,
+        end=args.end,
+        cash=args.cash,
+        commission=args.commission,
+        data_dir=data_dir,
+        strategy=args.strategy,
+        fmel_dir=settings.fmel_dir,
+        chart_path=(args.chart or work / "chart.png").resolve(),
+    )
+    runner = SubprocessRunner(timeout_s=args.timeout)
+    doc = runner.run(req, work, _ProgressLine())
+    (work / "result.json").write_text(json.dumps(doc, indent=2))
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(format_result(doc))
+        if doc["error"]:
+            print(f"  Agent log: {work / LOG_FILE}")
+    return 1 if doc["error"] else 0
+
+
+def cmd_fmel(args: argparse.Namespace, settings: Settings) -> int:
+    root = settings.fmel_dir
+    run_id = resolve_run_id(root, args.run_id)
+    if args.verify:
+        v = fmel_store.verify_run(root, run_id)
+        if args.json:
+            print(json.dumps(v.to_dict(), indent=2))
+        elif v.ok:
+            note = f" ({v.reason})" if v.reason else ""
+            print(f"FMEL {run_id}: OK · {v.rows} decisions · chain head {v.chain_head}{note}")
+        else:
+            print(f"FMEL {run_id}: MISMATCH at bar {v.first_bad_bar}: {v.reason}")
+        return 0 if v.ok else 1
+    rows = fmel_store.read_rows(root, run_id, last=args.last)
+    summary = fmel_store.read_summary(root, run_id)
+    if args.json:
+        print(json.dumps({"summary": summary, "decisions": rows}, indent=2, default=str))
+        return 0
+    if summary:
+        actions = " · ".join(f"{k} {v}" for k, v in summary["actions"].items())
+        print(f"FMEL {run_id} · {summary['agent_id']} · {summary['decisions']} decisions "
+              f"({actions}) · chain {summary['chain_head'][:12]}…")  # fmt: skip
+    print(format_decisions(rows))
+    return 0
+
+
+def resolve_run_id(root: Path, wanted: str) -> str:
+    ids = fmel_store.run_ids(root)
+    if not ids:
+        raise CliError(f"no FMEL runs under {root} yet: run `tradeops backtest FILE` first")
+    if wanted == "last":
+        return max(ids, key=lambda i: (root / fmel_store.DECISIONS / i).stat().st_mtime)
+    if wanted in ids:
+        return wanted
+    matches = [i for i in ids if i.startswith(wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise CliError(f"run id {wanted!r} is ambiguous: {', '.join(matches[:5])}")
+    raise CliError(f"no run {wanted!r} (recent: {', '.join(sorted(ids)[-3:])})")
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    print(f"tradeops demo: backtesting the example agent {DEMO_AGENT.name} on SPY and QQQ "
+          f"(bundled daily sample data)", file=sys.stderr)  # fmt: skip
+    ns = argparse.Namespace(
+        file=DEMO_AGENT, symbols=("SPY", "QQQ"), start=None, end=None, cash=DEFAULT_CASH,
+        commission=0.0, data=None, strategy=None, timeout=DEFAULT_TIMEOUT_S, chart=None,
+        json=args.json,
+    )  # fmt: skip
+    code = cmd_backtest(ns, settings)
+    if code == 0 and not args.json:
+        print()
+        return cmd_fmel(
+            argparse.Namespace(run_id="last", verify=True, json=False, last=20), settings
+        )
+    return code
+
+
+class _ProgressLine:
+    """Progress on stderr once a run has taken more than a second."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.last_print = 0.0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self.t0 < 1.0 or (not self.tty and now - self.last_print < 5.0):
+            return
+        self.last_print = now
+        share = f"/{total} ({100 * done // total}%)" if total else ""
+        end = "\r" if self.tty else "\n"
+        print(f"  backtest: bar {done}{share}", end=end, file=sys.stderr, flush=True)
+
+
+COMMANDS = {"backtest": cmd_backtest, "fmel": cmd_fmel, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return COMMANDS[args.command](args, settings)
+    except (CliError, SettingsError) as exc:
+        print(f"tradeops: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tradeops: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

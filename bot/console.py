@@ -1,0 +1,120 @@
+"""Plain-text rendering of results for the terminal (the command line and, later, the shell)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+
+def _pct(x: float | None, sign: bool = True) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:+.2f}%" if sign else f"{x:.2f}%"
+
+
+def _num(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:,.{digits}f}"
+
+
+def format_error(doc: Mapping[str, Any]) -> str:
+    err = doc["error"]
+    where = f" at line {err['line']}" if err.get("line") else ""
+    lines = [f"Backtest {doc['run_id']} failed: {err['kind']} error{where}"]
+    lines.append(f"  {err['message']}")
+    lines.append(f"  Hint: {err['hint']}")
+    if err.get("traceback"):
+        lines += ["  " + ln for ln in err["traceback"].splitlines()]
+    return "\n".join(lines)
+
+
+def format_result(doc: Mapping[str, Any]) -> str:
+    """The readable summary of a backtest result document."""
+    if doc.get("error"):
+        return format_error(doc)
+    p, r = doc["parameters"], doc["results"]
+    strategy = (doc.get("strategy") or {}).get("name", "?")
+    head = (
+        f"Backtest {doc['run_id']} · {strategy} ({doc['agent_id']}) · "
+        f"{', '.join(p['symbols'])} · {p['start_date']} → {p['end_date']} · {p['timeframe']}"
+    )
+    trades = (
+        f"{r['trades_closed']} closed, {r['trades_open']} open · "
+        f"win rate {_pct(r['win_rate_pct'], False)} · "
+        f"profit factor {_num(r['profit_factor'])} · expectancy {_num(r['expectancy'])}"
+    )
+    rows = [
+        ("Return", f"{_pct(r['portfolio_return_pct'])}  (buy & hold "
+                   f"{_pct(r['buy_and_hold_return_pct'])})"),
+        ("Final value", f"{_num(r['final_value'])}  from {_num(r['initial_value'])}"),
+        ("Ratios", f"Sharpe {_num(r['sharpe_ratio'])} · Sortino {_num(r['sortino_ratio'])} · "
+                   f"Calmar {_num(r['calmar_ratio'])} · SQN {_num(r['sqn'])}"),
+        ("Max drawdown", f"{_pct(r['max_drawdown_pct'], False)} ({_num(r['max_drawdown_money'])})"
+                         f" · {r['max_drawdown_duration_bars']} bars"),
+        ("Trades", trades),
+        ("Exposure", _pct(r["exposure_pct"], False)),
+        ("Annual returns", " · ".join(f"{y} {_pct(v)}" for y, v in r["annual_returns"].items())),
+        ("Per symbol", " · ".join(
+            f"{s} {v['net_pnl']:+,.2f} ({v['trades_closed']} trades)"
+            for s, v in r["per_symbol"].items()
+        )),
+    ]  # fmt: skip
+    for check in doc.get("data_checks") or ():
+        rows.append(("Data check", check["message"]))
+    lines = [head] + [f"  {k:<15} {v}" for k, v in rows]
+    lines += _fmel_lines(doc)
+    if doc.get("chart"):
+        lines.append(f"Chart  {doc['chart']}")
+    m = doc.get("monitoring") or {}
+    lines.append(
+        f"Took {m.get('execution_time_s')} s · peak {m.get('peak_memory_mb')} MB · "
+        f"CPU {m.get('cpu_avg_pct')}%"
+    )
+    return "\n".join(lines)
+
+
+def _fmel_lines(doc: Mapping[str, Any]) -> list[str]:
+    f = doc.get("fmel")
+    if not f:
+        return []
+    actions = " · ".join(f"{k} {v}" for k, v in f["actions"].items())
+    return [
+        f"FMEL   {f['decisions']} decisions ({actions}) · chain {f['chain_head'][:12]}…",
+        f"       tradeops fmel {doc['run_id']} --verify",
+    ]
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    rows = [list(map(str, r)) for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(out)
+
+
+def format_decisions(rows: Sequence[Mapping[str, Any]]) -> str:
+    """FMEL rows as a table: bar, time, action, orders, fills, value."""
+
+    def orders(r: Mapping[str, Any]) -> str:
+        return "; ".join(
+            f"{o['side']} {abs(o['size']):g} {o['symbol']} {o['type']}"
+            + (f" @{o['price']:.2f}" if o["price"] is not None and o["type"] != "Market" else "")
+            for o in r["actions_taken"] or ()
+        )
+
+    def fills(r: Mapping[str, Any]) -> str:
+        return "; ".join(
+            f"{f['size']:+g} {f['symbol']} @{f['price']:.2f}" for f in r["fills"] or ()
+        )
+
+    table = [
+        (
+            r["bar_number"],
+            r["timestamp"].strftime("%Y-%m-%d %H:%M"),
+            r["action"],
+            orders(r) or "-",
+            fills(r) or "-",
+            f"{r['portfolio_value']:,.2f}",
+        )
+        for r in rows
+    ]
+    return format_table(["bar", "time", "action", "orders", "fills", "value"], table)

@@ -1,0 +1,285 @@
+"""One backtest: agent file + market data in, the result document (DESIGN.md section 7) out.
+
+Runs wherever ``runtime/`` is shipped (a subprocess, the sandbox, a Cloud Build step).
+Every outcome, including the agent's own failure, is a result document: ``error`` is
+``None`` on success and a :class:`~runtime.errors.RunError` dict otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+
+from runtime import data as market
+from runtime.agent import LoadedAgent, file_sha256, load_agent
+from runtime.chart import render_equity_chart
+from runtime.errors import ErrorKind, RunError, RunFailed, classify, make_error
+from runtime.fmel import FMELRecorder, new_run_id
+from runtime.metrics import RESULT_KEYS, MetricsAnalyzer
+
+Progress = Callable[[int, int | None], None]
+DEFAULT_SYMBOLS = ("SPY",)
+DEFAULT_CASH = 10_000.0
+
+
+@dataclass(frozen=True)
+class BacktestRequest:
+    """Everything a backtest needs; JSON round-trippable so it can cross a process wall."""
+
+    agent_file: Path
+    run_id: str = field(default_factory=new_run_id)
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    start: date | None = None
+    end: date | None = None
+    cash: float = DEFAULT_CASH
+    commission: float = 0.0
+    data_dir: Path = market.DEFAULT_DATA_DIR
+    strategy: str | None = None
+    agent_id: str = ""
+    agent_version: str = ""
+    user_id: str = ""
+    fmel_dir: Path | None = None
+    chart_path: Path | None = None
+
+    def to_json(self) -> str:
+        doc = asdict(self)
+        for key, value in doc.items():
+            if isinstance(value, Path | date):
+                doc[key] = str(value)
+        doc["symbols"] = list(self.symbols)
+        return json.dumps(doc)
+
+    @classmethod
+    def from_json(cls, text: str) -> BacktestRequest:
+        doc = json.loads(text)
+        for key in ("agent_file", "data_dir", "fmel_dir", "chart_path"):
+            if doc.get(key) is not None:
+                doc[key] = Path(doc[key])
+        for key in ("start", "end"):
+            if doc.get(key):
+                doc[key] = date.fromisoformat(doc[key])
+        doc["symbols"] = tuple(doc["symbols"])
+        return cls(**doc)
+
+    @property
+    def resolved_agent_id(self) -> str:
+        return self.agent_id or self.agent_file.stem
+
+
+class _Progress(bt.Analyzer):
+    """Reports bars done / total at most every ``every`` seconds; counts rejected orders."""
+
+    params = (("callback", None), ("every", 0.5))
+
+    def start(self) -> None:
+        lens = [d.buflen() for d in self.strategy.datas]
+        self.total = max(lens) if lens and all(n > 0 for n in lens) else None
+        self.done = 0
+        self.rejected = 0
+        self._next_at = time.monotonic() + self.p.every
+
+    def next(self) -> None:
+        self.done += 1
+        if self.p.callback is not None and time.monotonic() >= self._next_at:
+            self._next_at = time.monotonic() + self.p.every
+            self.p.callback(self.done, self.total)
+
+    prenext = nextstart = next
+
+    def notify_order(self, order: bt.Order) -> None:
+        if order.status in (order.Margin, order.Rejected):
+            self.rejected += 1
+
+    def get_analysis(self) -> dict[str, Any]:
+        return {"done": self.done, "total": self.total, "rejected": self.rejected}
+
+
+def run_backtest(req: BacktestRequest, progress: Progress | None = None) -> dict[str, Any]:
+    """Run one backtest and return its result document; never raises for the agent's faults."""
+    started = _clock()
+    doc = _skeleton(req)
+    agent_sha = file_sha256(req.agent_file) if req.agent_file.is_file() else None
+    doc["agent_sha256"] = agent_sha
+    recorder: list[FMELRecorder] = []
+    try:
+        agent = load_agent(req.agent_file, req.strategy)
+        doc["strategy"] = {"name": agent.name, "params": _params(agent.strategy)}
+        datas = _load_data(req)
+        doc["data_checks"] = [c.to_dict() for d in datas for c in d.checks]
+        doc["parameters"].update(_window(datas))
+        strat = _run(req, agent, datas, progress, recorder)
+        _fill(doc, req, strat)
+    except RunFailed as exc:
+        doc["error"] = exc.error.to_dict()
+    except MemoryError as exc:
+        doc["error"] = classify(exc, req.agent_file).to_dict()
+    except Exception as exc:  # the agent's code ran inside: classify says whose fault
+        doc["error"] = classify(exc, req.agent_file).to_dict()
+    finally:
+        for rec in recorder:
+            rec.close()
+    doc["monitoring"] = _monitoring(started, doc)
+    return doc
+
+
+def error_document(req: BacktestRequest, error: RunError) -> dict[str, Any]:
+    """A result document for a run that failed outside the runtime (timeout, crash)."""
+    doc = _skeleton(req)
+    doc["error"] = error.to_dict()
+    doc["monitoring"] = {
+        "execution_time_s": None,
+        "peak_memory_mb": None,
+        "cpu_avg_pct": None,
+        "decision_count": 0,
+        "errors": 1,
+    }
+    return doc
+
+
+def _skeleton(req: BacktestRequest) -> dict[str, Any]:
+    return {
+        "run_id": req.run_id,
+        "agent_id": req.resolved_agent_id,
+        "agent_sha256": None,
+        "parameters": {
+            "symbols": list(req.symbols),
+            "start_date": req.start.isoformat() if req.start else None,
+            "end_date": req.end.isoformat() if req.end else None,
+            "initial_cash": req.cash,
+            "timeframe": None,
+            "commission": req.commission,
+        },
+        "strategy": None,
+        "results": None,
+        "data_checks": [],
+        "fmel": None,
+        "chart": None,
+        "monitoring": None,
+        "error": None,
+    }
+
+
+def _params(cls: type[bt.Strategy]) -> dict[str, Any]:
+    out = {}
+    for name, value in cls.params._getitems():
+        out[name] = (
+            value if isinstance(value, int | float | str | bool | type(None)) else repr(value)
+        )
+    return out
+
+
+def _load_data(req: BacktestRequest) -> list[market.SymbolData]:
+    try:
+        return market.load(req.data_dir, list(req.symbols), req.start, req.end)
+    except market.DataError as exc:
+        raise RunFailed(make_error(ErrorKind.DATA, str(exc))) from exc
+
+
+def _window(datas: list[market.SymbolData]) -> dict[str, Any]:
+    first = min(d.frame.index[0] for d in datas)
+    last = max(d.frame.index[-1] for d in datas)
+    spacing = np.median(np.diff(datas[0].frame.index.values)) if len(datas[0].frame) > 1 else None
+    return {
+        "symbols": [d.symbol for d in datas],
+        "start_date": first.date().isoformat(),
+        "end_date": last.date().isoformat(),
+        "timeframe": _timeframe_label(spacing),
+    }
+
+
+def _timeframe_label(spacing: Any) -> str | None:
+    if spacing is None:
+        return None
+    seconds = spacing / np.timedelta64(1, "s")
+    for limit, label in ((60.5, "1m"), (3600.5, "1h"), (4 * 86400, "1d"), (11 * 86400, "1w")):
+        if seconds < limit:
+            return label if label != "1m" or seconds >= 59 else f"{int(seconds)}s"
+    return "1mo"
+
+
+def _run(
+    req: BacktestRequest,
+    agent: LoadedAgent,
+    datas: list[market.SymbolData],
+    progress: Progress | None,
+    recorder: list[FMELRecorder],
+) -> bt.Strategy:
+    cerebro = bt.Cerebro()
+    cerebro.broker.setcash(req.cash)
+    if req.commission:
+        cerebro.broker.setcommission(commission=req.commission)
+    for d in datas:
+        cerebro.adddata(market.to_feed(d), name=d.symbol)
+    cerebro.addstrategy(agent.strategy)
+    cerebro.addanalyzer(MetricsAnalyzer, _name="tradeops_metrics")
+    cerebro.addanalyzer(_Progress, _name="tradeops_progress", callback=progress)
+    cerebro.addanalyzer(
+        _RecorderHandle,
+        _name="fmel",
+        out=str(req.fmel_dir) if req.fmel_dir else None,
+        run_id=req.run_id,
+        agent_id=req.resolved_agent_id,
+        agent_version=req.agent_version,
+        user_id=req.user_id,
+        handles=recorder,
+    )
+    strategies = cerebro.run()
+    return strategies[0]
+
+
+class _RecorderHandle(FMELRecorder):
+    """The recorder, made reachable by the runner so it can restore stdout on failure."""
+
+    params = (("handles", None),)  # type: ignore[assignment]  # backtrader merges params
+
+    def start(self) -> None:
+        if self.p.handles is not None:
+            self.p.handles.append(self)
+        super().start()
+
+
+def _fill(doc: dict[str, Any], req: BacktestRequest, strat: bt.Strategy) -> None:
+    metrics = strat.analyzers.tradeops_metrics
+    doc["results"] = {key: metrics.get_analysis()[key] for key in RESULT_KEYS}
+    fmel = strat.analyzers.fmel.get_analysis()
+    doc["fmel"] = {
+        "decisions": fmel["decisions"],
+        "actions": fmel["actions"],
+        "chain_head": fmel["chain_head"],
+    }
+    rejected = strat.analyzers.tradeops_progress.get_analysis()["rejected"]
+    doc["_orders_rejected"] = rejected
+    if req.chart_path is not None:
+        dates, values = metrics.equity_curve()
+        title = f"{req.resolved_agent_id} · {', '.join(req.symbols)}"
+        render_equity_chart(dates, values, req.chart_path, title=title)
+        doc["chart"] = str(req.chart_path)
+
+
+def _clock() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), usage.ru_utime + usage.ru_stime
+
+
+def _monitoring(started: tuple[float, float], doc: dict[str, Any]) -> dict[str, Any]:
+    wall0, cpu0 = started
+    wall1, cpu1 = _clock()
+    wall = max(wall1 - wall0, 1e-9)
+    rejected = doc.pop("_orders_rejected", 0)
+    return {
+        "execution_time_s": round(wall, 3),
+        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "cpu_avg_pct": round(100.0 * (cpu1 - cpu0) / wall, 1),
+        "decision_count": (doc["fmel"] or {}).get("decisions", 0),
+        "orders_rejected": rejected,
+        "errors": 1 if doc["error"] else 0,
+    }
