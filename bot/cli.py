@@ -125,7 +125,7 @@ def _backtest_options(b: argparse.ArgumentParser) -> None:
         help="market data folder (default $TRADEOPS_DATA_DIR or the bundled sample)",
     )
     b.add_argument(
-        "--strategy", metavar="NAME", help="strategy class to run, if the file has several"
+        "--strategy", metavar="NAME", help="strategy class to run (files with several)"
     )
     b.add_argument(
         "--timeout",

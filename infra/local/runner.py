@@ -8,6 +8,7 @@ killed as a whole on timeout, and an environment holding nothing but what Python
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -132,10 +133,8 @@ def _duration(seconds: float) -> str:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait()
 
 
