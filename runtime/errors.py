@@ -119,7 +119,7 @@ def _agent_frames(
 
 
 def _format(exc: BaseException, frames: list[traceback.FrameSummary]) -> str:
-    lines = ["Traceback (agent frames only):"]
+    lines = ["Traceback (agent frames only):\n"]
     lines += traceback.format_list(frames)
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines).rstrip()
