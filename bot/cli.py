@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.console import format_decisions, format_result
-from infra.local.runner import DEFAULT_TIMEOUT_S, LOG_FILE, SubprocessRunner
 from infra.settings import Settings, SettingsError
-from runtime.backtest import DEFAULT_CASH, BacktestRequest
-from runtime.fmel import new_run_id
-from runtime.fmel import store as fmel_store
+from runtime.defaults import DEFAULT_CASH, DEFAULT_TIMEOUT_S
+from runtime.paths import EXAMPLES_DIR
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "runtime" / "examples"
+# backtrader, pandas and pyarrow are imported by the commands that need them, so that
+# `tradeops --help` and usage errors answer at once.
 DEMO_AGENT = EXAMPLES_DIR / "sma_cross.py"
 
 
@@ -124,9 +123,7 @@ def _backtest_options(b: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="market data folder (default $TRADEOPS_DATA_DIR or the bundled sample)",
     )
-    b.add_argument(
-        "--strategy", metavar="NAME", help="strategy class to run (files with several)"
-    )
+    b.add_argument("--strategy", metavar="NAME", help="strategy class to run (files with several)")
     b.add_argument(
         "--timeout",
         type=_positive(float),
@@ -146,6 +143,10 @@ def _backtest_options(b: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------- commands
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.local.runner import LOG_FILE, SubprocessRunner
+    from runtime.backtest import BacktestRequest
+    from runtime.fmel import new_run_id
+
     if not args.file.is_file():
         raise CliError(f"agent file not found: {args.file}")
     run_id = new_run_id()
@@ -179,6 +180,8 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_fmel(args: argparse.Namespace, settings: Settings) -> int:
+    from runtime.fmel import store as fmel_store
+
     root = settings.fmel_dir
     run_id = resolve_run_id(root, args.run_id)
     if args.verify:
@@ -205,6 +208,8 @@ def cmd_fmel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def resolve_run_id(root: Path, wanted: str) -> str:
+    from runtime.fmel import store as fmel_store
+
     ids = fmel_store.run_ids(root)
     if not ids:
         raise CliError(f"no FMEL runs under {root} yet: run `tradeops backtest FILE` first")

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.data import DEFAULT_DATA_DIR
+from runtime.paths import DEFAULT_DATA_DIR
 
 
 class SettingsError(ValueError):

@@ -22,13 +22,13 @@ import numpy as np
 from runtime import data as market
 from runtime.agent import LoadedAgent, file_sha256, load_agent
 from runtime.chart import render_equity_chart
+from runtime.defaults import DEFAULT_CASH as DEFAULT_CASH
+from runtime.defaults import DEFAULT_SYMBOLS
 from runtime.errors import ErrorKind, RunError, RunFailed, classify, make_error
 from runtime.fmel import FMELRecorder, new_run_id
 from runtime.metrics import RESULT_KEYS, MetricsAnalyzer
 
 Progress = Callable[[int, int | None], None]
-DEFAULT_SYMBOLS = ("SPY",)
-DEFAULT_CASH = 10_000.0
 
 
 @dataclass(frozen=True)

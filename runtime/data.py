@@ -26,7 +26,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-DEFAULT_DATA_DIR: Path = Path(__file__).parent / "sample_data" / "daily"
+from runtime.paths import DEFAULT_DATA_DIR as DEFAULT_DATA_DIR
 
 CSV_HEADER: tuple[str, ...] = ("Date", "Open", "High", "Low", "Close", "Adj Close", "Volume")
 FRAME_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "openinterest")

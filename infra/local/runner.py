@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from runtime.backtest import BacktestRequest, error_document
+from runtime.defaults import DEFAULT_TIMEOUT_S
 from runtime.errors import ErrorKind, make_error
 
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.json"
 REQUEST_FILE = "request.json"
 LOG_FILE = "agent.log"
-DEFAULT_TIMEOUT_S = 20 * 60  # the seed's Cloud Build limit
 DEFAULT_LOG_LIMIT = 1 << 20
 
 Progress = Callable[[int, int | None], None]

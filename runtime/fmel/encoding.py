@@ -64,12 +64,16 @@ def normalise(x: float | None) -> float | None:
     if math.isinf(x):
         return x
     m, e = math.frexp(x)
-    return math.ldexp(round(m * _SCALE) / _SCALE, e) + 0.0
+    try:
+        return math.ldexp(round(m * _SCALE) / _SCALE, e) + 0.0
+    except OverflowError:  # within half a unit of float max: rounds up to inf, as numpy does
+        return math.copysign(math.inf, x)
 
 
 def normalise_array(a: np.ndarray) -> np.ndarray:
     m, e = np.frexp(a)
-    out = np.ldexp(np.round(m * _SCALE) / _SCALE, e) + 0.0
+    with np.errstate(over="ignore", invalid="ignore"):  # no warning text into the bar log
+        out = np.ldexp(np.round(m * _SCALE) / _SCALE, e) + 0.0
     out[np.isnan(out)] = np.nan
     return out
 

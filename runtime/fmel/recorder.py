@@ -38,7 +38,7 @@ from backtrader.linebuffer import LineBuffer
 
 from runtime.fmel import encoding as enc
 from runtime.fmel.probe import Tracker
-from runtime.fmel.store import BatchWriter, RunHeader
+from runtime.fmel.store import BatchWriter, RunHeader, read_summary
 
 
 class _Tee(io.TextIOBase):
@@ -111,6 +111,9 @@ class FMELRecorder(bt.Analyzer):
         self._decisions = 0
         self._counts = dict.fromkeys(enc.ACTIONS, 0)
         self._first_ts: float | None = None
+        self._first_bar = int(self.p.first_bar)
+        if self.p.prev_hash and self.p.out:
+            self._resume(Path(self.p.out))
         self._last_ts: float | None = None
         self._last_flush = time.monotonic()
         self._last_row = int(self.p.batch_rows) - 1
@@ -134,6 +137,31 @@ class FMELRecorder(bt.Analyzer):
             self._saved_streams = (sys.stdout, sys.stderr)
             sys.stdout = _Tee(sys.stdout, self._logbuf)
             sys.stderr = _Tee(sys.stderr, self._logbuf)
+            self._restore_on_error()
+
+    def _restore_on_error(self) -> None:
+        """Give the streams back if the run fails: backtrader never calls stop() then.
+
+        Wraps the cerebro's run loop and the strategy's stop, which run once a run (they
+        are looked up after the analyzers start), so nothing is added to the per-bar path.
+        """
+        self._guarded = [(self.strategy.cerebro, n) for n in _RUN_LOOPS]
+        self._guarded.append((self.strategy, "_stop"))
+        for obj, name in self._guarded:
+            setattr(obj, name, _closing_on_error(getattr(obj, name), self.close))
+
+    def _resume(self, root: Path) -> None:
+        """Continuing a run (a paper session after a restart): carry its summary on."""
+        prior = read_summary(root, self.run_id)
+        if prior is None:
+            return
+        self._genesis = prior["genesis"]
+        self._first_bar = int(prior["first_bar"])
+        self._decisions = int(prior["decisions"])
+        for action, count in prior["actions"].items():
+            self._counts[action] = self._counts.get(action, 0) + int(count)
+        first = prior["first_timestamp"]
+        self._first_ts = None if first is None else float(enc.datetime_to_us(first))
 
     def _reset_columns(self) -> None:
         self._c_stage: list[int] = []
@@ -393,10 +421,13 @@ class FMELRecorder(bt.Analyzer):
             self._writer.close()
 
     def close(self) -> None:
-        """Restore stdout/stderr; safe to call twice (the runner calls it on errors)."""
+        """Restore stdout/stderr and unwrap; safe to call twice (runners call it on errors)."""
         if self._saved_streams is not None:
             sys.stdout, sys.stderr = self._saved_streams
             self._saved_streams = None
+        for obj, name in getattr(self, "_guarded", ()):
+            vars(obj).pop(name, None)  # back to the class's method
+        self._guarded = []
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -407,13 +438,27 @@ class FMELRecorder(bt.Analyzer):
             "last_bar_us": self._last_ts,
             "chain_head": self._head,
             "genesis": self._genesis,
-            "first_bar": int(self.p.first_bar),
+            "first_bar": self._first_bar,
         }
 
     def get_analysis(self) -> dict[str, Any]:
         out = self.summary()
         out["path"] = str(self._writer.run_dir) if self._writer is not None else None
         return out
+
+
+_RUN_LOOPS = ("_runonce", "_runnext", "_runonce_old", "_runnext_old")
+
+
+def _closing_on_error(method: Any, close: Any) -> Any:
+    def guarded(*args: Any) -> Any:
+        try:
+            return method(*args)
+        except BaseException:
+            close()
+            raise
+
+    return guarded
 
 
 def _indicator_lines(strat: bt.Strategy) -> tuple[list[str], list[LineBuffer]]:

@@ -1,0 +1,7 @@
+"""Where the runtime's bundled files are (importing this loads nothing heavy)."""
+
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_DATA_DIR = PACKAGE_DIR / "sample_data" / "daily"
+EXAMPLES_DIR = PACKAGE_DIR / "examples"
