@@ -168,7 +168,9 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         chart_path=(args.chart or work / "chart.png").resolve(),
     )
     runner = SubprocessRunner(timeout_s=args.timeout)
-    doc = runner.run(req, work, _ProgressLine())
+    progress = _ProgressLine()
+    doc = runner.run(req, work, progress)
+    progress.finish()
     (work / "result.json").write_text(json.dumps(doc, indent=2))
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -249,6 +251,7 @@ class _ProgressLine:
         self.t0 = time.monotonic()
         self.tty = sys.stderr.isatty()
         self.last_print = 0.0
+        self.shown = False
 
     def __call__(self, done: int, total: int | None) -> None:
         now = time.monotonic()
@@ -258,6 +261,11 @@ class _ProgressLine:
         share = f"/{total} ({100 * done // total}%)" if total else ""
         end = "\r" if self.tty else "\n"
         print(f"  backtest: bar {done}{share}", end=end, file=sys.stderr, flush=True)
+        self.shown = True
+
+    def finish(self) -> None:
+        if self.tty and self.shown:
+            print(file=sys.stderr)
 
 
 COMMANDS = {"backtest": cmd_backtest, "fmel": cmd_fmel, "demo": cmd_demo}

@@ -261,7 +261,8 @@ def _fill(doc: dict[str, Any], req: BacktestRequest, strat: bt.Strategy) -> None
     if req.chart_path is not None:
         dates, values = metrics.equity_curve()
         title = f"{req.resolved_agent_id} · {', '.join(req.symbols)}"
-        render_equity_chart(dates, values, req.chart_path, title=title)
+        benchmark = metrics.buy_and_hold_curve()
+        render_equity_chart(dates, values, req.chart_path, title=title, benchmark=benchmark)
         doc["chart"] = str(req.chart_path)
 
 

@@ -301,6 +301,23 @@ class MetricsAnalyzer(bt.Analyzer):
             np.array(self._value, dtype=np.float64),
         )
 
+    def buy_and_hold_curve(self) -> np.ndarray:
+        """The initial value held equally in every data from its first close (for the chart).
+
+        A data that has not started yet counts as cash until its first bar.
+        """
+        curves = []
+        for close in self._close:
+            c = np.frombuffer(close, dtype=np.float64)
+            seen = np.isfinite(c)
+            if not seen.any():
+                continue
+            first = c[np.argmax(seen)]
+            curves.append(np.where(seen, c / first, 1.0))
+        if not curves:
+            return np.full(len(self._value), self._initial)
+        return np.asarray(self._initial * np.mean(curves, axis=0), dtype=np.float64)
+
     def cash_curve(self) -> np.ndarray:
         """Broker cash at each bar close (aligned with :meth:`equity_curve`)."""
         return np.array(self._cash, dtype=np.float64)

@@ -40,16 +40,48 @@ from runtime.fmel import encoding as enc
 from runtime.fmel.probe import Tracker
 from runtime.fmel.store import BatchWriter, RunHeader, read_summary
 
+LOG_CHARS_PER_BAR = 16_384  # what one bar's log keeps; an agent printing more is cut
+
+
+class _LogSink:
+    """What the agent printed during the current bar, up to a budget."""
+
+    __slots__ = ("dropped", "parts", "room")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.room = LOG_CHARS_PER_BAR
+        self.dropped = 0
+
+    def add(self, s: str) -> None:
+        if len(s) <= self.room:
+            self.parts.append(s)
+            self.room -= len(s)
+        else:
+            if self.room > 0:
+                self.parts.append(s[: self.room])
+            self.dropped += len(s) - max(self.room, 0)
+            self.room = 0
+
+    def take(self) -> list[str]:
+        lines = "".join(self.parts).splitlines()
+        if self.dropped:
+            lines.append(f"[{self.dropped} more characters printed, not recorded]")
+        self.parts.clear()
+        self.room = LOG_CHARS_PER_BAR
+        self.dropped = 0
+        return lines
+
 
 class _Tee(io.TextIOBase):
     """Passes writes through and keeps a copy for the current bar's log."""
 
-    def __init__(self, inner: Any, sink: list[str]) -> None:
+    def __init__(self, inner: Any, sink: _LogSink) -> None:
         self._inner = inner
         self._sink = sink
 
     def write(self, s: str) -> int:
-        self._sink.append(s)
+        self._sink.add(s)
         return int(self._inner.write(s))
 
     def flush(self) -> None:
@@ -130,13 +162,14 @@ class FMELRecorder(bt.Analyzer):
         self._access_patterns: list[tuple[bytes, list[dict[str, Any]]]] = [(b"", [])]
         if self.p.track_data:
             self._install_probes()
-        self._logbuf: list[str] = []
+        self._log = _LogSink()
+        self._logbuf = self._log.parts  # checked every bar: a plain list is quickest
         self._saved_streams: tuple[Any, Any] | None = None
         self._bind_hot_path()
         if self.p.capture_log:
             self._saved_streams = (sys.stdout, sys.stderr)
-            sys.stdout = _Tee(sys.stdout, self._logbuf)
-            sys.stderr = _Tee(sys.stderr, self._logbuf)
+            sys.stdout = _Tee(sys.stdout, self._log)
+            sys.stderr = _Tee(sys.stderr, self._log)
             self._restore_on_error()
 
     def _restore_on_error(self) -> None:
@@ -265,8 +298,7 @@ class FMELRecorder(bt.Analyzer):
             self._c_fills[i] = self._pending_fills
             self._pending_fills = []
         if self._logbuf:
-            self._c_log[i] = "".join(self._logbuf).splitlines()
-            self._logbuf.clear()
+            self._c_log[i] = self._log.take()
         seen = self._tracker.seen
         self._c_access.append(self._access_code(seen) if seen else 0)
         if i >= self._last_row or (
@@ -413,8 +445,7 @@ class FMELRecorder(bt.Analyzer):
     # ----------------------------------------------------------------- end
     def stop(self) -> None:
         self._flush()
-        tail_log = "".join(self._logbuf).splitlines()
-        self._logbuf.clear()
+        tail_log = self._log.take()
         self.close()
         if self._writer is not None:
             self._writer.write_summary(self.summary(), tail_log)

@@ -772,3 +772,24 @@ def test_a_rechained_forgery_is_caught_by_the_summary(
     result = verify_run(root, run_id)
     assert not result.ok
     assert "chain head" in (result.reason or "")
+
+
+# ------------------------------------------------------- a flood of prints is cut per bar
+def test_a_bar_log_is_cut_at_its_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from runtime.fmel.recorder import LOG_CHARS_PER_BAR
+
+    class Flood(bt.Strategy):
+        def next(self) -> None:
+            if len(self) == 3:
+                print("x" * (LOG_CHARS_PER_BAR * 4))
+            if len(self) == 4:
+                print("quiet")
+
+    result = run(Flood, frames(n=10), out=tmp_path)
+    rows = {r["bar_number"]: r for r in result.rows()}
+    kept = rows[3]["log"]
+    assert sum(len(line) for line in kept[:-1]) == LOG_CHARS_PER_BAR
+    assert kept[-1].startswith(f"[{LOG_CHARS_PER_BAR * 3 + 1} more characters")
+    assert rows[4]["log"] == ["quiet"]
+    assert capsys.readouterr().out.count("x") == LOG_CHARS_PER_BAR * 4  # stdout got it all
+    assert verify_run(tmp_path, result.fmel["run_id"]).ok

@@ -380,3 +380,19 @@ def _dates(step: str, n: int = 50) -> np.ndarray:
 )
 def test_periods_per_year(dates: np.ndarray, expected: float | None) -> None:
     assert periods_per_year(dates) == (None if expected is None else pytest.approx(expected))
+
+
+def test_buy_and_hold_curve_ends_at_the_buy_and_hold_return() -> None:
+    from runtime.data import synthetic_frame
+
+    cerebro = bt.Cerebro()
+    for i, name in enumerate(("AAA", "BBB")):
+        cerebro.adddata(bt.feeds.PandasData(dataname=synthetic_frame(120, seed=i)), name=name)
+    cerebro.addstrategy(bt.Strategy)
+    cerebro.addanalyzer(MetricsAnalyzer, _name="m")
+    m = cerebro.run()[0].analyzers.m
+    curve = m.buy_and_hold_curve()
+    assert len(curve) == len(m.equity_curve()[1])
+    assert curve[0] == pytest.approx(10_000.0)
+    expected = m.get_analysis()["buy_and_hold_return_pct"]
+    assert (curve[-1] / 10_000.0 - 1) * 100 == pytest.approx(expected)
