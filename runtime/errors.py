@@ -109,6 +109,12 @@ def classify(exc: BaseException, agent_file: Path | None) -> RunError:
     return make_error(ErrorKind.PLATFORM, f"{type(exc).__name__}: {exc}")
 
 
+def _by_name(frame: traceback.FrameSummary) -> traceback.FrameSummary:
+    return traceback.FrameSummary(
+        Path(frame.filename).name, frame.lineno, frame.name, line=frame.line
+    )
+
+
 def _agent_frames(
     tb: TracebackType | None, agent_file: Path | None
 ) -> list[traceback.FrameSummary]:
@@ -119,7 +125,8 @@ def _agent_frames(
 
 
 def _format(exc: BaseException, frames: list[traceback.FrameSummary]) -> str:
+    """The agent's frames, named by the file's own name (not where the sandbox put it)."""
     lines = ["Traceback (agent frames only):\n"]
-    lines += traceback.format_list(frames)
+    lines += traceback.format_list([_by_name(f) for f in frames])
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines).rstrip()

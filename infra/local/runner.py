@@ -11,23 +11,39 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
+from infra.local.sandbox import (
+    Isolation,
+    Limits,
+    Mount,
+    Sandbox,
+    SandboxUnavailable,
+    pids_limit_hit,
+    remove_cgroup,
+)
 from runtime.backtest import BacktestRequest, error_document
 from runtime.defaults import DEFAULT_TIMEOUT_S
-from runtime.errors import ErrorKind, make_error
+from runtime.errors import ErrorKind, RunError, make_error
+from runtime.fmel.store import DECISIONS, SUMMARIES
 
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.json"
 REQUEST_FILE = "request.json"
 LOG_FILE = "agent.log"
+BOX_DIR = "box"
+SANDBOX_OUT = "/out"
+SANDBOX_IN = "/in"
+SANDBOX_DATA = "/data"
 DEFAULT_LOG_LIMIT = 1 << 20
 
 Progress = Callable[[int, int | None], None]
@@ -44,30 +60,43 @@ def child_env() -> dict[str, str]:
 
 
 class SubprocessRunner:
+    """Runs backtests in a sandbox (see ``sandbox.py``), one child process tree per run.
+
+    Layout of a run's folder on the host::
+
+        request.json   the request as asked (host paths)
+        result.json    the result document (written here by the runner)
+        agent.log      the agent's output, capped
+        chart.png      the chart, moved out of the box
+        box/           the only folder the sandbox may write (mounted at /out)
+
+    FMEL rows the run wrote in ``box/fmel`` are moved into the FMEL store afterwards, so
+    a sandboxed run never sees, let alone writes, other runs' records.
+    """
+
     def __init__(
         self,
         *,
+        sandbox: Sandbox | None = None,
         python: str = sys.executable,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         log_limit: int = DEFAULT_LOG_LIMIT,
         poll_s: float = 0.1,
+        allow_unsafe: bool = False,
     ) -> None:
         self.python = python
         self.timeout_s = timeout_s
         self.log_limit = log_limit
         self.poll_s = poll_s
+        self._sandbox = sandbox
+        self.allow_unsafe = allow_unsafe
 
-    def command(self, work_dir: Path) -> list[str]:
-        return [
-            self.python,
-            "-m",
-            "runtime",
-            "backtest",
-            "--request",
-            str(work_dir / REQUEST_FILE),
-            "--out",
-            str(work_dir),
-        ]
+    @property
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            limits = Limits(timeout_s=self.timeout_s, log_bytes=self.log_limit)
+            self._sandbox = Sandbox.detect(limits, allow_unsafe=self.allow_unsafe)
+        return self._sandbox
 
     def run(
         self, req: BacktestRequest, work_dir: Path, on_progress: Progress | None = None
@@ -77,23 +106,44 @@ class SubprocessRunner:
         (work_dir / REQUEST_FILE).write_text(req.to_json())
         for stale in (RESULT_FILE, PROGRESS_FILE):
             (work_dir / stale).unlink(missing_ok=True)
-        proc = subprocess.Popen(
-            self.command(work_dir),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=child_env(),
-            cwd=work_dir,
-            start_new_session=True,
-        )
-        assert proc.stdout is not None
-        log = _LogPump(proc.stdout, work_dir / LOG_FILE, self.log_limit)
-        timed_out = self._wait(proc, work_dir, on_progress)
-        log.join()
-        return self._outcome(req, work_dir, proc.returncode, timed_out)
+        box = work_dir / BOX_DIR
+        shutil.rmtree(box, ignore_errors=True)
+        box.mkdir()
+        try:
+            sandbox = self.sandbox
+        except SandboxUnavailable as exc:
+            return error_document(req, make_error(ErrorKind.PLATFORM, str(exc)))
+        view = _View.of(sandbox, req, box)
+        (box / REQUEST_FILE).write_text(view.request.to_json())
+        argv = [self.python, "-m", "runtime", "backtest"]
+        argv += ["--request", view.path(box / REQUEST_FILE), "--out", view.path(box)]
+        cmd = sandbox.command(argv, view.mounts, view.env(), cwd=view.path(box))
+        cgroup = sandbox.cgroup(f"{req.run_id}-{os.getpid()}")
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=view.env(),
+                cwd=box,
+                preexec_fn=sandbox.preexec(cgroup),  # limits must apply before exec
+            )
+            assert proc.stdout is not None
+            log = _LogPump(proc.stdout, work_dir / LOG_FILE, self.log_limit)
+            timed_out = self._wait(proc, box, on_progress)
+            log.join()
+            forks_capped = pids_limit_hit(cgroup)
+        finally:
+            remove_cgroup(cgroup)
+        doc = self._outcome(req, box, proc.returncode, timed_out, forks_capped)
+        doc["sandbox"] = sandbox.describe()
+        _collect(box, work_dir, req, doc)
+        shutil.rmtree(box, ignore_errors=True)
+        return doc
 
     def _wait(
-        self, proc: subprocess.Popen[bytes], work_dir: Path, on_progress: Progress | None
+        self, proc: subprocess.Popen[bytes], box: Path, on_progress: Progress | None
     ) -> bool:
         deadline = time.monotonic() + self.timeout_s
         seen: tuple[int, int | None] | None = None
@@ -102,7 +152,7 @@ class SubprocessRunner:
                 _kill_group(proc)
                 return True
             if on_progress is not None:
-                got = _read_progress(work_dir)
+                got = _read_progress(box)
                 if got is not None and got != seen:
                     seen = got
                     on_progress(*got)
@@ -111,21 +161,108 @@ class SubprocessRunner:
         return False
 
     def _outcome(
-        self, req: BacktestRequest, work_dir: Path, code: int, timed_out: bool
+        self, req: BacktestRequest, box: Path, code: int, timed_out: bool, forks_capped: bool
     ) -> dict[str, Any]:
         if timed_out:
             msg = f"TimeoutError: backtest exceeded {_duration(self.timeout_s)}"
             return error_document(req, make_error(ErrorKind.TIMEOUT, msg))
         try:
-            doc: dict[str, Any] = json.loads((work_dir / RESULT_FILE).read_text())
-            return doc
+            doc: dict[str, Any] = json.loads((box / RESULT_FILE).read_text())
         except (OSError, ValueError):
-            pass
-        if code in (-signal.SIGKILL, -signal.SIGSEGV, 137):
-            msg = f"the backtest process was killed (exit {code}); it may have run out of memory"
-            return error_document(req, make_error(ErrorKind.MEMORY, msg))
-        msg = f"the runtime exited with code {code} without a result (see the run's log)"
-        return error_document(req, make_error(ErrorKind.PLATFORM, msg))
+            return error_document(req, _crash_error(code, self.sandbox.limits))
+        if forks_capped and doc.get("error") and doc["error"]["kind"] == ErrorKind.AGENT:
+            doc["error"]["message"] += (
+                f" (the process limit of {self.sandbox.limits.processes} was reached)"
+            )
+        return doc
+
+
+def _crash_error(code: int, limits: Limits) -> RunError:
+    """Why the runtime ended without a result, from how it ended.
+
+    A process killed by a signal shows as ``-signal`` when it is our child, and as
+    ``128 + signal`` when bubblewrap (its parent inside the sandbox) reports it.
+    """
+    sig = -code if code < 0 else code - 128 if code > 128 else None
+    if sig == signal.SIGXCPU:
+        limit = limits.cpu_seconds or int(limits.timeout_s) + 1
+        msg = f"TimeoutError: the CPU time limit ({limit} s) was reached"
+        return make_error(ErrorKind.TIMEOUT, msg)
+    if sig in (signal.SIGKILL, signal.SIGSEGV):
+        msg = (
+            f"the backtest process was killed (signal {sig}); it may have run out of memory "
+            f"(limit {limits.memory_mb} MB)"
+        )
+        return make_error(ErrorKind.MEMORY, msg)
+    if sig == signal.SIGXFSZ:
+        msg = f"the run wrote a file larger than the limit ({limits.file_mb} MB)"
+        return make_error(ErrorKind.AGENT, msg)
+    msg = f"the runtime exited with code {code} without a result (see the run's log)"
+    return make_error(ErrorKind.PLATFORM, msg)
+
+
+@dataclass(frozen=True)
+class _View:
+    """How the run's files appear inside the sandbox."""
+
+    request: BacktestRequest
+    mounts: tuple[Mount, ...]
+    private_fs: bool
+    box: Path
+
+    @classmethod
+    def of(cls, sandbox: Sandbox, req: BacktestRequest, box: Path) -> _View:
+        if sandbox.isolation is not Isolation.BUBBLEWRAP:  # no mount namespace: host paths
+            inner = replace(req, fmel_dir=box / "fmel", chart_path=box / "chart.png")
+            return cls(inner, (), False, box)
+        agent = f"{SANDBOX_IN}/{req.agent_file.name}"
+        inner = replace(
+            req,
+            agent_file=Path(agent),
+            data_dir=Path(SANDBOX_DATA),
+            fmel_dir=Path(SANDBOX_OUT) / "fmel",
+            chart_path=Path(SANDBOX_OUT) / "chart.png",
+        )
+        mounts = (
+            Mount(box, SANDBOX_OUT, writable=True),
+            Mount(req.agent_file, agent),
+            Mount(req.data_dir, SANDBOX_DATA),
+        )
+        return cls(inner, mounts, True, box)
+
+    def env(self) -> dict[str, str]:
+        home = "/tmp" if self.private_fs else str(self.box)  # noqa: S108 - the sandbox's tmpfs
+        return {**child_env(), "HOME": home, "MPLCONFIGDIR": home}
+
+    def path(self, host: Path) -> str:
+        """The sandbox's name for a path inside the box."""
+        if not self.private_fs:
+            return str(host)
+        return str(Path(SANDBOX_OUT) / host.relative_to(self.box))
+
+
+def _collect(box: Path, work_dir: Path, req: BacktestRequest, doc: dict[str, Any]) -> None:
+    """Move what the run produced out of its box: FMEL rows, chart, progress, result."""
+    fmel = box / "fmel"
+    if req.fmel_dir is not None and fmel.is_dir():
+        for kind, name in ((DECISIONS, req.run_id), (SUMMARIES, f"{req.run_id}.parquet")):
+            src = fmel / kind / name
+            if src.exists() and not src.is_symlink():
+                dst = req.fmel_dir / kind / name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(dst, ignore_errors=True)
+                shutil.move(str(src), dst)
+    chart = box / "chart.png"
+    made = chart.is_file() and not chart.is_symlink()
+    if doc.get("chart") and req.chart_path is not None and made:
+        req.chart_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(chart), req.chart_path)
+        doc["chart"] = str(req.chart_path)
+    else:
+        doc["chart"] = None
+    if (box / PROGRESS_FILE).is_file():
+        shutil.copyfile(box / PROGRESS_FILE, work_dir / PROGRESS_FILE)
+    (work_dir / RESULT_FILE).write_text(json.dumps(doc))
 
 
 def _duration(seconds: float) -> str:

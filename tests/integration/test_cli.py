@@ -34,7 +34,6 @@ from runtime.data import DEFAULT_DATA_DIR, load, to_feed
 from tests.conftest import (
     SMA_CROSS,
     CliResult,
-    pid_alive,
     processes_mentioning,
     run_cli_in,
     survivors,
@@ -51,7 +50,7 @@ RESULT_KEYS = {
 }  # fmt: skip
 DOC_KEYS = {
     "run_id", "agent_id", "agent_sha256", "parameters", "strategy", "results",
-    "data_checks", "fmel", "chart", "monitoring", "error",
+    "data_checks", "fmel", "chart", "monitoring", "error", "sandbox",
 }  # fmt: skip
 SAMPLE_SYMBOLS = ("AAPL", "GLD", "MSFT", "QQQ", "SPY", "TLT")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -115,21 +114,18 @@ AGENTS = {
                 if not self.position:
                     self.buy()
         """,
-    # an endless next(), and a helper process in the run's process group whose command
-    # line names this file; the helper writes its pid next to the file
+    # an endless next(), and a helper process started by the agent whose command line
+    # carries a marker the test looks for on the host afterwards
     "forever_agent.py": """
         import subprocess
         import sys
-        from pathlib import Path
 
         import backtrader as bt
 
-        HELPER = (  # writes its pid atomically, then waits to be killed
-            "import os, sys, time; open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid())); "
-            "os.replace(sys.argv[1] + '.tmp', sys.argv[1]); time.sleep(60)"
+        helper = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)", "forever-helper-7f3a9c"]
         )
-        PID_FILE = str(Path(__file__).with_name("helper.pid"))
-        helper = subprocess.Popen([sys.executable, "-c", HELPER, PID_FILE, __file__])
+        print("helper started", helper.pid, flush=True)
 
 
         class Forever(bt.Strategy):
@@ -536,7 +532,8 @@ def test_agent_exception_points_at_the_agent_line(runs: Runs) -> None:
     assert "backtrader" not in tb and "site-packages" not in tb and "runtime" not in tb
     lines = tb.splitlines()
     assert lines[0] == "Traceback (agent frames only):"
-    assert re.findall(r'File "([^"]+)", line (\d+)', tb) == [(agent, "7"), (agent, "11")]
+    name = Path(agent).name  # the agent's own file name, not where it sits in the sandbox
+    assert re.findall(r'File "([^"]+)", line (\d+)', tb) == [(name, "7"), (name, "11")]
     assert "return 1 / zero" in tb
     assert lines[-1] == "ZeroDivisionError: division by zero"
 
@@ -605,15 +602,14 @@ def test_timeout_kills_the_whole_process_group(runs: Runs) -> None:
     assert err["kind"] == "timeout"
     assert "3 seconds" in err["message"]
     agent = runs.ctx.agent("forever_agent.py")
-    pid_file = agent.with_name("helper.pid")
-    assert pid_file.exists(), "the agent's helper never started (machine overloaded?)"
-    helper_pid = int(pid_file.read_text())
-    left = survivors(lambda: [helper_pid] if pid_alive(helper_pid) else [])
+    [run_dir] = (runs.ctx.home("timeout") / "runs").iterdir()
+    log = (run_dir / "agent.log").read_text()
+    assert "helper started" in log, "the agent's helper never started (machine overloaded?)"
+    left = survivors(lambda: processes_mentioning("forever-helper-7f3a9c"))
     for pid in left:  # do not leave it running when the test fails
         os.kill(pid, signal.SIGKILL)
     assert left == []
     assert survivors(lambda: processes_mentioning(str(agent))) == []
-    [run_dir] = (runs.ctx.home("timeout") / "runs").iterdir()
     assert survivors(lambda: processes_mentioning(str(run_dir))) == []  # the runtime child itself
 
 

