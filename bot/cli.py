@@ -9,12 +9,16 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.console import format_decisions, format_result
+from bot.console import format_decisions, format_result, format_validation
 from infra.settings import Settings, SettingsError
 from runtime.defaults import DEFAULT_CASH, DEFAULT_TIMEOUT_S
 from runtime.paths import EXAMPLES_DIR
+
+if TYPE_CHECKING:
+    from infra.local.sandbox import Limits, Sandbox
+    from workers.validation import ValidationReport
 
 # backtrader, pandas and pyarrow are imported by the commands that need them, so that
 # `tradeops --help` and usage errors answer at once.
@@ -86,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--verify", action="store_true", help="recompute and check the hash chain")
     f.add_argument("--json", action="store_true", help="print JSON")
 
+    v = sub.add_parser("validate", help="check an agent file without running it", description=(
+        "Check the agent in FILE statically, without running any of it: size, encoding, "
+        "syntax, imports, forbidden names and attributes, and which strategy would run. "
+        "Exit status 0 when valid, 1 when not."))  # fmt: skip
+    v.add_argument("file", type=Path, metavar="FILE", help="agent file (.py)")
+    v.add_argument("--strategy", metavar="NAME", help="strategy class to run (files with several)")
+    v.add_argument("--json", action="store_true",
+                   help="print exactly the validation report as JSON on stdout")  # fmt: skip
+
     d = sub.add_parser("demo", help="backtest the bundled example agent", description=(
         "Backtest the bundled SMA-cross example agent on the bundled sample data, "
         "then verify its FMEL record."))  # fmt: skip
@@ -139,6 +152,8 @@ def _backtest_options(b: argparse.ArgumentParser) -> None:
     )
     b.add_argument("--json", action="store_true",
                    help="print exactly the result document as JSON on stdout")  # fmt: skip
+    b.add_argument("--unsafe", action="store_true",
+                   help="run unsandboxed where no sandbox can be had (trusted code)")  # fmt: skip
 
 
 # ---------------------------------------------------------------------- commands
@@ -167,10 +182,26 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         fmel_dir=settings.fmel_dir,
         chart_path=(args.chart or work / "chart.png").resolve(),
     )
-    runner = SubprocessRunner(timeout_s=args.timeout)
-    progress = _ProgressLine()
-    doc = runner.run(req, work, progress)
-    progress.finish()
+    report = _validate(args.file, args.strategy, settings)
+    if report.ok:
+        limits = settings.sandbox_limits(timeout_s=args.timeout)
+        sandbox = _sandbox(limits, args.unsafe)
+        runner = SubprocessRunner(
+            sandbox=sandbox, timeout_s=args.timeout, log_limit=limits.log_bytes
+        )
+        progress = _ProgressLine()
+        doc = runner.run(req, work, progress)
+        progress.finish()
+    else:  # refused before any of it runs
+        from runtime.backtest import error_document
+
+        error = report.first_error_as_run_error()
+        assert error is not None
+        doc = error_document(req, error)
+        doc["agent_sha256"] = report.sha256
+        doc["sandbox"] = None  # nothing ran
+    doc["validation"] = report.to_dict()
+    work.mkdir(parents=True, exist_ok=True)
     (work / "result.json").write_text(json.dumps(doc, indent=2))
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -233,7 +264,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     ns = argparse.Namespace(
         file=DEMO_AGENT, symbols=("SPY", "QQQ"), start=None, end=None, cash=DEFAULT_CASH,
         commission=0.0, data=None, strategy=None, timeout=DEFAULT_TIMEOUT_S, chart=None,
-        json=args.json,
+        json=args.json, unsafe=False,
     )  # fmt: skip
     code = cmd_backtest(ns, settings)
     if code == 0 and not args.json:
@@ -242,6 +273,37 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             argparse.Namespace(run_id="last", verify=True, json=False, last=20), settings
         )
     return code
+
+
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.file.is_file():
+        raise CliError(f"agent file not found: {args.file}")
+    report = _validate(args.file, args.strategy, settings)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_validation(report))
+    return 0 if report.ok else 1
+
+
+def _validate(path: Path, strategy: str | None, settings: Settings) -> ValidationReport:
+    from workers.validation import Policy, validate_file
+
+    policy = Policy(max_bytes=settings.max_agent_bytes, allowed_imports=settings.allowed_imports)
+    try:
+        return validate_file(path, strategy=strategy, policy=policy)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _sandbox(limits: Limits, unsafe: bool) -> Sandbox:
+    from infra.local.sandbox import Sandbox, SandboxUnavailable
+
+    try:
+        sandbox = Sandbox.detect(limits, allow_unsafe=unsafe)
+    except SandboxUnavailable as exc:
+        raise CliError(str(exc)) from None
+    if sandbox.isolation == "none":
+        print("tradeops: warning: no sandbox here; running the agent UNSANDBOXED (--unsafe)",
+              file=sys.stderr)  # fmt: skip
+    return sandbox
 
 
 class _ProgressLine:
@@ -268,7 +330,12 @@ class _ProgressLine:
             print(file=sys.stderr)
 
 
-COMMANDS = {"backtest": cmd_backtest, "fmel": cmd_fmel, "demo": cmd_demo}
+COMMANDS = {
+    "backtest": cmd_backtest,
+    "fmel": cmd_fmel,
+    "demo": cmd_demo,
+    "validate": cmd_validate,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

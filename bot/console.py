@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workers.validation import Finding, ValidationReport
 
 
 def _pct(x: float | None, sign: bool = True) -> str:
@@ -118,3 +121,34 @@ def format_decisions(rows: Sequence[Mapping[str, Any]]) -> str:
         for r in rows
     ]
     return format_table(["bar", "time", "action", "orders", "fills", "value"], table)
+
+
+def format_validation(report: ValidationReport) -> str:
+    """The readable validation report: what would run, or each error with its hint."""
+    if report.ok:
+        lines = [
+            f"Valid agent · strategy {report.strategy} · {report.size:,} bytes · "
+            f"sha256 {report.sha256[:12]}…",
+            f"  {'Params':<11} {_params_text(report.params)}",
+            f"  {'Indicators':<11} {' · '.join(report.indicators) or 'none'}",
+        ]
+    else:
+        count = len(report.errors)
+        lines = [f"Invalid agent · {count} error{'' if count == 1 else 's'}"]
+        lines += _finding_lines(report.errors)
+    if report.warnings:
+        lines.append(f"Warnings ({len(report.warnings)}):")
+        lines += _finding_lines(report.warnings)
+    return "\n".join(lines)
+
+
+def _params_text(params: Mapping[str, Any]) -> str:
+    return " · ".join(f"{k}={v}" for k, v in params.items()) or "none"
+
+
+def _finding_lines(findings: Iterable[Finding]) -> Iterator[str]:
+    for f in findings:
+        where = f"line {f.line}" if f.line else ""
+        where += f", col {f.column}" if f.line and f.column else ""
+        yield f"  {where}: {f.message}" if where else f"  {f.message}"
+        yield f"    Hint: {f.hint}"

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import keyword
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runtime.paths import DEFAULT_DATA_DIR
+from workers.validation import DEFAULT_ALLOWED, DEFAULT_MAX_BYTES
+
+if TYPE_CHECKING:
+    from infra.local.sandbox import Limits
 
 
 class SettingsError(ValueError):
@@ -18,6 +24,27 @@ class Settings:
     home: Path
     data_dir: Path
     backend: str = "local"
+    # top-level module names an agent may import: the approved ones plus TRADEOPS_ALLOWED_IMPORTS
+    allowed_imports: frozenset[str] = DEFAULT_ALLOWED
+    max_agent_bytes: int = DEFAULT_MAX_BYTES
+    # sandbox limits (TRADEOPS_SANDBOX_*): 0 keeps the built-in default
+    sandbox_memory_mb: int = 0
+    sandbox_cpu_seconds: int = 0
+    sandbox_processes: int = 0
+    sandbox_file_mb: int = 0
+    sandbox_log_bytes: int = 0
+
+    def sandbox_limits(self, *, timeout_s: float) -> Limits:
+        from infra.local.sandbox import Limits
+
+        chosen = {
+            "memory_mb": self.sandbox_memory_mb,
+            "cpu_seconds": self.sandbox_cpu_seconds,
+            "processes": self.sandbox_processes,
+            "file_mb": self.sandbox_file_mb,
+            "log_bytes": self.sandbox_log_bytes,
+        }
+        return Limits(timeout_s=timeout_s, **{k: v for k, v in chosen.items() if v})
 
     @property
     def fmel_dir(self) -> Path:
@@ -39,4 +66,55 @@ class Settings:
             raise SettingsError(f"TRADEOPS_BACKEND: expected 'local' or 'gcp', got {backend!r}")
         if home.exists() and not home.is_dir():
             raise SettingsError(f"TRADEOPS_HOME: {home} exists and is not a folder")
-        return cls(home=home, data_dir=data_dir.resolve(), backend=backend)
+        return cls(
+            home=home,
+            data_dir=data_dir.resolve(),
+            backend=backend,
+            allowed_imports=DEFAULT_ALLOWED | _module_names(env),
+            max_agent_bytes=_max_agent_bytes(env),
+            **{field: _positive_int(env, var) for field, var in _SANDBOX_VARS.items()},
+        )
+
+
+def _module_names(env: dict[str, str]) -> frozenset[str]:
+    """TRADEOPS_ALLOWED_IMPORTS: comma-separated top-level module names, added to the defaults."""
+    names = [n.strip() for n in env.get("TRADEOPS_ALLOWED_IMPORTS", "").split(",")]
+    bad = [n for n in names if n and (not n.isidentifier() or keyword.iskeyword(n))]
+    if bad:
+        raise SettingsError(
+            f"TRADEOPS_ALLOWED_IMPORTS: {bad[0]!r} is not a top-level module name "
+            "(expected names like scipy,talib)"
+        )
+    return frozenset(n for n in names if n)
+
+
+_SANDBOX_VARS = {
+    "sandbox_memory_mb": "TRADEOPS_SANDBOX_MEMORY_MB",
+    "sandbox_cpu_seconds": "TRADEOPS_SANDBOX_CPU_SECONDS",
+    "sandbox_processes": "TRADEOPS_SANDBOX_PROCESSES",
+    "sandbox_file_mb": "TRADEOPS_SANDBOX_FILE_MB",
+    "sandbox_log_bytes": "TRADEOPS_SANDBOX_LOG_BYTES",
+}
+
+
+def _positive_int(env: dict[str, str], var: str) -> int:
+    """An optional positive integer setting; 0 when unset."""
+    text = env.get(var, "").strip()
+    if not text:
+        return 0
+    if not text.isdigit() or int(text) <= 0:
+        raise SettingsError(f"{var}: expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def _max_agent_bytes(env: dict[str, str]) -> int:
+    text = env.get("TRADEOPS_MAX_AGENT_BYTES") or str(DEFAULT_MAX_BYTES)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SettingsError(
+            f"TRADEOPS_MAX_AGENT_BYTES: expected a positive number of bytes, got {text!r}"
+        )
+    return value

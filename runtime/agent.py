@@ -46,13 +46,14 @@ def module_name_for(path: Path) -> str:
 
 def strategy_classes(module: ModuleType) -> list[type[bt.Strategy]]:
     """Strategy subclasses defined in the module itself (not imported into it)."""
-    found = []
+    found: list[type[bt.Strategy]] = []
     for value in vars(module).values():
         if (
             isinstance(value, type)
             and issubclass(value, bt.Strategy)
             and value is not bt.Strategy
             and value.__module__ == module.__name__
+            and value not in found  # `Agent = MyStrategy` names one class twice
         ):
             found.append(value)
     return found

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -83,6 +84,7 @@ class SubprocessRunner:
         log_limit: int = DEFAULT_LOG_LIMIT,
         poll_s: float = 0.1,
         allow_unsafe: bool = False,
+        warm_dir: Path | None = None,
     ) -> None:
         self.python = python
         self.timeout_s = timeout_s
@@ -90,6 +92,8 @@ class SubprocessRunner:
         self.poll_s = poll_s
         self._sandbox = sandbox
         self.allow_unsafe = allow_unsafe
+        self.warm_dir = warm_dir  # where waiting sandboxes keep their box; None: no warm start
+        self._warm: _Job | None = None
 
     @property
     def sandbox(self) -> Sandbox:
@@ -106,45 +110,89 @@ class SubprocessRunner:
         (work_dir / REQUEST_FILE).write_text(req.to_json())
         for stale in (RESULT_FILE, PROGRESS_FILE):
             (work_dir / stale).unlink(missing_ok=True)
-        box = work_dir / BOX_DIR
-        shutil.rmtree(box, ignore_errors=True)
-        box.mkdir()
         try:
             sandbox = self.sandbox
         except SandboxUnavailable as exc:
             return error_document(req, make_error(ErrorKind.PLATFORM, str(exc)))
-        view = _View.of(sandbox, req, box)
-        (box / REQUEST_FILE).write_text(view.request.to_json())
-        argv = [self.python, "-m", "runtime", "backtest"]
-        argv += ["--request", view.path(box / REQUEST_FILE), "--out", view.path(box)]
-        cmd = sandbox.command(argv, view.mounts, view.env(), cwd=view.path(box))
-        cgroup = sandbox.cgroup(f"{req.run_id}-{os.getpid()}")
+        job = self._claim_warm(req) or self._start_cold(sandbox, req, work_dir / BOX_DIR)
+        try:
+            assert job.proc.stdout is not None
+            log = _LogPump(job.proc.stdout, work_dir / LOG_FILE, self.log_limit)
+            job.hand_over()
+            timed_out = self._wait(job.proc, job.box, on_progress)
+            log.join()
+            forks_capped = pids_limit_hit(job.cgroup)
+        finally:
+            remove_cgroup(job.cgroup)
+        doc = self._outcome(req, job.box, job.proc.returncode, timed_out, forks_capped)
+        doc["sandbox"] = sandbox.describe()
+        _collect(job.box, work_dir, req, doc)
+        shutil.rmtree(job.box, ignore_errors=True)
+        if self.warm_dir is not None:
+            self.prewarm(req.data_dir)
+        return doc
+
+    # ------------------------------------------------------------ starting runs
+    def _launch(self, sandbox: Sandbox, view: _View, argv: list[str], stdin: int) -> _Job:
+        cmd = sandbox.command(argv, view.mounts, view.env(), cwd=view.path(view.box))
+        cgroup = sandbox.cgroup(f"{view.box.name}-{os.getpid()}")
         try:
             proc = subprocess.Popen(
                 cmd,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 env=view.env(),
-                cwd=box,
+                cwd=view.box,
                 preexec_fn=sandbox.preexec(cgroup),  # limits must apply before exec
             )
-            assert proc.stdout is not None
-            log = _LogPump(proc.stdout, work_dir / LOG_FILE, self.log_limit)
-            timed_out = self._wait(proc, box, on_progress)
-            log.join()
-            forks_capped = pids_limit_hit(cgroup)
-        finally:
+        except BaseException:
             remove_cgroup(cgroup)
-        doc = self._outcome(req, box, proc.returncode, timed_out, forks_capped)
-        doc["sandbox"] = sandbox.describe()
-        _collect(box, work_dir, req, doc)
-        shutil.rmtree(box, ignore_errors=True)
-        return doc
+            raise
+        return _Job(proc, view, cgroup)
 
-    def _wait(
-        self, proc: subprocess.Popen[bytes], box: Path, on_progress: Progress | None
-    ) -> bool:
+    def _start_cold(self, sandbox: Sandbox, req: BacktestRequest, box: Path) -> _Job:
+        shutil.rmtree(box, ignore_errors=True)
+        box.mkdir()
+        view = _View.of(sandbox, req, box)
+        assert view.request is not None
+        (box / REQUEST_FILE).write_text(view.request.to_json())
+        argv = [self.python, "-m", "runtime", "backtest"]
+        argv += ["--request", view.path(box / REQUEST_FILE), "--out", view.path(box)]
+        return self._launch(sandbox, view, argv, subprocess.DEVNULL)
+
+    def prewarm(self, data_dir: Path) -> None:
+        """Start the next run's sandbox now, imports done, waiting for its request.
+
+        Only with a private file system (bubblewrap): the agent file is copied into the
+        waiting sandbox's box when the request comes. One run per sandbox, never reused.
+        """
+        self.close()
+        if self.warm_dir is None or self.sandbox.isolation is not Isolation.BUBBLEWRAP:
+            return
+        box = self.warm_dir / f"warm-{uuid.uuid4().hex[:12]}"
+        box.mkdir(parents=True)
+        view = _View.warm(box, data_dir)
+        argv = [self.python, "-m", "runtime", "serve", "--out", SANDBOX_OUT]
+        self._warm = self._launch(self.sandbox, view, argv, subprocess.PIPE)
+
+    def _claim_warm(self, req: BacktestRequest) -> _Job | None:
+        warm, self._warm = self._warm, None
+        if warm is None:
+            return None
+        if warm.proc.poll() is None and warm.view.data_dir == req.data_dir.resolve():
+            warm.adopt(req)
+            return warm
+        warm.discard()
+        return None
+
+    def close(self) -> None:
+        """Stop a waiting warm sandbox, if any."""
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            warm.discard()
+
+    def _wait(self, proc: subprocess.Popen[bytes], box: Path, on_progress: Progress | None) -> bool:
         deadline = time.monotonic() + self.timeout_s
         seen: tuple[int, int | None] | None = None
         while proc.poll() is None:
@@ -156,7 +204,8 @@ class SubprocessRunner:
                 if got is not None and got != seen:
                     seen = got
                     on_progress(*got)
-            time.sleep(self.poll_s)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=self.poll_s)  # returns as soon as the run ends
         _kill_group(proc)  # anything the agent left behind in its group
         return False
 
@@ -205,30 +254,32 @@ def _crash_error(code: int, limits: Limits) -> RunError:
 class _View:
     """How the run's files appear inside the sandbox."""
 
-    request: BacktestRequest
+    request: BacktestRequest | None
     mounts: tuple[Mount, ...]
     private_fs: bool
     box: Path
+    data_dir: Path | None = None
 
     @classmethod
     def of(cls, sandbox: Sandbox, req: BacktestRequest, box: Path) -> _View:
         if sandbox.isolation is not Isolation.BUBBLEWRAP:  # no mount namespace: host paths
-            inner = replace(req, fmel_dir=box / "fmel", chart_path=box / "chart.png")
+            chart = box / "chart.png" if req.chart_path is not None else None
+            inner = replace(req, fmel_dir=box / "fmel", chart_path=chart)
             return cls(inner, (), False, box)
         agent = f"{SANDBOX_IN}/{req.agent_file.name}"
-        inner = replace(
-            req,
-            agent_file=Path(agent),
-            data_dir=Path(SANDBOX_DATA),
-            fmel_dir=Path(SANDBOX_OUT) / "fmel",
-            chart_path=Path(SANDBOX_OUT) / "chart.png",
-        )
         mounts = (
             Mount(box, SANDBOX_OUT, writable=True),
             Mount(req.agent_file, agent),
             Mount(req.data_dir, SANDBOX_DATA),
         )
-        return cls(inner, mounts, True, box)
+        return cls(_inside(req, Path(agent)), mounts, True, box)
+
+    @classmethod
+    def warm(cls, box: Path, data_dir: Path) -> _View:
+        """A sandbox started before its request: the agent will be copied into the box."""
+        data_dir = data_dir.resolve()
+        mounts = (Mount(box, SANDBOX_OUT, writable=True), Mount(data_dir, SANDBOX_DATA))
+        return cls(None, mounts, True, box, data_dir)
 
     def env(self) -> dict[str, str]:
         home = "/tmp" if self.private_fs else str(self.box)  # noqa: S108 - the sandbox's tmpfs
@@ -239,6 +290,51 @@ class _View:
         if not self.private_fs:
             return str(host)
         return str(Path(SANDBOX_OUT) / host.relative_to(self.box))
+
+
+def _inside(req: BacktestRequest, agent: Path) -> BacktestRequest:
+    return replace(
+        req,
+        agent_file=agent,
+        data_dir=Path(SANDBOX_DATA),
+        fmel_dir=Path(SANDBOX_OUT) / "fmel",
+        chart_path=None if req.chart_path is None else Path(SANDBOX_OUT) / "chart.png",
+    )
+
+
+class _Job:
+    """A started sandbox: cold (its request is in the box) or warm (waiting on stdin)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], view: _View, cgroup: Path | None) -> None:
+        self.proc = proc
+        self.view = view
+        self.cgroup = cgroup
+        self.request: BacktestRequest | None = None
+
+    @property
+    def box(self) -> Path:
+        return self.view.box
+
+    def adopt(self, req: BacktestRequest) -> None:
+        """Give a warm sandbox its run: a copy of the agent file goes into its box."""
+        inbox = self.box / "in"
+        inbox.mkdir()
+        shutil.copyfile(req.agent_file, inbox / req.agent_file.name)
+        self.request = _inside(req, Path(SANDBOX_OUT) / "in" / req.agent_file.name)
+
+    def hand_over(self) -> None:
+        if self.request is None or self.proc.stdin is None:
+            return  # a cold start read its request from the box
+        self.proc.stdin.write(self.request.to_json().encode() + b"\n")
+        self.proc.stdin.close()
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        _kill_group(self.proc)
+        remove_cgroup(self.cgroup)
+        shutil.rmtree(self.box, ignore_errors=True)
 
 
 def _collect(box: Path, work_dir: Path, req: BacktestRequest, doc: dict[str, Any]) -> None:

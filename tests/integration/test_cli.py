@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import shutil
-import signal
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -50,7 +48,7 @@ RESULT_KEYS = {
 }  # fmt: skip
 DOC_KEYS = {
     "run_id", "agent_id", "agent_sha256", "parameters", "strategy", "results",
-    "data_checks", "fmel", "chart", "monitoring", "error", "sandbox",
+    "data_checks", "fmel", "chart", "monitoring", "error", "sandbox", "validation",
 }  # fmt: skip
 SAMPLE_SYMBOLS = ("AAPL", "GLD", "MSFT", "QQQ", "SPY", "TLT")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -114,18 +112,11 @@ AGENTS = {
                 if not self.position:
                     self.buy()
         """,
-    # an endless next(), and a helper process started by the agent whose command line
-    # carries a marker the test looks for on the host afterwards
+    # an endless next() (helpers the agent starts are covered in test_sandbox.py)
     "forever_agent.py": """
-        import subprocess
-        import sys
-
         import backtrader as bt
 
-        helper = subprocess.Popen(
-            [sys.executable, "-c", "import time; time.sleep(60)", "forever-helper-7f3a9c"]
-        )
-        print("helper started", helper.pid, flush=True)
+        print("started", flush=True)
 
 
         class Forever(bt.Strategy):
@@ -293,7 +284,7 @@ def loud(ctx: Ctx) -> CliResult:
     return ctx.backtest("loud.py", "--json")
 
 
-@job("test_child_gets_no_secrets")
+@job("test_snooping_agent_is_refused_before_it_runs")
 def snoop(ctx: Ctx) -> CliResult:
     return ctx.backtest(
         "snoop.py", "--json", env={"SLACK_BOT_TOKEN": "xoxb-canary", "TRADEOPS_SECRET": "canary"}
@@ -604,11 +595,7 @@ def test_timeout_kills_the_whole_process_group(runs: Runs) -> None:
     agent = runs.ctx.agent("forever_agent.py")
     [run_dir] = (runs.ctx.home("timeout") / "runs").iterdir()
     log = (run_dir / "agent.log").read_text()
-    assert "helper started" in log, "the agent's helper never started (machine overloaded?)"
-    left = survivors(lambda: processes_mentioning("forever-helper-7f3a9c"))
-    for pid in left:  # do not leave it running when the test fails
-        os.kill(pid, signal.SIGKILL)
-    assert left == []
+    assert "started" in log, "the agent never started (machine overloaded?)"
     assert survivors(lambda: processes_mentioning(str(agent))) == []
     assert survivors(lambda: processes_mentioning(str(run_dir))) == []  # the runtime child itself
 
@@ -697,15 +684,15 @@ def test_fmel_without_runs(runs: Runs) -> None:
 
 
 # --------------------------------------------------------------------- secrets (6)
-def test_child_gets_no_secrets(runs: Runs) -> None:
+def test_snooping_agent_is_refused_before_it_runs(runs: Runs) -> None:
+    # the sandbox keeps secrets from agents that pass validation (tests/integration/
+    # test_sandbox.py); one that imports os does not even get that far
     out = runs["snoop"]
-    assert out.code == 0, out
+    assert out.code == 1, out
     doc = parse_json_only(out)
-    log = (runs.ctx.home("shared") / "runs" / doc["run_id"] / "agent.log").read_text()
-    assert "ENV {" in log and "'PATH'" in log  # the agent did print its environment
-    assert "canary" not in log
-    assert "SLACK_BOT_TOKEN" not in log
-    assert "TRADEOPS_" not in log
+    assert doc["error"]["kind"] == "import" and doc["error"]["line"] == 1
+    assert "canary" not in out.stdout + out.stderr
+    assert not (runs.ctx.home("shared") / "runs" / doc["run_id"] / "agent.log").exists()
 
 
 # ------------------------------------------------------------------------ demo (8)

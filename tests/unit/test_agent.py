@@ -230,7 +230,7 @@ def test_missing_module_is_an_import_error(write_agent: WriteAgent) -> None:
     assert err.line == 4
     assert "sklearn" in err.message
     assert err.hint.startswith("Only pre-approved packages")
-    assert err.traceback is not None and f"File \"{path.name}\"" in err.traceback
+    assert err.traceback is not None and f'File "{path.name}"' in err.traceback
 
 
 def test_module_level_exception_is_the_agents(write_agent: WriteAgent) -> None:
