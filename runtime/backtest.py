@@ -21,7 +21,6 @@ import numpy as np
 
 from runtime import data as market
 from runtime.agent import LoadedAgent, file_sha256, load_agent
-from runtime.chart import render_equity_chart
 from runtime.defaults import DEFAULT_CASH as DEFAULT_CASH
 from runtime.defaults import DEFAULT_SYMBOLS
 from runtime.errors import ErrorKind, RunError, RunFailed, classify, make_error
@@ -262,6 +261,8 @@ def _fill(doc: dict[str, Any], req: BacktestRequest, strat: bt.Strategy) -> None
         dates, values = metrics.equity_curve()
         title = f"{req.resolved_agent_id} · {', '.join(req.symbols)}"
         benchmark = metrics.buy_and_hold_curve()
+        from runtime.chart import render_equity_chart  # matplotlib: only when a chart is asked
+
         render_equity_chart(dates, values, req.chart_path, title=title, benchmark=benchmark)
         doc["chart"] = str(req.chart_path)
 

@@ -300,3 +300,60 @@ subprocess.Popen(['/bin/sh', '-c', 'nohup sleep 120 orphan-7c2b-sh >/dev/null 2>
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert left == []
+
+
+# ------------------------------------------------------------------- warm sandboxes
+def test_a_warm_sandbox_gives_the_same_result_and_is_used_once(
+    tmp_path: Path, home: Path, write_agent: WriteAgent, synthetic_data: Path
+) -> None:
+    agent = write_agent(SMA_CROSS.read_text(), name="warm_agent.py")
+    runner = SubprocessRunner(sandbox=Sandbox.detect(), warm_dir=tmp_path / "warm")
+
+    def request() -> BacktestRequest:
+        return BacktestRequest(
+            agent_file=agent, symbols=("SYN",), data_dir=synthetic_data, fmel_dir=home / "fmel"
+        )
+
+    try:
+        cold_req = request()
+        cold = runner.run(cold_req, home / "runs" / cold_req.run_id)  # starts the next, warm
+        waiting = runner._warm
+        assert waiting is not None and waiting.proc.poll() is None
+        warm_req = request()
+        warm = runner.run(warm_req, home / "runs" / warm_req.run_id)
+        assert waiting.proc.poll() is not None  # that sandbox ran this one run and ended
+        assert runner._warm is not None and runner._warm is not waiting  # a fresh one waits
+    finally:
+        runner.close()
+    assert warm["error"] is None and cold["error"] is None
+    assert warm["results"] == cold["results"]
+    assert warm["fmel"]["chain_head"] == cold["fmel"]["chain_head"]
+    assert not any((tmp_path / "warm").iterdir())  # close() removed the waiting box
+
+
+def test_a_warm_sandbox_holds_the_same_wall(
+    tmp_path: Path, home: Path, write_agent: WriteAgent, synthetic_data: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SECRET)
+    runner = SubprocessRunner(sandbox=Sandbox.detect(), warm_dir=tmp_path / "warm")
+    runner.prewarm(synthetic_data)
+    body = f"""
+import os
+attempt('env', lambda: dict(os.environ))
+attempt('read', lambda: open({str(home / "state.db")!r}).read())
+attempt('boxes', lambda: os.listdir('/out'))
+"""
+    agent = write_agent(hostile(body), name="warm_hostile.py")
+    req = BacktestRequest(
+        agent_file=agent, symbols=("SYN",), data_dir=synthetic_data, fmel_dir=home / "fmel"
+    )
+    try:
+        doc = runner.run(req, home / "runs" / req.run_id)
+    finally:
+        runner.close()
+    log = (home / "runs" / req.run_id / LOG_FILE).read_text()
+    assert doc["error"] is None
+    assert SECRET not in log and FILE_SECRET not in log
+    assert "read -> refused" in log
+    assert "'warm-" not in log  # no other sandbox's box is in view
