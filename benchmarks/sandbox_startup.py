@@ -41,7 +41,7 @@ def main() -> None:
     sandbox = Sandbox.detect()
     cold = SubprocessRunner(sandbox=sandbox)
     warm = SubprocessRunner(sandbox=sandbox, warm_dir=tmp / "warm")
-    warm.prewarm(data)
+    warm.prewarm()
 
     def request() -> BacktestRequest:
         return BacktestRequest(

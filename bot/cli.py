@@ -182,13 +182,17 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         fmel_dir=settings.fmel_dir,
         chart_path=(args.chart or work / "chart.png").resolve(),
     )
+    limits = settings.sandbox_limits(timeout_s=args.timeout)
+    runner = SubprocessRunner(
+        sandbox=_sandbox(limits, args.unsafe),
+        timeout_s=args.timeout,
+        log_limit=limits.log_bytes,
+        warm_dir=settings.home / "warm",
+        keep_warm=False,
+    )
+    runner.prewarm()  # the sandbox starts up while this process validates and loads data
     report = _validate(args.file, args.strategy, settings)
     if report.ok:
-        limits = settings.sandbox_limits(timeout_s=args.timeout)
-        sandbox = _sandbox(limits, args.unsafe)
-        runner = SubprocessRunner(
-            sandbox=sandbox, timeout_s=args.timeout, log_limit=limits.log_bytes
-        )
         progress = _ProgressLine()
         doc = runner.run(req, work, progress)
         progress.finish()
@@ -200,6 +204,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         doc = error_document(req, error)
         doc["agent_sha256"] = report.sha256
         doc["sandbox"] = None  # nothing ran
+    runner.close()
     doc["validation"] = report.to_dict()
     work.mkdir(parents=True, exist_ok=True)
     (work / "result.json").write_text(json.dumps(doc, indent=2))

@@ -19,13 +19,14 @@ from typing import Any
 import backtrader as bt
 import numpy as np
 
-from runtime import data as market
+from runtime import prepared
 from runtime.agent import LoadedAgent, file_sha256, load_agent
 from runtime.defaults import DEFAULT_CASH as DEFAULT_CASH
 from runtime.defaults import DEFAULT_SYMBOLS
 from runtime.errors import ErrorKind, RunError, RunFailed, classify, make_error
 from runtime.fmel import FMELRecorder, new_run_id
 from runtime.metrics import RESULT_KEYS, MetricsAnalyzer
+from runtime.paths import DEFAULT_DATA_DIR
 
 Progress = Callable[[int, int | None], None]
 
@@ -41,7 +42,8 @@ class BacktestRequest:
     end: date | None = None
     cash: float = DEFAULT_CASH
     commission: float = 0.0
-    data_dir: Path = market.DEFAULT_DATA_DIR
+    data_dir: Path = DEFAULT_DATA_DIR
+    prepared_data: Path | None = None  # bars already loaded and checked (see runtime.prepared)
     strategy: str | None = None
     agent_id: str = ""
     agent_version: str = ""
@@ -60,7 +62,7 @@ class BacktestRequest:
     @classmethod
     def from_json(cls, text: str) -> BacktestRequest:
         doc = json.loads(text)
-        for key in ("agent_file", "data_dir", "fmel_dir", "chart_path"):
+        for key in ("agent_file", "data_dir", "fmel_dir", "chart_path", "prepared_data"):
             if doc.get(key) is not None:
                 doc[key] = Path(doc[key])
         for key in ("start", "end"):
@@ -113,7 +115,7 @@ def run_backtest(req: BacktestRequest, progress: Progress | None = None) -> dict
         agent = load_agent(req.agent_file, req.strategy)
         doc["strategy"] = {"name": agent.name, "params": _params(agent.strategy)}
         datas = _load_data(req)
-        doc["data_checks"] = [c.to_dict() for d in datas for c in d.checks]
+        doc["data_checks"] = [c for d in datas for c in d.checks]
         doc["parameters"].update(_window(datas))
         strat = _run(req, agent, datas, progress, recorder)
         _fill(doc, req, strat)
@@ -176,21 +178,30 @@ def _params(cls: type[bt.Strategy]) -> dict[str, Any]:
     return out
 
 
-def _load_data(req: BacktestRequest) -> list[market.SymbolData]:
+def _load_data(req: BacktestRequest) -> list[prepared.PreparedSymbol]:
+    if req.prepared_data is not None:
+        return prepared.load(req.prepared_data)
+    return load_and_check(req)
+
+
+def load_and_check(req: BacktestRequest) -> list[prepared.PreparedSymbol]:
+    """Read and check the request's CSV data (needs pandas: the trusted side's job)."""
+    from runtime import data as market
+
     try:
-        return market.load(req.data_dir, list(req.symbols), req.start, req.end)
+        return market.prepare(market.load(req.data_dir, list(req.symbols), req.start, req.end))
     except market.DataError as exc:
         raise RunFailed(make_error(ErrorKind.DATA, str(exc))) from exc
 
 
-def _window(datas: list[market.SymbolData]) -> dict[str, Any]:
-    first = min(d.frame.index[0] for d in datas)
-    last = max(d.frame.index[-1] for d in datas)
-    spacing = np.median(np.diff(datas[0].frame.index.values)) if len(datas[0].frame) > 1 else None
+def _window(datas: list[prepared.PreparedSymbol]) -> dict[str, Any]:
+    first = min(d.dates[0] for d in datas)
+    last = max(d.dates[-1] for d in datas)
+    spacing = np.median(np.diff(datas[0].dates)) if len(datas[0].dates) > 1 else None
     return {
         "symbols": [d.symbol for d in datas],
-        "start_date": first.date().isoformat(),
-        "end_date": last.date().isoformat(),
+        "start_date": str(first)[:10],
+        "end_date": str(last)[:10],
         "timeframe": _timeframe_label(spacing),
     }
 
@@ -208,7 +219,7 @@ def _timeframe_label(spacing: Any) -> str | None:
 def _run(
     req: BacktestRequest,
     agent: LoadedAgent,
-    datas: list[market.SymbolData],
+    datas: list[prepared.PreparedSymbol],
     progress: Progress | None,
     recorder: list[FMELRecorder],
 ) -> bt.Strategy:
@@ -217,7 +228,7 @@ def _run(
     if req.commission:
         cerebro.broker.setcommission(commission=req.commission)
     for d in datas:
-        cerebro.adddata(market.to_feed(d), name=d.symbol)
+        cerebro.adddata(d.feed(), name=d.symbol)
     cerebro.addstrategy(agent.strategy)
     cerebro.addanalyzer(MetricsAnalyzer, _name="tradeops_metrics")
     cerebro.addanalyzer(_Progress, _name="tradeops_progress", callback=progress)

@@ -20,13 +20,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import backtrader as bt
 import numpy as np
 import pandas as pd
 
 from runtime.paths import DEFAULT_DATA_DIR as DEFAULT_DATA_DIR
+
+if TYPE_CHECKING:
+    from runtime.prepared import PreparedSymbol
 
 CSV_HEADER: tuple[str, ...] = ("Date", "Open", "High", "Low", "Close", "Adj Close", "Volume")
 FRAME_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "openinterest")
@@ -585,3 +588,23 @@ def write_synthetic_dir(
         frame = synthetic_frame(n_bars, seed=_symbol_seed(seed, name), start=start)
         write_symbol_csv(frame, folder / f"{name}.csv")
     return folder
+
+
+def prepare(datas: Sequence[SymbolData]) -> list[PreparedSymbol]:
+    """The checked bars as plain arrays, for a run that should not need pandas."""
+    from runtime.prepared import COLUMNS, PreparedSymbol
+
+    out = []
+    for d in datas:
+        timeframe, compression = _timeframe(d.frame.index)
+        out.append(
+            PreparedSymbol(
+                symbol=d.symbol,
+                dates=d.frame.index.to_numpy(dtype="datetime64[us]"),
+                values=d.frame[list(COLUMNS)].to_numpy(dtype=np.float64),
+                timeframe=int(timeframe),
+                compression=int(compression),
+                checks=tuple(c.to_dict() for c in d.checks),
+            )
+        )
+    return out

@@ -32,10 +32,12 @@ from infra.local.sandbox import (
     pids_limit_hit,
     remove_cgroup,
 )
-from runtime.backtest import BacktestRequest, error_document
+from runtime.backtest import BacktestRequest, error_document, load_and_check
 from runtime.defaults import DEFAULT_TIMEOUT_S
-from runtime.errors import ErrorKind, RunError, make_error
+from runtime.errors import ErrorKind, RunError, RunFailed, make_error
 from runtime.fmel.store import DECISIONS, SUMMARIES
+from runtime.prepared import PREPARED_FILE, PreparedSymbol
+from runtime.prepared import save as save_prepared
 
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.json"
@@ -44,7 +46,6 @@ LOG_FILE = "agent.log"
 BOX_DIR = "box"
 SANDBOX_OUT = "/out"
 SANDBOX_IN = "/in"
-SANDBOX_DATA = "/data"
 DEFAULT_LOG_LIMIT = 1 << 20
 
 Progress = Callable[[int, int | None], None]
@@ -85,6 +86,7 @@ class SubprocessRunner:
         poll_s: float = 0.1,
         allow_unsafe: bool = False,
         warm_dir: Path | None = None,
+        keep_warm: bool = True,
     ) -> None:
         self.python = python
         self.timeout_s = timeout_s
@@ -93,6 +95,7 @@ class SubprocessRunner:
         self._sandbox = sandbox
         self.allow_unsafe = allow_unsafe
         self.warm_dir = warm_dir  # where waiting sandboxes keep their box; None: no warm start
+        self.keep_warm = keep_warm  # after a run, start the next one's sandbox
         self._warm: _Job | None = None
 
     @property
@@ -112,9 +115,17 @@ class SubprocessRunner:
             (work_dir / stale).unlink(missing_ok=True)
         try:
             sandbox = self.sandbox
+            bars = load_and_check(req)  # here, on the trusted side: the box gets only arrays
         except SandboxUnavailable as exc:
             return error_document(req, make_error(ErrorKind.PLATFORM, str(exc)))
-        job = self._claim_warm(req) or self._start_cold(sandbox, req, work_dir / BOX_DIR)
+        except RunFailed as exc:
+            doc = error_document(req, exc.error)
+            doc["sandbox"] = None  # nothing ran
+            (work_dir / RESULT_FILE).write_text(json.dumps(doc))
+            return doc
+        job = self._claim_warm(req, bars) or self._start_cold(
+            sandbox, req, bars, work_dir / BOX_DIR
+        )
         try:
             assert job.proc.stdout is not None
             log = _LogPump(job.proc.stdout, work_dir / LOG_FILE, self.log_limit)
@@ -128,8 +139,8 @@ class SubprocessRunner:
         doc["sandbox"] = sandbox.describe()
         _collect(job.box, work_dir, req, doc)
         shutil.rmtree(job.box, ignore_errors=True)
-        if self.warm_dir is not None:
-            self.prewarm(req.data_dir)
+        if self.warm_dir is not None and self.keep_warm:
+            self.prewarm()
         return doc
 
     # ------------------------------------------------------------ starting runs
@@ -151,9 +162,12 @@ class SubprocessRunner:
             raise
         return _Job(proc, view, cgroup)
 
-    def _start_cold(self, sandbox: Sandbox, req: BacktestRequest, box: Path) -> _Job:
+    def _start_cold(
+        self, sandbox: Sandbox, req: BacktestRequest, bars: list[PreparedSymbol], box: Path
+    ) -> _Job:
         shutil.rmtree(box, ignore_errors=True)
         box.mkdir()
+        save_prepared(bars, box / PREPARED_FILE)
         view = _View.of(sandbox, req, box)
         assert view.request is not None
         (box / REQUEST_FILE).write_text(view.request.to_json())
@@ -161,7 +175,7 @@ class SubprocessRunner:
         argv += ["--request", view.path(box / REQUEST_FILE), "--out", view.path(box)]
         return self._launch(sandbox, view, argv, subprocess.DEVNULL)
 
-    def prewarm(self, data_dir: Path) -> None:
+    def prewarm(self) -> None:
         """Start the next run's sandbox now, imports done, waiting for its request.
 
         Only with a private file system (bubblewrap): the agent file is copied into the
@@ -172,16 +186,16 @@ class SubprocessRunner:
             return
         box = self.warm_dir / f"warm-{uuid.uuid4().hex[:12]}"
         box.mkdir(parents=True)
-        view = _View.warm(box, data_dir)
+        view = _View.warm(box)
         argv = [self.python, "-m", "runtime", "serve", "--out", SANDBOX_OUT]
         self._warm = self._launch(self.sandbox, view, argv, subprocess.PIPE)
 
-    def _claim_warm(self, req: BacktestRequest) -> _Job | None:
+    def _claim_warm(self, req: BacktestRequest, bars: list[PreparedSymbol]) -> _Job | None:
         warm, self._warm = self._warm, None
         if warm is None:
             return None
-        if warm.proc.poll() is None and warm.view.data_dir == req.data_dir.resolve():
-            warm.adopt(req)
+        if warm.proc.poll() is None:
+            warm.adopt(req, bars)
             return warm
         warm.discard()
         return None
@@ -258,28 +272,23 @@ class _View:
     mounts: tuple[Mount, ...]
     private_fs: bool
     box: Path
-    data_dir: Path | None = None
 
     @classmethod
     def of(cls, sandbox: Sandbox, req: BacktestRequest, box: Path) -> _View:
         if sandbox.isolation is not Isolation.BUBBLEWRAP:  # no mount namespace: host paths
             chart = box / "chart.png" if req.chart_path is not None else None
-            inner = replace(req, fmel_dir=box / "fmel", chart_path=chart)
+            inner = replace(
+                req, fmel_dir=box / "fmel", chart_path=chart, prepared_data=box / PREPARED_FILE
+            )
             return cls(inner, (), False, box)
         agent = f"{SANDBOX_IN}/{req.agent_file.name}"
-        mounts = (
-            Mount(box, SANDBOX_OUT, writable=True),
-            Mount(req.agent_file, agent),
-            Mount(req.data_dir, SANDBOX_DATA),
-        )
+        mounts = (Mount(box, SANDBOX_OUT, writable=True), Mount(req.agent_file, agent))
         return cls(_inside(req, Path(agent)), mounts, True, box)
 
     @classmethod
-    def warm(cls, box: Path, data_dir: Path) -> _View:
-        """A sandbox started before its request: the agent will be copied into the box."""
-        data_dir = data_dir.resolve()
-        mounts = (Mount(box, SANDBOX_OUT, writable=True), Mount(data_dir, SANDBOX_DATA))
-        return cls(None, mounts, True, box, data_dir)
+    def warm(cls, box: Path) -> _View:
+        """A sandbox started before its request: agent and bars will be put in the box."""
+        return cls(None, (Mount(box, SANDBOX_OUT, writable=True),), True, box)
 
     def env(self) -> dict[str, str]:
         home = "/tmp" if self.private_fs else str(self.box)  # noqa: S108 - the sandbox's tmpfs
@@ -296,7 +305,8 @@ def _inside(req: BacktestRequest, agent: Path) -> BacktestRequest:
     return replace(
         req,
         agent_file=agent,
-        data_dir=Path(SANDBOX_DATA),
+        data_dir=Path(SANDBOX_OUT),  # unused: the bars come prepared
+        prepared_data=Path(SANDBOX_OUT) / PREPARED_FILE,
         fmel_dir=Path(SANDBOX_OUT) / "fmel",
         chart_path=None if req.chart_path is None else Path(SANDBOX_OUT) / "chart.png",
     )
@@ -315,8 +325,9 @@ class _Job:
     def box(self) -> Path:
         return self.view.box
 
-    def adopt(self, req: BacktestRequest) -> None:
-        """Give a warm sandbox its run: a copy of the agent file goes into its box."""
+    def adopt(self, req: BacktestRequest, bars: list[PreparedSymbol]) -> None:
+        """Give a warm sandbox its run: the bars and a copy of the agent go into its box."""
+        save_prepared(bars, self.box / PREPARED_FILE)
         inbox = self.box / "in"
         inbox.mkdir()
         shutil.copyfile(req.agent_file, inbox / req.agent_file.name)

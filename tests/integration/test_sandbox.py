@@ -345,7 +345,7 @@ def test_a_warm_sandbox_holds_the_same_wall(
 ) -> None:  # fmt: skip
     monkeypatch.setenv("SLACK_BOT_TOKEN", SECRET)
     runner = SubprocessRunner(sandbox=Sandbox.detect(), warm_dir=tmp_path / "warm")
-    runner.prewarm(synthetic_data)
+    runner.prewarm()
     body = f"""
 import os
 attempt('env', lambda: dict(os.environ))
