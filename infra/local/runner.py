@@ -145,6 +145,7 @@ class SubprocessRunner:
 
     # ------------------------------------------------------------ starting runs
     def _launch(self, sandbox: Sandbox, view: _View, argv: list[str], stdin: int) -> _Job:
+        sandbox.prepare_writable(view.box)
         cmd = sandbox.command(argv, view.mounts, view.env(), cwd=view.path(view.box))
         cgroup = sandbox.cgroup(f"{view.box.name}-{os.getpid()}")
         try:

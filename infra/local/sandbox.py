@@ -122,8 +122,16 @@ class Sandbox:
         self, argv: Sequence[str], mounts: Sequence[Mount], env: dict[str, str], cwd: str
     ) -> list[str]:
         assert self.tool is not None
-        cmd = [self.tool, "--unshare-all", "--die-with-parent", "--new-session"]
-        cmd += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox"]
+        cmd = [self.tool, "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+        setpriv = self.host_uid_drop()
+        if setpriv:  # root: no user namespace; the run gets a real unprivileged host uid
+            cmd += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
+            cmd += ["--unshare-cgroup-try", "--cap-add", "CAP_SETUID,CAP_SETGID"]
+            uid = str(SANDBOX_UID)
+            drop = [f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all"]
+            argv = [setpriv, *drop, "--bounding-set=-all", "--no-new-privs", "--", *argv]
+        else:  # a user namespace maps the caller's uid to 65534 inside
+            cmd += ["--unshare-all", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
         cmd += ["--ro-bind", "/usr", "/usr"]
         for link in ("bin", "lib", "lib64", "sbin"):
             target = os.readlink(f"/{link}") if os.path.islink(f"/{link}") else None
@@ -136,9 +144,12 @@ class Sandbox:
                 cmd += ["--ro-bind", etc, etc]
         cmd += ["--proc", "/proc", "--dev", "/dev"]
         cmd += ["--size", str(self.limits.tmpfs_mb << 20), "--tmpfs", "/tmp"]  # noqa: S108
-        for m in _python_mounts():
-            cmd += ["--ro-bind", str(m.source), m.target]
-        for m in mounts:
+        made: set[str] = {"/", "/usr", "/tmp", "/proc", "/dev"}  # noqa: S108
+        for m in (*_python_mounts(), *mounts):
+            for parent in reversed(Path(m.target).parents):  # traversable by the sandbox uid
+                if str(parent) not in made:
+                    made.add(str(parent))
+                    cmd += ["--perms", "0755", "--dir", str(parent)]
             cmd += ["--bind" if m.writable else "--ro-bind", str(m.source), m.target]
         cmd += ["--remount-ro", "/"]  # the root tmpfs: only /tmp and the box are writable
         cmd += ["--clearenv"]
@@ -146,6 +157,17 @@ class Sandbox:
             cmd += ["--setenv", key, value]
         cmd += ["--chdir", cwd, "--", *argv]
         return cmd
+
+    def host_uid_drop(self) -> str | None:
+        """setpriv, when the run can get a real unprivileged uid on the host (as root)."""
+        if self.isolation is not Isolation.BUBBLEWRAP or os.geteuid() != 0:
+            return None
+        return shutil.which("setpriv")
+
+    def prepare_writable(self, path: Path) -> None:
+        """Let the sandbox's uid write the folder it is given (when it is a real host uid)."""
+        if self.host_uid_drop():
+            os.chown(path, SANDBOX_UID, SANDBOX_UID)
 
     # -------------------------------------------------------------- pre-exec
     def preexec(self, cgroup: Path | None) -> Callable[[], None]:

@@ -365,3 +365,16 @@ attempt('boxes', lambda: os.listdir('/out'))
     assert SECRET not in log and FILE_SECRET not in log
     assert "read -> refused" in log
     assert "'warm-" not in log  # no other sandbox's box is in view
+
+
+def test_the_agent_runs_as_an_unprivileged_uid_without_capabilities(run: Any) -> None:
+    body = """
+import os
+status = open('/proc/self/status').read()
+print('UID', os.getuid(), os.geteuid(), 'CAPEFF', status.split('CapEff:')[1].split()[0])
+print('MAP', open('/proc/self/uid_map').read().split())
+"""
+    out = run(hostile(body))
+    assert "UID 65534 65534 CAPEFF 0000000000000000" in out.log, out.log
+    if os.geteuid() == 0:  # no user namespace: 65534 is the uid on the host too
+        assert "MAP ['0', '0', '4294967295']" in out.log, out.log
