@@ -1,0 +1,138 @@
+"""What a user is told: one frozen, JSON round-trippable message per kind of news.
+
+Jobs return events and never format text; the Slack renderer, the console and the stored
+record each render the same object (STYLE.md 1). ``reply_to`` is the front-end's own
+routing (a Slack channel and thread, a console session) carried through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+
+class UnknownEvent(ValueError):
+    """A stored or received event of a kind this version does not know."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    kind: ClassVar[str] = ""
+    job_id: str
+    user_id: str = ""
+    reply_to: dict[str, str] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), allow_nan=False, sort_keys=True)
+
+    @staticmethod
+    def from_dict(doc: dict[str, Any]) -> Event:
+        cls = KINDS.get(doc.get("kind", ""))
+        if cls is None:
+            raise UnknownEvent(f"unknown event kind {doc.get('kind')!r}")
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
+
+    @staticmethod
+    def from_json(text: str) -> Event:
+        return Event.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentRegistered(Event):
+    kind: ClassVar[str] = "agent_registered"
+    agent_id: str
+    version: int
+    report: dict[str, Any]  # the validation report (what was found, warnings)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentRejected(Event):
+    kind: ClassVar[str] = "agent_rejected"
+    agent_name: str
+    report: dict[str, Any]  # the validation report (each error's line and hint)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestQueued(Event):
+    kind: ClassVar[str] = "backtest_queued"
+    run_id: str
+    agent_id: str
+    version: int
+    parameters: dict[str, Any]
+    position: int | None = None  # jobs ahead of this one
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestProgress(Event):
+    kind: ClassVar[str] = "backtest_progress"
+    run_id: str
+    done: int
+    total: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestFinished(Event):
+    kind: ClassVar[str] = "backtest_finished"
+    run_id: str
+    result: dict[str, Any]  # the result document (DESIGN.md section 7)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestFailed(Event):
+    kind: ClassVar[str] = "backtest_failed"
+    run_id: str
+    error: dict[str, Any]  # kind, message, hint, line
+    retried: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperStarted(Event):
+    kind: ClassVar[str] = "paper_started"
+    agent_id: str
+    session: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperHealth(Event):
+    kind: ClassVar[str] = "paper_health"
+    agent_id: str
+    health: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperStopped(Event):
+    kind: ClassVar[str] = "paper_stopped"
+    agent_id: str
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Digest(Event):
+    kind: ClassVar[str] = "digest"
+    since: float
+    until: float
+    sections: dict[str, Any]  # paper sessions, backtests since the last digest, failures
+
+
+KINDS: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        AgentRegistered,
+        AgentRejected,
+        BacktestQueued,
+        BacktestProgress,
+        BacktestFinished,
+        BacktestFailed,
+        PaperStarted,
+        PaperHealth,
+        PaperStopped,
+        Digest,
+    )
+}
