@@ -24,6 +24,7 @@ class Settings:
     home: Path
     data_dir: Path
     backend: str = "local"
+    redis_url: str | None = None  # REDIS_URL; None: the embedded Redis under home
     # top-level module names an agent may import: the approved ones plus TRADEOPS_ALLOWED_IMPORTS
     allowed_imports: frozenset[str] = DEFAULT_ALLOWED
     max_agent_bytes: int = DEFAULT_MAX_BYTES
@@ -70,6 +71,7 @@ class Settings:
             home=home,
             data_dir=data_dir.resolve(),
             backend=backend,
+            redis_url=_redis_url(env),
             allowed_imports=DEFAULT_ALLOWED | _module_names(env),
             max_agent_bytes=_max_agent_bytes(env),
             **{field: _positive_int(env, var) for field, var in _SANDBOX_VARS.items()},
@@ -95,6 +97,13 @@ _SANDBOX_VARS = {
     "sandbox_file_mb": "TRADEOPS_SANDBOX_FILE_MB",
     "sandbox_log_bytes": "TRADEOPS_SANDBOX_LOG_BYTES",
 }
+
+
+def _redis_url(env: dict[str, str]) -> str | None:
+    url = env.get("REDIS_URL", "").strip()
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {url!r}")
+    return url or None
 
 
 def _positive_int(env: dict[str, str], var: str) -> int:
