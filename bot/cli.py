@@ -210,9 +210,12 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     (work / "result.json").write_text(json.dumps(doc, indent=2))
     if args.json:
         print(json.dumps(doc, indent=2))
+    elif not report.ok:
+        print(f"Backtest {run_id} refused: the agent did not pass validation (nothing ran)")
+        print(format_validation(report))
     else:
         print(format_result(doc))
-        if doc["error"]:
+        if doc["error"] and (work / LOG_FILE).is_file():
             print(f"  Agent log: {work / LOG_FILE}")
     return 1 if doc["error"] else 0
 
