@@ -1,0 +1,143 @@
+"""In-memory fakes of our ports (STYLE.md 6), held to the same contract tests as the adapters."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from workers.ports import Agent, AgentVersion, Run, RunStatus, check_kind, check_sha256
+
+
+class InMemoryArtifactStore:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.kinds: dict[str, str] = {}
+
+    def put(self, data: bytes, *, kind: str) -> str:
+        check_kind(kind)
+        sha256 = hashlib.sha256(data).hexdigest()
+        self.objects[sha256] = bytes(data)
+        self.kinds.setdefault(sha256, kind)
+        return sha256
+
+    def get(self, sha256: str) -> bytes:
+        return self.objects[check_sha256(sha256)]
+
+    def exists(self, sha256: str) -> bool:
+        return check_sha256(sha256) in self.objects
+
+    def path_hint(self, sha256: str) -> str:
+        return f"memory://{check_sha256(sha256)}"
+
+
+def _json_copy(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a JSON column gives back, with the same refusals (NaN, odd types) as SQLite's."""
+    try:
+        copied: dict[str, Any] = json.loads(json.dumps(doc, allow_nan=False))
+    except TypeError as exc:
+        raise ValueError(f"not JSON-encodable: {exc}") from exc
+    return copied
+
+
+class InMemoryRegistry:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.agents: dict[str, Agent] = {}
+        self.versions: dict[tuple[str, int], AgentVersion] = {}
+        self.runs: dict[str, Run] = {}  # in creation order
+
+    def add_version(
+        self, *, owner: str, name: str, sha256: str, report: dict[str, Any]
+    ) -> AgentVersion:
+        report = _json_copy(report)
+        agent = self.agents.get(name)
+        if agent is not None and self.versions[name, agent.latest_version].sha256 == sha256:
+            return self.versions[name, agent.latest_version]
+        now = self._clock()
+        number = 1 if agent is None else agent.latest_version + 1
+        if agent is None:
+            agent = Agent(name=name, owner=owner, created_at=now, latest_version=number)
+        self.agents[name] = dataclasses.replace(agent, latest_version=number)
+        version = AgentVersion(
+            name=name, version=number, sha256=sha256, owner=owner, report=report, created_at=now
+        )
+        self.versions[name, number] = version
+        return version
+
+    def get_agent(self, name: str) -> Agent | None:
+        return self.agents.get(name)
+
+    def list_agents(self, owner: str | None = None) -> list[Agent]:
+        found = [a for a in self.agents.values() if owner is None or a.owner == owner]
+        return sorted(found, key=lambda a: a.name)
+
+    def get_version(self, name: str, version: int | None = None) -> AgentVersion | None:
+        if version is None:
+            agent = self.agents.get(name)
+            if agent is None:
+                return None
+            version = agent.latest_version
+        return self.versions.get((name, version))
+
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        agent: str,
+        version: int,
+        owner: str,
+        kind: str,
+        parameters: dict[str, Any],
+    ) -> Run:
+        parameters = _json_copy(parameters)
+        if (agent, version) not in self.versions:
+            raise KeyError(f"no agent version {agent}@v{version}")
+        if run_id in self.runs:
+            raise ValueError(f"run {run_id!r} already exists")
+        now = self._clock()
+        run = Run(
+            run_id=run_id, agent=agent, version=version, owner=owner, kind=kind,
+            parameters=parameters, status=RunStatus.QUEUED, result=None, error=None,
+            created_at=now, updated_at=now,
+        )  # fmt: skip
+        self.runs[run_id] = run
+        return run
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> Run:
+        new = RunStatus(status)
+        result = None if result is None else _json_copy(result)
+        error = None if error is None else _json_copy(error)
+        if run_id not in self.runs:
+            raise KeyError(f"no run {run_id!r}")
+        run = self.runs[run_id]
+        run.status.check_transition(new)
+        run = dataclasses.replace(
+            run,
+            status=new,
+            result=run.result if result is None else result,
+            error=run.error if error is None else error,
+            updated_at=self._clock(),
+        )
+        self.runs[run_id] = run
+        return run
+
+    def get_run(self, run_id: str) -> Run | None:
+        return self.runs.get(run_id)
+
+    def list_runs(self, agent: str | None = None, limit: int = 20) -> list[Run]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        found = [r for r in self.runs.values() if agent is None or r.agent == agent]
+        newest_first = sorted(reversed(found), key=lambda r: r.created_at, reverse=True)
+        return newest_first[:limit]
