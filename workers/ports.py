@@ -188,3 +188,25 @@ class Registry(Protocol):
     def list_runs(self, agent: str | None = None, limit: int = 20) -> list[Run]:
         """The newest runs first (creation order breaks ties), only ``agent``'s when given."""
         ...
+
+
+class BacktestRunner(Protocol):
+    """Runs one backtest somewhere walled off (the local sandbox, Cloud Build).
+
+    Always returns the result document; ``error`` is filled when the run failed for any
+    reason. Raises only when the infrastructure itself failed (the job is then retried).
+    """
+
+    def run(
+        self,
+        req: Any,  # runtime.backtest.BacktestRequest
+        work_dir: Any,  # pathlib.Path: the run's folder
+        on_progress: Any = None,  # Callable[[int, int | None], None]
+    ) -> dict[str, Any]: ...
+
+
+class Notifier(Protocol):
+    """Delivers events to the people concerned (a Slack thread, the console)."""
+
+    def send(self, event: Any) -> None:  # workers.events.Event
+        ...

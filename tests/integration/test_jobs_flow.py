@@ -1,0 +1,167 @@
+"""Upload to result through the real queue, a real worker, the real sandbox and local stores."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from rq import Queue, SimpleWorker
+from rq.job import JobStatus
+
+from infra.local.artifacts import LocalArtifactStore
+from infra.local.queue import job_id_for, submit
+from infra.local.redis_server import EmbeddedRedis
+from infra.local.registry import SqliteRegistry
+from infra.local.runner import SubprocessRunner
+from tests.conftest import SMA_CROSS
+from workers import events as ev
+from workers import jobs
+from workers.ports import RunStatus
+
+BROKEN = b"""
+import backtrader as bt
+
+class Broken(bt.Strategy):
+    def next(self):
+        if len(self) == 40:
+            raise ZeroDivisionError("division by zero")
+"""
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[ev.Event] = []
+
+    def send(self, event: ev.Event) -> None:
+        self.sent.append(event)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, synthetic_data: Path) -> Iterator[Any]:
+    home = Path("/tmp") / f"trj-{os.getpid()}-{time.monotonic_ns() % 10**8}"
+    srv = EmbeddedRedis(home)
+    conn = redis.Redis.from_url(srv.ensure_running())
+    notifier = Recorder()
+    registry = SqliteRegistry(tmp_path / "state.db")
+    jobs.configure(
+        jobs.Services(
+            artifacts=LocalArtifactStore(tmp_path / "artifacts"),
+            registry=registry,
+            runner=SubprocessRunner(timeout_s=120),
+            notifier=notifier,
+            data_dir=synthetic_data,
+            fmel_dir=tmp_path / "fmel",
+            runs_dir=tmp_path / "runs",
+        )
+    )
+    yield conn, notifier, registry
+    srv.stop()
+    pid = srv.pid()
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    subprocess.run(["rm", "-rf", str(home)], check=False)
+
+
+def work(conn: redis.Redis) -> None:
+    queues = [Queue(q, connection=conn) for q in ("validate", "backtest")]
+    SimpleWorker(queues, connection=conn).work(burst=True)
+
+
+@pytest.mark.slow
+def test_upload_then_backtest_through_the_queue(stack: Any) -> None:
+    conn, notifier, registry = stack
+    upload = submit(
+        conn,
+        "validate",
+        "workers.jobs.register_agent",
+        job_id=job_id_for("validate", "C1", "F1"),
+        timeout_s=60,
+        kwargs={
+            "job_id": "u1",
+            "owner": "U1",
+            "name": "sma",
+            "source": SMA_CROSS.read_bytes(),
+            "reply_to": {"channel": "C1"},
+        },
+    )
+    work(conn)
+    registered = upload.job.return_value()
+    assert isinstance(registered, ev.AgentRegistered) and registered.version == 1
+    bt_job = submit(
+        conn,
+        "backtest",
+        "workers.jobs.run_backtest",
+        job_id=job_id_for("backtest", "C1", "T1"),
+        timeout_s=240,
+        kwargs={
+            "job_id": "b1",
+            "run_id": "run-1",
+            "owner": "U1",
+            "agent": "sma",
+            "parameters": {"symbols": ["SYN"]},
+            "reply_to": {"channel": "C1"},
+        },
+    )
+    again = submit(
+        conn,
+        "backtest",
+        "workers.jobs.run_backtest",
+        job_id=job_id_for("backtest", "C1", "T1"),
+        timeout_s=240,
+        kwargs={},
+    )
+    assert again.duplicate
+    work(conn)
+    done = bt_job.job.return_value()
+    assert isinstance(done, ev.BacktestFinished), done
+    assert done.reply_to == {"channel": "C1"}
+    assert done.result["results"]["sharpe_ratio"] is not None
+    assert done.result["sandbox"]["isolation"] == "bubblewrap"
+    assert registry.get_run("run-1").status == RunStatus.FINISHED
+    assert type(notifier.sent[0]) is ev.AgentRegistered
+    assert type(notifier.sent[-1]) is ev.BacktestFinished
+    assert len([e for e in notifier.sent if isinstance(e, ev.BacktestFinished)]) == 1
+
+
+@pytest.mark.slow
+def test_an_agent_error_is_reported_not_retried(stack: Any) -> None:
+    conn, _, registry = stack
+    submit(
+        conn,
+        "validate",
+        "workers.jobs.register_agent",
+        job_id="v-broken",
+        timeout_s=60,
+        kwargs={"job_id": "u", "owner": "U1", "name": "broken", "source": BROKEN},
+    )
+    job = submit(
+        conn,
+        "backtest",
+        "workers.jobs.run_backtest",
+        job_id="b-broken",
+        timeout_s=240,
+        retries=2,
+        kwargs={
+            "job_id": "b",
+            "run_id": "run-b",
+            "owner": "U1",
+            "agent": "broken",
+            "parameters": {"symbols": ["SYN"]},
+        },
+    ).job
+    work(conn)
+    job.refresh()
+    assert job.get_status() == JobStatus.FINISHED  # the job did its work: no retry
+    failed = job.return_value()
+    assert isinstance(failed, ev.BacktestFailed)
+    assert failed.error["kind"] == "agent" and failed.error["line"] == 7
+    assert registry.get_run("run-b").status == RunStatus.FAILED

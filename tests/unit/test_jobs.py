@@ -1,0 +1,119 @@
+"""Job functions against the in-memory fakes (the real sandbox is in tests/integration)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.paths import DEFAULT_DATA_DIR, EXAMPLES_DIR
+from tests.fakes import InMemoryArtifactStore, InMemoryRegistry
+from workers import events as ev
+from workers import jobs
+from workers.ports import RunStatus
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[ev.Event] = []
+
+    def send(self, event: ev.Event) -> None:
+        self.sent.append(event)
+
+
+class CannedRunner:
+    """Stands in for the sandbox: reports progress, then returns a canned document."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.requests: list[Any] = []
+
+    def run(self, req: Any, work_dir: Path, on_progress: Any = None) -> dict[str, Any]:
+        self.requests.append(req)
+        if on_progress:
+            on_progress(50, 100)
+            on_progress(100, 100)
+        return {**self.doc, "run_id": req.run_id}
+
+
+@pytest.fixture
+def wired(tmp_path: Path) -> Any:
+    def make(doc: dict[str, Any]) -> tuple[jobs.Services, Recorder, CannedRunner]:
+        notifier, runner = Recorder(), CannedRunner(doc)
+        meta: list[dict[str, Any]] = []
+        services = jobs.Services(
+            artifacts=InMemoryArtifactStore(),
+            registry=InMemoryRegistry(),
+            runner=runner,
+            notifier=notifier,
+            data_dir=DEFAULT_DATA_DIR,
+            fmel_dir=tmp_path / "fmel",
+            runs_dir=tmp_path / "runs",
+            progress_every_s=0.0,
+            meta_sink=meta.append,
+        )
+        jobs.configure(services)
+        return services, notifier, runner
+
+    return make
+
+
+GOOD = (EXAMPLES_DIR / "sma_cross.py").read_bytes()
+
+
+def test_upload_registers_versions(wired: Any) -> None:
+    s, notifier, _ = wired({"error": None})
+    first = jobs.register_agent(job_id="j1", owner="U1", name="sma", source=GOOD,
+                                reply_to={"channel": "C1"})  # fmt: skip
+    assert isinstance(first, ev.AgentRegistered) and first.version == 1
+    assert first.reply_to == {"channel": "C1"}
+    assert first.report["strategy"] == "SmaCross"
+    second = jobs.register_agent(job_id="j2", owner="U1", name="sma", source=GOOD + b"\n# v2\n")
+    assert isinstance(second, ev.AgentRegistered) and second.version == 2
+    assert notifier.sent == [first, second]
+    assert s.artifacts.get(s.registry.get_version("sma", 1).sha256) == GOOD
+
+
+def test_invalid_upload_is_rejected_with_lines(wired: Any) -> None:
+    s, notifier, _ = wired({"error": None})
+    out = jobs.register_agent(job_id="j", owner="U1", name="bad", source=b"import os\n")
+    assert isinstance(out, ev.AgentRejected)
+    imports = [e for e in out.report["errors"] if e["code"] == "import"]
+    assert imports and imports[0]["line"] == 1
+    assert s.registry.get_agent("bad") is None
+    assert notifier.sent == [out]
+
+
+def test_backtest_of_a_registered_agent(wired: Any) -> None:
+    s, notifier, runner = wired({"error": None, "results": {"sharpe_ratio": 1.0}})
+    jobs.register_agent(job_id="j1", owner="U1", name="sma", source=GOOD)
+    out = jobs.run_backtest(job_id="j2", run_id="r1", owner="U1", agent="sma",
+                            parameters={"symbols": ["QQQ"], "cash": 5000})  # fmt: skip
+    assert isinstance(out, ev.BacktestFinished)
+    assert out.result["results"]["sharpe_ratio"] == 1.0
+    req = runner.requests[0]
+    assert req.symbols == ("QQQ",) and req.cash == 5000.0 and req.agent_version == "1"
+    assert req.agent_file.read_bytes() == GOOD
+    run = s.registry.get_run("r1")
+    assert run.status == RunStatus.FINISHED and run.result["results"]["sharpe_ratio"] == 1.0
+    kinds = [type(e).__name__ for e in notifier.sent]
+    assert kinds == ["AgentRegistered", "BacktestProgress", "BacktestProgress", "BacktestFinished"]
+    assert s.meta_sink is not None
+
+
+def test_an_agent_failure_is_an_event_not_an_exception(wired: Any) -> None:
+    error = {"kind": "agent", "message": "ZeroDivisionError", "hint": "fix it", "line": 7}
+    s, _, _ = wired({"error": error})
+    jobs.register_agent(job_id="j1", owner="U1", name="sma", source=GOOD)
+    out = jobs.run_backtest(job_id="j2", run_id="r1", owner="U1", agent="sma")
+    assert isinstance(out, ev.BacktestFailed) and out.error["line"] == 7
+    assert s.registry.get_run("r1").status == RunStatus.FAILED
+
+
+def test_unknown_agent(wired: Any) -> None:
+    _, _, runner = wired({"error": None})
+    out = jobs.run_backtest(job_id="j", run_id="r", owner="U1", agent="ghost", version=3)
+    assert isinstance(out, ev.BacktestFailed)
+    assert "ghost@v3" in out.error["message"]
+    assert runner.requests == []

@@ -1,0 +1,191 @@
+"""Job functions: what workers run. They return (and send) Events, never text.
+
+RQ imports these by dotted path in the worker; the worker's composition root calls
+:func:`configure` with the adapters once. An agent's own failure (invalid code, an
+exception in its strategy, a timeout) is news for its author and becomes a failure event:
+the job itself succeeds and is never retried. Only infrastructure failures raise, and RQ
+retries those.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workers import events as ev
+from workers.ports import ArtifactStore, BacktestRunner, Notifier, Registry, RunStatus
+from workers.validation import DEFAULT_POLICY, Policy, validate_source
+
+
+@dataclass
+class Services:
+    artifacts: ArtifactStore
+    registry: Registry
+    runner: BacktestRunner
+    notifier: Notifier
+    data_dir: Path
+    fmel_dir: Path
+    runs_dir: Path
+    policy: Policy = DEFAULT_POLICY
+    progress_every_s: float = 2.0
+    meta_sink: Callable[[dict[str, Any]], None] | None = field(default=None)
+
+
+_services: Services | None = None
+
+
+def configure(services: Services) -> None:
+    global _services
+    _services = services
+
+
+def services() -> Services:
+    if _services is None:
+        raise RuntimeError("workers.jobs is not configured: the worker must call configure()")
+    return _services
+
+
+def _emit(event: ev.Event) -> ev.Event:
+    services().notifier.send(event)
+    return event
+
+
+# --------------------------------------------------------------------- uploads
+def register_agent(
+    *, job_id: str, owner: str, name: str, source: bytes, reply_to: dict[str, str] | None = None
+) -> ev.Event:
+    """Validate an uploaded file and register it as the agent's next version."""
+    s = services()
+    report = validate_source(source, filename=f"{name}.py", policy=s.policy)
+    route = dict(reply_to or {})
+    if not report.ok:
+        return _emit(
+            ev.AgentRejected(
+                job_id=job_id,
+                user_id=owner,
+                reply_to=route,
+                agent_name=name,
+                report=report.to_dict(),
+            )
+        )
+    sha = s.artifacts.put(source, kind="agent")
+    version = s.registry.add_version(owner=owner, name=name, sha256=sha, report=report.to_dict())
+    return _emit(
+        ev.AgentRegistered(
+            job_id=job_id,
+            user_id=owner,
+            reply_to=route,
+            agent_id=name,
+            version=version.version,
+            report=report.to_dict(),
+        )
+    )
+
+
+# -------------------------------------------------------------------- backtests
+def run_backtest(
+    *,
+    job_id: str,
+    run_id: str,
+    owner: str,
+    agent: str,
+    version: int | None = None,
+    parameters: dict[str, Any] | None = None,
+    reply_to: dict[str, str] | None = None,
+) -> ev.Event:
+    """Backtest a registered agent version in the sandbox; the result is stored and sent."""
+    from runtime.backtest import BacktestRequest
+
+    s = services()
+    route = dict(reply_to or {})
+    params = dict(parameters or {})
+    found = s.registry.get_version(agent, version)
+    if found is None:
+        which = f"{agent}@v{version}" if version else agent
+        error = {
+            "kind": "validation",
+            "message": f"no agent {which}: upload it first",
+            "hint": "Upload the agent file, then run the backtest again.",
+            "line": None,
+        }
+        return _emit(
+            ev.BacktestFailed(
+                job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, error=error
+            )
+        )
+    if s.registry.get_run(run_id) is None:  # a retried job finds its run already there
+        s.registry.create_run(
+            run_id=run_id,
+            agent=agent,
+            version=found.version,
+            owner=owner,
+            kind="backtest",
+            parameters=params,
+        )
+    s.registry.update_run(run_id, status=RunStatus.RUNNING)
+    work = s.runs_dir / run_id
+    work.mkdir(parents=True, exist_ok=True)
+    agent_file = work / f"{agent}.py"
+    agent_file.write_bytes(s.artifacts.get(found.sha256))
+    req = BacktestRequest(
+        agent_file=agent_file,
+        run_id=run_id,
+        symbols=tuple(params.get("symbols") or ("SPY",)),
+        start=_date(params.get("start")),
+        end=_date(params.get("end")),
+        cash=float(params.get("cash") or 10_000.0),
+        commission=float(params.get("commission") or 0.0),
+        data_dir=s.data_dir,
+        agent_id=agent,
+        agent_version=str(found.version),
+        user_id=owner,
+        fmel_dir=s.fmel_dir,
+        chart_path=work / "chart.png",
+    )
+    doc = s.runner.run(req, work, _progress_reporter(s, job_id, owner, route, run_id))
+    if doc.get("error"):
+        s.registry.update_run(run_id, status=RunStatus.FAILED, error=doc["error"], result=doc)
+        return _emit(
+            ev.BacktestFailed(
+                job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, error=doc["error"]
+            )
+        )
+    s.registry.update_run(run_id, status=RunStatus.FINISHED, result=doc)
+    return _emit(
+        ev.BacktestFinished(job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, result=doc)
+    )
+
+
+def _date(text: Any) -> Any:
+    from datetime import date
+
+    return date.fromisoformat(text) if text else None
+
+
+def _progress_reporter(
+    s: Services, job_id: str, owner: str, route: dict[str, str], run_id: str
+) -> Callable[[int, int | None], None]:
+    """Progress into the job's meta (bars done / total) and, now and then, an event."""
+    last = [0.0]
+
+    def report(done: int, total: int | None) -> None:
+        if s.meta_sink is not None:
+            s.meta_sink({"done": done, "total": total})
+        now = time.monotonic()
+        if now - last[0] >= s.progress_every_s:
+            last[0] = now
+            _emit(
+                ev.BacktestProgress(
+                    job_id=job_id,
+                    user_id=owner,
+                    reply_to=route,
+                    run_id=run_id,
+                    done=done,
+                    total=total,
+                )
+            )
+
+    return report
