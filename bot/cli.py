@@ -57,6 +57,16 @@ def _positive(kind: type[float] | type[int]) -> Any:
     return parse
 
 
+def _queues(text: str) -> tuple[str, ...]:
+    from infra.local.queue import QUEUES
+
+    names = tuple(q.strip() for q in text.split(",") if q.strip())
+    unknown = [q for q in names if q not in QUEUES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected queues from {','.join(QUEUES)}, got {text!r}")
+    return names
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -98,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--strategy", metavar="NAME", help="strategy class to run (files with several)")
     v.add_argument("--json", action="store_true",
                    help="print exactly the validation report as JSON on stdout")  # fmt: skip
+
+    w = sub.add_parser("worker", help="run queued jobs", description=(
+        "Take jobs from the queues (Redis at REDIS_URL, else this home's embedded Redis) and "
+        "run them: validation, backtests in the sandbox. Run several for throughput."))  # fmt: skip
+    w.add_argument("--burst", action="store_true", help="stop once the queues are empty")
+    w.add_argument("--queues", type=_queues, default=None, metavar="Q,Q",
+                   help="queues to take jobs from (default: all)")  # fmt: skip
 
     d = sub.add_parser("demo", help="backtest the bundled example agent", description=(
         "Backtest the bundled SMA-cross example agent on the bundled sample data, "
@@ -291,6 +308,34 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from rq import Queue, SimpleWorker
+
+    from infra.bootstrap import build_services
+    from infra.local.notifier import RedisNotifier
+    from infra.local.queue import QUEUES, connect, redis_url
+    from workers import jobs
+
+    conn = connect(settings)
+    services = build_services(settings, RedisNotifier(conn))
+    jobs.configure(services)
+    names = args.queues or QUEUES
+    # SimpleWorker runs jobs in this process, so the sandbox it warms between jobs is
+    # still there for the next one (a forking worker would lose it with each work-horse).
+    worker = SimpleWorker(
+        [Queue(q, connection=conn) for q in names], connection=conn, maintenance_interval=15
+    )
+    where = redis_url(settings)
+    print(f"tradeops worker: queues {', '.join(names)} on {where}", file=sys.stderr)
+    try:
+        worker.work(burst=args.burst, logging_level="WARNING")
+    finally:
+        close = getattr(services.runner, "close", None)
+        if close is not None:
+            close()  # the sandbox kept warm for a next job
+    return 0
+
+
 def _validate(path: Path, strategy: str | None, settings: Settings) -> ValidationReport:
     from workers.validation import Policy, validate_file
 
@@ -343,6 +388,7 @@ COMMANDS = {
     "fmel": cmd_fmel,
     "demo": cmd_demo,
     "validate": cmd_validate,
+    "worker": cmd_worker,
 }
 
 
