@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -108,6 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--strategy", metavar="NAME", help="strategy class to run (files with several)")
     v.add_argument("--json", action="store_true",
                    help="print exactly the validation report as JSON on stdout")  # fmt: skip
+
+    a = sub.add_parser("agents", help="register and list agents", description=(
+        "Agents are registered versions of agent files: `agents add` validates a file and "
+        "stores it as the agent's next version; `agents list` shows them."))  # fmt: skip
+    asub = a.add_subparsers(dest="agents_command", required=True, metavar="ACTION")
+    add = asub.add_parser("add", help="validate a file and register it as a new version")
+    add.add_argument("file", type=Path, metavar="FILE", help="agent file (.py)")
+    add.add_argument("--name", metavar="N", help="agent name (default: the file's stem)")
+    add.add_argument("--json", action="store_true", help="print the event as JSON")
+    lst = asub.add_parser("list", help="list registered agents")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+
+    r = sub.add_parser("runs", help="list runs, newest first", description=(
+        "The runs recorded for all agents, or for one, newest first."))  # fmt: skip
+    r.add_argument("agent", nargs="?", metavar="AGENT", help="only this agent's runs")
+    r.add_argument("--last", type=_positive(int), default=20, metavar="N",
+                   help="how many (default 20)")  # fmt: skip
+    r.add_argument("--json", action="store_true", help="print JSON")
 
     w = sub.add_parser("worker", help="run queued jobs", description=(
         "Take jobs from the queues (Redis at REDIS_URL, else this home's embedded Redis) and "
@@ -308,6 +329,60 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+_AGENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
+
+
+def _local_services(settings: Settings) -> Any:
+    """The job code's services for this process, with events printed here."""
+    from infra.bootstrap import build_services
+
+    class Printer:
+        def send(self, event: Any) -> None:
+            pass  # commands print the event they get back
+
+    return build_services(settings, Printer())
+
+
+def cmd_agents(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.console import format_agents, format_event
+    from workers import jobs
+
+    services = _local_services(settings)
+    if args.agents_command == "list":
+        agents = services.registry.list_agents()
+        if args.json:
+            print(json.dumps([dataclasses.asdict(a) for a in agents], indent=2))
+        else:
+            print(format_agents(agents))
+        return 0
+    if not args.file.is_file():
+        raise CliError(f"agent file not found: {args.file}")
+    name = args.name or args.file.stem
+    if not _AGENT_NAME.fullmatch(name):
+        raise CliError(f"agent name {name!r}: use letters, digits, - and _ (start with a letter)")
+    jobs.configure(services)
+    event = jobs.register_agent(
+        job_id=f"cli-{name}", owner=_cli_user(), name=name, source=args.file.read_bytes()
+    )
+    print(event.to_json() if args.json else format_event(event))
+    return 0 if event.kind == "agent_registered" else 1
+
+
+def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.console import format_runs
+
+    runs = _local_services(settings).registry.list_runs(args.agent, limit=args.last)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in runs], indent=2, default=str))
+    else:
+        print(format_runs(runs))
+    return 0
+
+
+def _cli_user() -> str:
+    return "cli:" + (os.environ.get("USER") or os.environ.get("LOGNAME") or "local")
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from rq import Queue, SimpleWorker
 
@@ -389,6 +464,8 @@ COMMANDS = {
     "demo": cmd_demo,
     "validate": cmd_validate,
     "worker": cmd_worker,
+    "agents": cmd_agents,
+    "runs": cmd_runs,
 }
 
 

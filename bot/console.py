@@ -152,3 +152,66 @@ def _finding_lines(findings: Iterable[Finding]) -> Iterator[str]:
         where += f", col {f.column}" if f.line and f.column else ""
         yield f"  {where}: {f.message}" if where else f"  {f.message}"
         yield f"    Hint: {f.hint}"
+
+
+def _when(ts: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts))
+
+
+def format_agents(agents: Sequence[Any]) -> str:
+    if not agents:
+        return "No agents yet: add one with `tradeops agents add FILE`."
+    rows = [(a.name, f"v{a.latest_version}", a.owner, _when(a.created_at)) for a in agents]
+    return format_table(["agent", "latest", "owner", "since (UTC)"], rows)
+
+
+def format_runs(runs: Sequence[Any]) -> str:
+    if not runs:
+        return "No runs yet."
+
+    def outcome(r: Any) -> str:
+        if r.error:
+            return f"{r.error.get('kind')}: {r.error.get('message', '')}"[:60]
+        if r.result and r.result.get("results"):
+            res = r.result["results"]
+            return (
+                f"return {_pct(res['portfolio_return_pct'])} · Sharpe {_num(res['sharpe_ratio'])}"
+            )
+        return "-"
+
+    rows = [
+        (r.run_id, f"{r.agent}@v{r.version}", r.kind, r.status, _when(r.created_at), outcome(r))
+        for r in runs
+    ]
+    return format_table(["run", "agent", "kind", "status", "created (UTC)", "outcome"], rows)
+
+
+def format_event(event: Any) -> str:
+    """One line (or a few) for an event, as the console front-end shows it."""
+    kind = event.kind
+    if kind == "agent_registered":
+        r = event.report
+        return (
+            f"Registered agent {event.agent_id} version {event.version} · strategy "
+            f"{r.get('strategy')} · indicators {', '.join(r.get('indicators') or []) or 'none'}"
+        )
+    if kind == "agent_rejected":
+        errors = event.report.get("errors") or []
+        lines = [f"Rejected {event.agent_name}: {len(errors)} error(s)"]
+        for e in errors:
+            where = f"line {e['line']}: " if e.get("line") else ""
+            lines.append(f"  {where}{e['message']}\n    Hint: {e['hint']}")
+        return "\n".join(lines)
+    if kind == "backtest_finished":
+        return format_result(event.result)
+    if kind == "backtest_failed":
+        err = event.error
+        where = f" at line {err['line']}" if err.get("line") else ""
+        head = f"Backtest {event.run_id} failed: {err['kind']} error{where}"
+        return f"{head}\n  {err['message']}\n  Hint: {err['hint']}"
+    if kind == "backtest_progress":
+        share = f"/{event.total}" if event.total else ""
+        return f"  backtest {event.run_id}: bar {event.done}{share}"
+    return f"{kind}: {event.to_json()}"
