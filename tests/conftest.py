@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -145,3 +145,24 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from runtime.data import write_synthetic_dir
 
     return write_synthetic_dir(tmp_path_factory.mktemp("data"), ["SYN", "ALT"], n_bars=250, seed=11)
+
+
+@pytest.fixture
+def redis_home() -> Iterator[Path]:
+    """A short TRADEOPS_HOME (unix socket paths are limited to ~107 bytes) whose embedded
+    Redis, if a test starts one, is shut down and removed afterwards."""
+    import contextlib
+    import signal
+    import subprocess
+
+    from infra.local.redis_server import EmbeddedRedis
+
+    home = Path("/tmp") / f"tro-{os.getpid()}-{time.monotonic_ns() % 10**8}"
+    yield home
+    srv = EmbeddedRedis(home)
+    srv.stop()
+    pid = srv.pid()
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    subprocess.run(["rm", "-rf", str(home)], check=False)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,17 +15,8 @@ from infra.local.redis_server import EmbeddedRedis
 
 
 @pytest.fixture
-def server() -> Iterator[EmbeddedRedis]:
-    # unix socket paths are limited to ~107 bytes: keep the home short
-    home = Path("/tmp") / f"tro-{os.getpid()}-{time.monotonic_ns() % 10**8}"
-    srv = EmbeddedRedis(home)
-    yield srv
-    srv.stop()
-    pid = srv.pid()
-    if pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    subprocess.run(["rm", "-rf", str(home)], check=False)
+def server(redis_home: Path) -> EmbeddedRedis:
+    return EmbeddedRedis(redis_home)
 
 
 def test_starts_on_a_private_socket_without_tcp(server: EmbeddedRedis) -> None:

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,9 +40,8 @@ class Recorder:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, synthetic_data: Path) -> Iterator[Any]:
-    home = Path("/tmp") / f"trj-{os.getpid()}-{time.monotonic_ns() % 10**8}"
-    srv = EmbeddedRedis(home)
+def stack(tmp_path: Path, synthetic_data: Path, redis_home: Path) -> Iterator[Any]:
+    srv = EmbeddedRedis(redis_home)
     conn = redis.Redis.from_url(srv.ensure_running())
     notifier = Recorder()
     registry = SqliteRegistry(tmp_path / "state.db")
@@ -63,12 +57,6 @@ def stack(tmp_path: Path, synthetic_data: Path) -> Iterator[Any]:
         )
     )
     yield conn, notifier, registry
-    srv.stop()
-    pid = srv.pid()
-    if pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    subprocess.run(["rm", "-rf", str(home)], check=False)
 
 
 def work(conn: redis.Redis) -> None:

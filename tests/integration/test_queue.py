@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +11,6 @@ import redis
 from rq import Queue, SimpleWorker
 
 from infra.local.queue import QUEUES, connect, job_id_for, submit
-from infra.local.redis_server import EmbeddedRedis
 from infra.settings import Settings
 
 CALLS = Path("/tmp") / f"tradeops-queue-calls-{os.getpid()}"
@@ -29,18 +24,9 @@ def record(word: str) -> str:
 
 
 @pytest.fixture
-def conn() -> Iterator[redis.Redis]:
-    home = Path("/tmp") / f"trq-{os.getpid()}-{time.monotonic_ns() % 10**8}"
-    settings = Settings(home=home, data_dir=home)
+def conn(redis_home: Path) -> Iterator[redis.Redis]:
     CALLS.unlink(missing_ok=True)
-    yield connect(settings)
-    srv = EmbeddedRedis(home)
-    srv.stop()
-    pid = srv.pid()
-    if pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    subprocess.run(["rm", "-rf", str(home)], check=False)
+    yield connect(Settings(home=redis_home, data_dir=redis_home))
     CALLS.unlink(missing_ok=True)
 
 

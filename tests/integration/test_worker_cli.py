@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +19,8 @@ from workers import events as ev
 
 
 @pytest.fixture
-def home() -> Iterator[Path]:
-    home = Path("/tmp") / f"trw-{os.getpid()}-{time.monotonic_ns() % 10**8}"
-    yield home
-    srv = EmbeddedRedis(home)
-    srv.stop()
-    pid = srv.pid()
-    if pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    subprocess.run(["rm", "-rf", str(home)], check=False)
+def home(redis_home: Path) -> Path:
+    return redis_home
 
 
 def cli_env(home: Path, data: Path) -> dict[str, Any]:
