@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backtest", help="backtest an agent file", description=(
         "Run one backtest of the strategy in FILE, record every decision (FMEL) and "
         "store the result under $TRADEOPS_HOME."))  # fmt: skip
-    b.add_argument("file", type=Path, metavar="FILE", help="agent file (.py)")
+    b.add_argument("file", type=Path, metavar="AGENT|FILE",
+                   help="an agent file (.py), or a registered agent: NAME or NAME@vN")  # fmt: skip
     _backtest_options(b)
 
     f = sub.add_parser("fmel", help="show or verify a run's decisions", description=(
@@ -200,15 +201,16 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from runtime.backtest import BacktestRequest
     from runtime.fmel import new_run_id
 
-    if not args.file.is_file():
-        raise CliError(f"agent file not found: {args.file}")
     run_id = new_run_id()
     work = settings.runs_dir / run_id
     data_dir = (args.data or settings.data_dir).resolve()
     if not data_dir.is_dir():
         raise CliError(f"data folder not found: {data_dir}")
+    services = _local_services(settings)
+    agent_file, name, stored = _resolve_agent(args.file, services, work)
     req = BacktestRequest(
-        agent_file=args.file.resolve(),
+        agent_file=agent_file,
+        agent_id=name,
         run_id=run_id,
         symbols=args.symbols or ("SPY",),
         start=args.start,
@@ -229,11 +231,14 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         keep_warm=False,
     )
     runner.prewarm()  # the sandbox starts up while this process validates and loads data
-    report = _validate(args.file, args.strategy, settings)
+    report = _validate(agent_file, args.strategy, settings)
     if report.ok:
+        version = stored or _register(services, name, agent_file.read_bytes(), report)
+        _record_run(services, req, version)
         progress = _ProgressLine()
         doc = runner.run(req, work, progress)
         progress.finish()
+        _finish_run(services, run_id, doc)
     else:  # refused before any of it runs
         from runtime.backtest import error_document
 
@@ -256,6 +261,56 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         if doc["error"] and (work / LOG_FILE).is_file():
             print(f"  Agent log: {work / LOG_FILE}")
     return 1 if doc["error"] else 0
+
+
+_AGENT_REF = re.compile(r"([A-Za-z][A-Za-z0-9_\-]{0,63})(?:@v?(\d+))?")
+
+
+def _resolve_agent(target: Path, services: Any, work: Path) -> tuple[Path, str, int | None]:
+    """(file to run, agent name, stored version or None) for a file or a registered agent."""
+    if target.is_file():
+        stem = re.sub(r"[^A-Za-z0-9_\-]", "_", target.stem)[:64]
+        return target.resolve(), stem if stem[:1].isalpha() else f"a_{stem}"[:64], None
+    if target.suffix == ".py" or "/" in str(target):
+        raise CliError(f"agent file not found: {target}")
+    found = _AGENT_REF.fullmatch(str(target))
+    version = None
+    if found:
+        wanted = int(found.group(2)) if found.group(2) else None
+        version = services.registry.get_version(found.group(1), wanted)
+    if version is None:
+        known = ", ".join(a.name for a in services.registry.list_agents()[:8]) or "none yet"
+        raise CliError(f"no agent file or registered agent {str(target)!r} (agents: {known})")
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / f"{version.name}.py"
+    path.write_bytes(services.artifacts.get(version.sha256))
+    return path, version.name, int(version.version)
+
+
+def _register(services: Any, name: str, source: bytes, report: ValidationReport) -> int:
+    sha = services.artifacts.put(source, kind="agent")
+    added = services.registry.add_version(
+        owner=_cli_user(), name=name, sha256=sha, report=report.to_dict()
+    )
+    return int(added.version)
+
+
+def _record_run(services: Any, req: Any, version: int) -> None:
+    from workers.ports import RunStatus
+
+    params = {"symbols": list(req.symbols), "start": req.start and req.start.isoformat(),
+              "end": req.end and req.end.isoformat(), "cash": req.cash,
+              "commission": req.commission}  # fmt: skip
+    services.registry.create_run(run_id=req.run_id, agent=req.agent_id, version=version,
+                                 owner=_cli_user(), kind="backtest", parameters=params)  # fmt: skip
+    services.registry.update_run(req.run_id, status=RunStatus.RUNNING)
+
+
+def _finish_run(services: Any, run_id: str, doc: dict[str, Any]) -> None:
+    from workers.ports import RunStatus
+
+    status = RunStatus.FAILED if doc.get("error") else RunStatus.FINISHED
+    services.registry.update_run(run_id, status=status, result=doc, error=doc.get("error"))
 
 
 def cmd_fmel(args: argparse.Namespace, settings: Settings) -> int:

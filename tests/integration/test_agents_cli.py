@@ -55,3 +55,21 @@ def test_bad_names_and_missing_files_are_usage_errors(tmp_path: Path) -> None:
     assert out.returncode == 2 and "agent name '../etc'" in out.stderr
     out = cli(home, "agents", "add", str(tmp_path / "nope.py"))
     assert out.returncode == 2 and "agent file not found" in out.stderr
+
+
+def test_backtest_by_name_and_file_is_recorded(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    by_file = cli(home, "backtest", str(SMA_CROSS), "--json")
+    assert by_file.returncode == 0, by_file.stderr
+    doc = json.loads(by_file.stdout)
+    by_name = cli(home, "backtest", "sma_cross@v1", "--json")
+    assert by_name.returncode == 0, by_name.stderr
+    again = json.loads(by_name.stdout)
+    assert again["fmel"]["chain_head"] == doc["fmel"]["chain_head"]  # the same stored code
+    runs = json.loads(cli(home, "runs", "sma_cross", "--json").stdout)
+    assert [r["run_id"] for r in runs] == [again["run_id"], doc["run_id"]]
+    assert all(r["status"] == "finished" and r["version"] == 1 for r in runs)
+    unknown = cli(home, "backtest", "ghost")
+    assert (
+        unknown.returncode == 2 and "registered agent 'ghost' (agents: sma_cross)" in unknown.stderr
+    )
