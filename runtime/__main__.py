@@ -53,7 +53,13 @@ def _rehearse() -> None:
         "            self.buy()\n"
     )
     data = write_synthetic_dir(scratch / "data", ["SYN"], n_bars=30, seed=1)
-    req = BacktestRequest(agent_file=agent, symbols=("SYN",), data_dir=data, fmel_dir=scratch)
+    req = BacktestRequest(
+        agent_file=agent,
+        symbols=("SYN",),
+        data_dir=data,
+        fmel_dir=scratch,
+        chart_path=scratch / "chart.png",  # matplotlib imported and its fonts loaded now
+    )
     run_backtest(req)
     sys.modules.pop("tradeops_agent_rehearsal", None)
 

@@ -189,3 +189,8 @@ def _progress_reporter(
             )
 
     return report
+
+
+def ping() -> float:
+    """A job that does nothing: measures the queue itself (enqueue-to-start latency)."""
+    return time.time()
