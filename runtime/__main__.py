@@ -60,7 +60,23 @@ def _rehearse() -> None:
         fmel_dir=scratch,
         chart_path=scratch / "chart.png",  # matplotlib imported and its fonts loaded now
     )
-    run_backtest(req)
+    # what the warm-up prints (fontconfig finding no configuration, say) is not the agent's
+    # output: keep it out of the log the agent's run will write to these same streams
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(os.devnull, "w") as quiet:
+        os.dup2(quiet.fileno(), 1)
+        os.dup2(quiet.fileno(), 2)
+        try:
+            run_backtest(req)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
     sys.modules.pop("tradeops_agent_rehearsal", None)
 
 

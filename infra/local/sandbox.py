@@ -143,7 +143,8 @@ class Sandbox:
             if os.path.exists(etc):
                 cmd += ["--ro-bind", etc, etc]
         cmd += ["--proc", "/proc", "--dev", "/dev"]
-        cmd += ["--size", str(self.limits.tmpfs_mb << 20), "--tmpfs", "/tmp"]  # noqa: S108
+        cmd += ["--perms", "1777", "--size", str(self.limits.tmpfs_mb << 20)]
+        cmd += ["--tmpfs", "/tmp"]  # noqa: S108 - the sandbox's own, writable by its uid
         made: set[str] = {"/", "/usr", "/tmp", "/proc", "/dev"}  # noqa: S108
         for m in (*_python_mounts(), *mounts):
             for parent in reversed(Path(m.target).parents):  # traversable by the sandbox uid

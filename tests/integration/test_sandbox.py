@@ -378,3 +378,9 @@ print('MAP', open('/proc/self/uid_map').read().split())
     assert "UID 65534 65534 CAPEFF 0000000000000000" in out.log, out.log
     if os.geteuid() == 0:  # no user namespace: 65534 is the uid on the host too
         assert "MAP ['0', '0', '4294967295']" in out.log, out.log
+
+
+def test_the_private_tmp_is_writable_and_nothing_complains(run: Any) -> None:
+    out = run(hostile("attempt('tmp', lambda: open('/tmp/scratch', 'w').write('ok'))"))
+    assert "tmp -> 2" in out.log, out.log
+    assert "not a writable directory" not in out.log
