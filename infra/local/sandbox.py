@@ -27,6 +27,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -214,13 +215,11 @@ def remove_cgroup(path: Path | None) -> None:
         for pid in (path / "cgroup.procs").read_text().split():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), 9)
-    for _ in range(50):
+    for _ in range(250):  # killed processes take a moment to leave the cgroup
         try:
             path.rmdir()
             return
         except OSError:
-            import time
-
             time.sleep(0.02)
 
 
