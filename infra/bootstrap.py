@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.settings import Settings, SettingsError
+from runtime.defaults import DEFAULT_TIMEOUT_S
 from workers.jobs import Services
 from workers.ports import Notifier
 
@@ -19,7 +20,7 @@ def build_services(settings: Settings, notifier: Notifier) -> Services:
     from infra.local.runner import SubprocessRunner
     from workers.validation import Policy
 
-    limits = settings.sandbox_limits(timeout_s=20 * 60)
+    limits = settings.sandbox_limits(timeout_s=DEFAULT_TIMEOUT_S)
     return Services(
         artifacts=LocalArtifactStore(settings.home / "artifacts"),
         registry=SqliteRegistry(settings.home / "state.db"),

@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.backtest import BacktestRequest, run_backtest
-
-RESULT_FILE = "result.json"
-PROGRESS_FILE = "progress.json"
+from runtime.paths import PROGRESS_FILE, RESULT_FILE
 
 
 def write_json(path: Path, doc: Any) -> None:

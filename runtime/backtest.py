@@ -119,11 +119,7 @@ def run_backtest(req: BacktestRequest, progress: Progress | None = None) -> dict
         doc["parameters"].update(_window(datas))
         strat = _run(req, agent, datas, progress, recorder)
         _fill(doc, req, strat)
-    except RunFailed as exc:
-        doc["error"] = exc.error.to_dict()
-    except MemoryError as exc:
-        doc["error"] = classify(exc, req.agent_file).to_dict()
-    except Exception as exc:  # the agent's code ran inside: classify says whose fault
+    except Exception as exc:  # RunFailed carries its error; otherwise classify says whose fault
         doc["error"] = classify(exc, req.agent_file).to_dict()
     finally:
         for rec in recorder:

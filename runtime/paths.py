@@ -5,3 +5,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_DATA_DIR = PACKAGE_DIR / "sample_data" / "daily"
 EXAMPLES_DIR = PACKAGE_DIR / "examples"
+
+# the files of `python -m runtime backtest --out DIR`, read back by the runners
+RESULT_FILE = "result.json"
+PROGRESS_FILE = "progress.json"

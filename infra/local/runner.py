@@ -36,11 +36,11 @@ from runtime.backtest import BacktestRequest, error_document, load_and_check
 from runtime.defaults import DEFAULT_TIMEOUT_S
 from runtime.errors import ErrorKind, RunError, RunFailed, make_error
 from runtime.fmel.store import DECISIONS, SUMMARIES
+from runtime.paths import PROGRESS_FILE as PROGRESS_FILE
+from runtime.paths import RESULT_FILE as RESULT_FILE
 from runtime.prepared import PREPARED_FILE, PreparedSymbol
 from runtime.prepared import save as save_prepared
 
-RESULT_FILE = "result.json"
-PROGRESS_FILE = "progress.json"
 REQUEST_FILE = "request.json"
 LOG_FILE = "agent.log"
 BOX_DIR = "box"

@@ -34,6 +34,8 @@ from enum import StrEnum
 from functools import cache
 from pathlib import Path
 
+from runtime.defaults import DEFAULT_TIMEOUT_S
+
 SANDBOX_UID = 65534  # "nobody" inside the sandbox
 CGROUP_PIDS = Path("/sys/fs/cgroup/pids")
 
@@ -58,7 +60,7 @@ class Limits:
     file_mb: int = 256  # largest file the run may write
     open_files: int = 256
     log_bytes: int = 1 << 20  # the agent's output kept as its log
-    timeout_s: float = 20 * 60
+    timeout_s: float = DEFAULT_TIMEOUT_S
     tmpfs_mb: int = 256
 
 
