@@ -439,21 +439,24 @@ def _cli_user() -> str:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from rq import Queue, SimpleWorker
+    from rq import Queue
 
     from infra.bootstrap import build_services
     from infra.local.notifier import RedisNotifier
     from infra.local.queue import QUEUES, connect, redis_url
+    from infra.local.worker import Worker
     from workers import jobs
 
     conn = connect(settings)
     services = build_services(settings, RedisNotifier(conn))
     jobs.configure(services)
     names = args.queues or QUEUES
-    # SimpleWorker runs jobs in this process, so the sandbox it warms between jobs is
-    # still there for the next one (a forking worker would lose it with each work-horse).
-    worker = SimpleWorker(
-        [Queue(q, connection=conn) for q in names], connection=conn, maintenance_interval=15
+    # Jobs run in this process, so the sandbox it warms between jobs is still there for
+    # the next one (a forking worker would lose it with each work-horse).
+    worker = Worker(
+        [Queue(q, connection=conn) for q in names],
+        connection=conn,
+        heartbeat_s=settings.worker_heartbeat_s,
     )
     where = redis_url(settings)
     print(f"tradeops worker: queues {', '.join(names)} on {where}", file=sys.stderr)

@@ -34,6 +34,9 @@ class Settings:
     sandbox_processes: int = 0
     sandbox_file_mb: int = 0
     sandbox_log_bytes: int = 0
+    # how often a busy worker says it is alive; a job whose worker is silent for about
+    # four of these is declared lost (TRADEOPS_WORKER_HEARTBEAT_S)
+    worker_heartbeat_s: float = 5.0
 
     def sandbox_limits(self, *, timeout_s: float) -> Limits:
         from infra.local.sandbox import Limits
@@ -74,6 +77,7 @@ class Settings:
             redis_url=_redis_url(env),
             allowed_imports=DEFAULT_ALLOWED | _module_names(env),
             max_agent_bytes=_max_agent_bytes(env),
+            worker_heartbeat_s=_seconds(env, "TRADEOPS_WORKER_HEARTBEAT_S", 5.0),
             **{field: _positive_int(env, var) for field, var in _SANDBOX_VARS.items()},
         )
 
@@ -114,6 +118,19 @@ def _positive_int(env: dict[str, str], var: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise SettingsError(f"{var}: expected a positive whole number, got {text!r}")
     return int(text)
+
+
+def _seconds(env: dict[str, str], var: str, default: float) -> float:
+    text = env.get(var, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 3600:
+        raise SettingsError(f"{var}: expected a number of seconds like 5 or 0.5, got {text!r}")
+    return value
 
 
 def _max_agent_bytes(env: dict[str, str]) -> int:

@@ -89,7 +89,21 @@ class BacktestFailed(Event):
     kind: ClassVar[str] = "backtest_failed"
     run_id: str
     error: dict[str, Any]  # kind, message, hint, line
-    retried: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobFailed(Event):
+    """Not the agent's fault: the platform interrupted a job (its worker died, a store failed).
+
+    With ``retrying`` the job runs again by itself and a later event tells how it went;
+    without, this is the last word on it (a backtest's last word is ``BacktestFailed``).
+    """
+
+    kind: ClassVar[str] = "job_failed"
+    work: str  # what was interrupted: "register_agent", "run_backtest", "paper_start"…
+    error: dict[str, Any]  # kind "platform", message, hint
+    retrying: bool = False
+    attempts_left: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,6 +144,7 @@ KINDS: dict[str, type[Event]] = {
         BacktestProgress,
         BacktestFinished,
         BacktestFailed,
+        JobFailed,
         PaperStarted,
         PaperHealth,
         PaperStopped,

@@ -191,6 +191,48 @@ def _progress_reporter(
     return report
 
 
+# ------------------------------------------------------------ platform failures
+def job_failed(
+    *, work: str, kwargs: dict[str, Any], reason: str, attempts_left: int = 0
+) -> ev.Event:
+    """Tell the user that the platform, not their agent, interrupted a job.
+
+    Called by the queue adapter when a job raised or its worker vanished mid-job.
+    ``work`` is the job function's name and ``kwargs`` the job's own keyword arguments
+    (their ``job_id``, ``owner`` and ``reply_to`` say where the news goes). With attempts
+    left the job runs again and this says so; otherwise a backtest's run is marked failed.
+    """
+    from runtime.errors import HINTS, ErrorKind
+
+    s = services()
+    error = {
+        "kind": ErrorKind.PLATFORM.value,
+        "message": reason,
+        "hint": HINTS[ErrorKind.PLATFORM],
+        "line": None,
+    }
+    common: dict[str, Any] = {
+        "job_id": str(kwargs.get("job_id") or ""),
+        "user_id": str(kwargs.get("owner") or ""),
+        "reply_to": dict(kwargs.get("reply_to") or {}),
+    }
+    run_id = str(kwargs.get("run_id") or "")
+    if work == "run_backtest" and run_id and not attempts_left:
+        run = s.registry.get_run(run_id)
+        if run is not None and run.status not in (RunStatus.FINISHED, RunStatus.FAILED):
+            s.registry.update_run(run_id, status=RunStatus.FAILED, error=error)
+        return _emit(ev.BacktestFailed(run_id=run_id, error=error, **common))
+    return _emit(
+        ev.JobFailed(
+            work=work,
+            error=error,
+            retrying=attempts_left > 0,
+            attempts_left=attempts_left,
+            **common,
+        )
+    )
+
+
 def ping() -> float:
     """A job that does nothing: measures the queue itself (enqueue-to-start latency)."""
     return time.time()

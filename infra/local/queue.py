@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
 
@@ -26,6 +26,7 @@ VALIDATE_TIMEOUT_S = 60
 BACKTEST_MARGIN_S = 120  # on top of the sandbox's own wall-clock limit
 RESULT_TTL_S = 7 * 24 * 3600
 FAILURE_TTL_S = 30 * 24 * 3600
+ON_FAILURE = Callback("infra.local.worker.on_job_failure", timeout=60)
 
 
 def redis_url(settings: Settings) -> str:
@@ -61,7 +62,9 @@ def submit(
     meta: dict[str, Any] | None = None,
 ) -> Submitted:
     """Enqueue once. Retries are for infrastructure failures only: job functions turn an
-    agent's own error into a failure event instead of raising, so it is never retried."""
+    agent's own error into a failure event instead of raising, so it is never retried.
+    A job that raises, or whose worker dies under it, is retried at once while it has
+    attempts left; each such failure, and the last, is told to the user (``ON_FAILURE``)."""
     if kind not in QUEUES:
         raise ValueError(f"unknown queue {kind!r} (queues: {', '.join(QUEUES)})")
     queue = Queue(kind, connection=conn)
@@ -73,7 +76,9 @@ def submit(
             timeout=timeout_s,
             job_id=job_id,
             unique=True,
-            retry=Retry(max=retries, interval=[2, 10]) if retries else None,
+            # no retry interval: a delayed retry would need RQ's scheduler running somewhere
+            retry=Retry(max=retries) if retries else None,
+            on_failure=ON_FAILURE,
             result_ttl=RESULT_TTL_S,
             failure_ttl=FAILURE_TTL_S,
             meta=meta or {},

@@ -25,6 +25,9 @@ SAMPLES: list[ev.Event] = [
     ev.BacktestProgress(job_id="j3", run_id="r1", done=120, total=500),
     ev.BacktestFinished(job_id="j3", run_id="r1", result={"results": {"sharpe_ratio": 1.2}}),
     ev.BacktestFailed(job_id="j4", run_id="r2", error={"kind": "agent", "line": 12}),
+    ev.JobFailed(
+        job_id="j9", work="run_backtest", error={"kind": "platform"}, retrying=True, attempts_left=1
+    ),
     ev.PaperStarted(job_id="j5", agent_id="sma", session={"pid": 10}),
     ev.PaperHealth(job_id="j6", agent_id="sma", health={"status": "healthy"}),
     ev.PaperStopped(job_id="j7", agent_id="sma", summary={"decisions": 40}),

@@ -117,3 +117,35 @@ def test_unknown_agent(wired: Any) -> None:
     assert isinstance(out, ev.BacktestFailed)
     assert "ghost@v3" in out.error["message"]
     assert runner.requests == []
+
+
+def test_a_lost_job_with_attempts_left_says_it_will_run_again(wired: Any) -> None:
+    _, notifier, _ = wired({"error": None})
+    kwargs = {"job_id": "j9", "run_id": "r9", "owner": "U1", "reply_to": {"channel": "C1"}}
+    event = jobs.job_failed(work="run_backtest", kwargs=kwargs, reason="worker died",
+                            attempts_left=1)  # fmt: skip
+    assert isinstance(event, ev.JobFailed) and event.retrying and event.attempts_left == 1
+    assert (event.job_id, event.user_id, event.reply_to) == ("j9", "U1", {"channel": "C1"})
+    assert event.error["kind"] == "platform" and event.error["message"] == "worker died"
+    assert notifier.sent == [event]
+
+
+def test_a_lost_backtest_without_attempts_fails_its_run(wired: Any) -> None:
+    s, _, _ = wired({"error": None})
+    jobs.register_agent(job_id="j1", owner="U1", name="sma", source=GOOD)
+    s.registry.create_run(run_id="r9", agent="sma", version=1, owner="U1", kind="backtest",
+                          parameters={})  # fmt: skip
+    s.registry.update_run("r9", status=RunStatus.RUNNING)
+    event = jobs.job_failed(work="run_backtest", kwargs={"job_id": "j9", "run_id": "r9"},
+                            reason="worker died")  # fmt: skip
+    assert isinstance(event, ev.BacktestFailed) and event.error["kind"] == "platform"
+    run = s.registry.get_run("r9")
+    assert run.status == RunStatus.FAILED and run.error["message"] == "worker died"
+
+
+def test_a_lost_backtest_that_had_finished_keeps_its_outcome(wired: Any) -> None:
+    s, _, _ = wired({"error": None})
+    jobs.register_agent(job_id="j1", owner="U1", name="sma", source=GOOD)
+    jobs.run_backtest(job_id="j2", run_id="r2", owner="U1", agent="sma")
+    jobs.job_failed(work="run_backtest", kwargs={"job_id": "j2", "run_id": "r2"}, reason="late")
+    assert s.registry.get_run("r2").status == RunStatus.FINISHED
