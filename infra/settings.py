@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keyword
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +38,8 @@ class Settings:
     # how often a busy worker says it is alive; a job whose worker is silent for about
     # four of these is declared lost (TRADEOPS_WORKER_HEARTBEAT_S)
     worker_heartbeat_s: float = 5.0
+    # scheduled digests (TRADEOPS_DIGESTS): (Slack channel id, "HH:MM" in UTC) pairs
+    digests: tuple[tuple[str, str], ...] = ()
 
     def sandbox_limits(self, *, timeout_s: float) -> Limits:
         from infra.local.sandbox import Limits
@@ -78,6 +81,7 @@ class Settings:
             allowed_imports=DEFAULT_ALLOWED | _module_names(env),
             max_agent_bytes=_max_agent_bytes(env),
             worker_heartbeat_s=_seconds(env, "TRADEOPS_WORKER_HEARTBEAT_S", 5.0),
+            digests=_digests(env),
             **{field: _positive_int(env, var) for field, var in _SANDBOX_VARS.items()},
         )
 
@@ -131,6 +135,30 @@ def _seconds(env: dict[str, str], var: str, default: float) -> float:
     if not 0 < value < 3600:
         raise SettingsError(f"{var}: expected a number of seconds like 5 or 0.5, got {text!r}")
     return value
+
+
+_CHANNEL_ID = re.compile(r"[A-Z][A-Z0-9]{1,31}")
+_UTC_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+def _digests(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """TRADEOPS_DIGESTS: ``C0123ABCD@09:00,C0456@17:30``, a channel id and a UTC time each.
+
+    UTC, not the machine's zone, so the schedule means the same on every host; channel
+    ids, not names, because names change and the Web API posts to ids.
+    """
+    found: dict[tuple[str, str], None] = {}
+    for entry in (e.strip() for e in env.get("TRADEOPS_DIGESTS", "").split(",")):
+        if not entry:
+            continue
+        channel, at, hhmm = entry.partition("@")
+        if not (at and _CHANNEL_ID.fullmatch(channel) and _UTC_TIME.fullmatch(hhmm)):
+            raise SettingsError(
+                f"TRADEOPS_DIGESTS: {entry!r} is not CHANNEL@HH:MM "
+                "(a Slack channel id and a 24-hour UTC time, like C0123ABCD@09:00)"
+            )
+        found[channel, hhmm] = None
+    return tuple(found)
 
 
 def _max_agent_bytes(env: dict[str, str]) -> int:

@@ -9,7 +9,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from workers.ports import Agent, AgentVersion, Run, RunStatus, check_kind, check_sha256
+from workers.ports import (
+    Agent,
+    AgentVersion,
+    PaperConflict,
+    PaperSession,
+    PaperSpec,
+    Run,
+    RunStatus,
+    SessionStatus,
+    check_kind,
+    check_sha256,
+)
 
 
 class InMemoryArtifactStore:
@@ -49,6 +60,7 @@ class InMemoryRegistry:
         self.agents: dict[str, Agent] = {}
         self.versions: dict[tuple[str, int], AgentVersion] = {}
         self.runs: dict[str, Run] = {}  # in creation order
+        self.digests: dict[str, float] = {}  # channel -> end of its last digest
 
     def add_version(
         self, *, owner: str, name: str, sha256: str, report: dict[str, Any]
@@ -135,9 +147,79 @@ class InMemoryRegistry:
     def get_run(self, run_id: str) -> Run | None:
         return self.runs.get(run_id)
 
-    def list_runs(self, agent: str | None = None, limit: int = 20) -> list[Run]:
+    def list_runs(
+        self, agent: str | None = None, limit: int = 20, *, since: float | None = None
+    ) -> list[Run]:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        found = [r for r in self.runs.values() if agent is None or r.agent == agent]
+        found = [
+            r
+            for r in self.runs.values()
+            if (agent is None or r.agent == agent) and (since is None or r.updated_at >= since)
+        ]
         newest_first = sorted(reversed(found), key=lambda r: r.created_at, reverse=True)
         return newest_first[:limit]
+
+    def last_digest(self, channel: str) -> float | None:
+        return self.digests.get(channel)
+
+    def mark_digest(self, channel: str, at: float) -> None:
+        self.digests[channel] = max(float(at), self.digests.get(channel, float(at)))
+
+
+class InMemoryPaperCluster:
+    """``PaperCluster`` as a dict: sessions run at once and stay as the test sets them.
+
+    ``set_health`` and ``crash`` stand in for what a real session does on its own.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.sessions: dict[str, PaperSession] = {}
+        self.specs: dict[str, PaperSpec] = {}
+        self.lines: dict[str, list[str]] = {}
+        self._next_pid = 1000
+
+    def start(self, spec: PaperSpec) -> PaperSession:
+        current = self.sessions.get(spec.agent)
+        if current is not None and current.status is not SessionStatus.STOPPED:
+            raise PaperConflict(f"paper-{spec.agent} is {current.status} (run {current.run_id})")
+        self._next_pid += 1
+        session = PaperSession(
+            agent=spec.agent, owner=spec.owner, status=SessionStatus.RUNNING,
+            run_id=spec.run_id, pid=self._next_pid, restarts=0,
+            health_url=f"memory://paper-{spec.agent}/health", health=None,
+            started_at=self._clock(), stopped_at=None,
+            parameters={"symbols": list(spec.symbols), "cash": spec.cash, "feed": spec.feed,
+                        "start": spec.start, "bar_seconds": spec.bar_seconds},
+        )  # fmt: skip
+        self.sessions[spec.agent] = session
+        self.specs[spec.agent] = spec
+        self.lines.setdefault(spec.agent, []).append(f"started run {spec.run_id}")
+        return session
+
+    def stop(self, agent: str) -> PaperSession:
+        session = self.sessions[agent]
+        if session.status is SessionStatus.STOPPED:
+            return session
+        session = dataclasses.replace(
+            session, status=SessionStatus.STOPPED, pid=None, stopped_at=self._clock()
+        )
+        self.sessions[agent] = session
+        self.lines[agent].append(f"stopped run {session.run_id}")
+        return session
+
+    def status(self, agent: str | None = None) -> list[PaperSession]:
+        return [s for name, s in sorted(self.sessions.items()) if agent in (None, name)]
+
+    def logs(self, agent: str, tail: int = 100) -> str:
+        lines = self.lines[agent]
+        return "\n".join(lines[max(0, len(lines) - tail) :])
+
+    def set_health(self, agent: str, health: dict[str, Any]) -> None:
+        self.sessions[agent] = dataclasses.replace(self.sessions[agent], health=health)
+
+    def crash(self, agent: str) -> None:
+        self.sessions[agent] = dataclasses.replace(
+            self.sessions[agent], status=SessionStatus.CRASHED, pid=None, restarts=3
+        )

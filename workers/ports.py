@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 ARTIFACT_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -185,8 +185,28 @@ class Registry(Protocol):
 
     def get_run(self, run_id: str) -> Run | None: ...
 
-    def list_runs(self, agent: str | None = None, limit: int = 20) -> list[Run]:
-        """The newest runs first (creation order breaks ties), only ``agent``'s when given."""
+    def list_runs(
+        self, agent: str | None = None, limit: int = 20, *, since: float | None = None
+    ) -> list[Run]:
+        """The newest runs first (creation order breaks ties), only ``agent``'s when given,
+        only those changed (created, started, ended) at or after ``since`` when given: a
+        run created before a digest that failed after it belongs in the next digest."""
+        ...
+
+    def last_digest(self, channel: str) -> float | None:
+        """When ``channel``'s last digest was cut off (``None``: it never had one).
+
+        Digests report what happened since the previous one, so each channel remembers its
+        own, and a digest asked for by hand moves it too.
+        """
+        ...
+
+    def mark_digest(self, channel: str, at: float) -> None:
+        """Record that ``channel``'s digest covered everything up to ``at``.
+
+        The mark never moves back, so an older digest finishing late cannot make the next
+        one repeat what was already reported.
+        """
         ...
 
 
@@ -209,4 +229,88 @@ class Notifier(Protocol):
     """Delivers events to the people concerned (a Slack thread, the console)."""
 
     def send(self, event: Any) -> None:  # workers.events.Event
+        ...
+
+
+# ------------------------------------------------------------------ paper trading
+class SessionStatus(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    CRASHED = "crashed"  # gave up restarting; still holds the agent's slot until stopped
+
+
+class PaperConflict(RuntimeError):
+    """The agent already has a paper session (starting, running or crashed): stop it first."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperSpec:
+    """Everything a paper session needs, so the cluster never reads the registry itself."""
+
+    agent: str
+    version: int
+    sha256: str  # the agent's code in the artifact store
+    owner: str
+    run_id: str  # the registry's run of kind "paper"; also the FMEL run id
+    symbols: tuple[str, ...]
+    cash: float
+    feed: Literal["replay", "alpaca"] = "replay"
+    start: str | None = None  # ISO date the replay feed starts from; None: the data's start
+    bar_seconds: float = 60.0  # wall-clock seconds per bar (how fast a replay plays)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperSession:
+    agent: str
+    owner: str
+    status: SessionStatus
+    run_id: str
+    pid: int | None  # the local supervisor's process; None on Kubernetes
+    restarts: int  # times the cluster restarted it after a crash
+    health_url: str | None
+    # the session's last /health document; "equity" (portfolio value) and "decisions"
+    # (FMEL rows so far) are what digests and status read from it
+    health: dict[str, Any] | None
+    started_at: float
+    stopped_at: float | None
+    parameters: dict[str, Any]  # symbols, cash, feed, start, bar_seconds of its spec
+
+
+class PaperCluster(Protocol):
+    """Paper-trading sessions, one per agent, with Kubernetes StatefulSet semantics.
+
+    Each agent has at most one replica, named ``paper-{agent}``, whether it is a local
+    supervised process or a pod: a stable name is what lets a restart pick up the agent's
+    state (its FMEL chain, its positions) instead of starting a second, competing session.
+    The cluster restarts a session that crashes (``restarts`` counts it) until it gives up
+    (``crashed``). It keeps the latest session of each agent after it stopped, so status can
+    still say how it ended.
+    """
+
+    def start(self, spec: PaperSpec) -> PaperSession:
+        """Start ``spec.agent``'s session and return it (usually ``starting``).
+
+        ``PaperConflict`` if the agent has a session that is not stopped; a stopped one is
+        replaced. Raises other errors only when the cluster itself failed.
+        """
+        ...
+
+    def stop(self, agent: str) -> PaperSession:
+        """Stop the agent's session and return its final state (``stopped``).
+
+        Stopping a stopped session returns it unchanged, like scaling a StatefulSet to zero
+        twice. ``KeyError`` if the cluster has never had a session for ``agent``.
+        """
+        ...
+
+    def status(self, agent: str | None = None) -> list[PaperSession]:
+        """The latest session of each agent by agent name, only ``agent``'s when given.
+
+        An agent the cluster does not know gives an empty list, not an error.
+        """
+        ...
+
+    def logs(self, agent: str, tail: int = 100) -> str:
+        """The last ``tail`` lines the agent's session wrote; ``KeyError`` if unknown."""
         ...

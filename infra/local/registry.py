@@ -57,6 +57,11 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_agent ON runs (agent, created_at);
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at);
+-- digests came after version 1: a table of its own, which older code never reads
+CREATE TABLE IF NOT EXISTS digests (
+    channel TEXT PRIMARY KEY,
+    at REAL NOT NULL
+);
 """
 
 
@@ -176,16 +181,33 @@ class SqliteRegistry:
             row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else _run(row)
 
-    def list_runs(self, agent: str | None = None, limit: int = 20) -> list[Run]:
+    def list_runs(
+        self, agent: str | None = None, limit: int = 20, *, since: float | None = None
+    ) -> list[Run]:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         with self._read() as db:
             rows = db.execute(
-                "SELECT * FROM runs WHERE ? IS NULL OR agent = ?"
+                "SELECT * FROM runs WHERE (? IS NULL OR agent = ?)"
+                " AND (? IS NULL OR updated_at >= ?)"
                 " ORDER BY created_at DESC, seq DESC LIMIT ?",
-                (agent, agent, limit),
+                (agent, agent, since, since, limit),
             ).fetchall()
         return [_run(row) for row in rows]
+
+    # ------------------------------------------------------------------ digests
+    def last_digest(self, channel: str) -> float | None:
+        with self._read() as db:
+            row = db.execute("SELECT at FROM digests WHERE channel = ?", (channel,)).fetchone()
+        return None if row is None else float(row["at"])
+
+    def mark_digest(self, channel: str, at: float) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO digests (channel, at) VALUES (?, ?)"
+                " ON CONFLICT (channel) DO UPDATE SET at = max(at, excluded.at)",
+                (channel, float(at)),
+            )
 
     # ------------------------------------------------------------------ connection
     def close(self) -> None:

@@ -356,3 +356,76 @@ def test_sqlite_two_processes_add_versions_without_duplicates(
     assert registry.get_agent("shared").latest_version == 40  # type: ignore[union-attr]
     shas = {registry.get_version("shared", n).sha256 for n in range(1, 41)}  # type: ignore[union-attr]
     assert shas == {sha(f"{tag}-{i}") for tag in ("p1", "p2") for i in range(20)}
+
+
+# ---------------------------------------------------------------- runs since, digests
+def test_list_runs_since_is_inclusive_and_combines_with_agent_and_limit(
+    make_registry: MakeRegistry,
+) -> None:
+    times = iter([1.0, 1.0, 10.0, 20.0, 20.0, 30.0])
+    registry = make_registry(lambda: next(times))
+    add(registry, "a")  # 1
+    add(registry, "b")  # 1
+    for run_id, agent in [("r10", "a"), ("r20a", "b"), ("r20b", "a"), ("r30", "a")]:
+        new_run(registry, run_id, agent=agent)
+    assert [r.run_id for r in registry.list_runs(since=20.0)] == ["r30", "r20b", "r20a"]
+    assert [r.run_id for r in registry.list_runs(since=19.9)] == ["r30", "r20b", "r20a"]
+    assert [r.run_id for r in registry.list_runs(since=20.1)] == ["r30"]
+    assert [r.run_id for r in registry.list_runs("a", since=15.0)] == ["r30", "r20b"]
+    assert [r.run_id for r in registry.list_runs(since=10.0, limit=2)] == ["r30", "r20b"]
+    assert registry.list_runs(since=31.0) == []
+    assert len(registry.list_runs(since=None)) == 4
+
+
+def test_list_runs_since_counts_a_run_that_ended_later(make_registry: MakeRegistry) -> None:
+    times = iter([1.0, 5.0, 6.0, 40.0])
+    registry = make_registry(lambda: next(times))
+    add(registry, "a")  # 1
+    new_run(registry, "r5", agent="a")  # created at 5
+    registry.update_run("r5", status=RunStatus.RUNNING)  # 6
+    assert registry.list_runs(since=30.0) == []
+    registry.update_run("r5", status=RunStatus.FAILED, error={"kind": "agent"})  # 40
+    assert [r.run_id for r in registry.list_runs(since=30.0)] == ["r5"]
+
+
+def test_a_channel_without_digests_has_no_mark(registry: Registry) -> None:
+    assert registry.last_digest("C1") is None
+
+
+def test_digest_marks_are_per_channel(registry: Registry) -> None:
+    registry.mark_digest("C1", 1_700_000_100.5)
+    registry.mark_digest("C2", 1_700_000_200.0)
+    assert registry.last_digest("C1") == 1_700_000_100.5
+    assert registry.last_digest("C2") == 1_700_000_200.0
+    registry.mark_digest("C1", 1_700_000_300.0)
+    assert registry.last_digest("C1") == 1_700_000_300.0
+    assert registry.last_digest("C3") is None
+
+
+def test_a_digest_mark_never_moves_back(registry: Registry) -> None:
+    registry.mark_digest("C1", 500.0)
+    registry.mark_digest("C1", 400.0)  # an older digest finishing late
+    assert registry.last_digest("C1") == 500.0
+
+
+def test_sqlite_digest_marks_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    first = SqliteRegistry(path)
+    first.mark_digest("C1", 123.25)
+    first.close()
+    assert SqliteRegistry(path).last_digest("C1") == 123.25
+
+
+def test_sqlite_file_of_an_older_version_gains_the_digest_table(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    SqliteRegistry(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE digests")  # as a file written before digests existed
+    db.commit()
+    db.close()
+    again = SqliteRegistry(path)
+    assert again.last_digest("C1") is None
+    again.mark_digest("C1", 5.0)
+    assert again.last_digest("C1") == 5.0
