@@ -22,6 +22,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/fmel_overhead.py
 	$(PY) benchmarks/sandbox_startup.py
+	$(PY) benchmarks/queue_latency.py
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tradeops needs Python 3.11+"'

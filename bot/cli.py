@@ -138,10 +138,23 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--queues", type=_queues, default=None, metavar="Q,Q",
                    help="queues to take jobs from (default: all)")  # fmt: skip
 
-    d = sub.add_parser("demo", help="backtest the bundled example agent", description=(
-        "Backtest the bundled SMA-cross example agent on the bundled sample data, "
-        "then verify its FMEL record."))  # fmt: skip
+    d = sub.add_parser("demo", help="the whole flow on this machine, as a chat", description=(
+        "Start the embedded Redis and a worker (unless they run), upload the bundled "
+        "SMA-cross example agent, backtest it through the queue in the sandbox, and print "
+        "the conversation a chat user would see: registration, progress, metrics, the FMEL "
+        "summary and where the chart is."))  # fmt: skip
     d.add_argument("--json", action="store_true", help="print the result document as JSON")
+
+    sh = sub.add_parser("shell", help="the chat commands at a terminal", description=(
+        "An interactive console speaking the Slack commands (/backtest, /agents, /runs, "
+        "/fmel, /paper-start…, /help) through the same queue and jobs; /upload FILE stands "
+        "in for sharing a file. Reads commands from stdin when it is not a terminal."))  # fmt: skip
+    sh.add_argument("--inline", action="store_true",
+                    help="run jobs in this process even when a worker is running")  # fmt: skip
+    sub.add_parser("scheduler", help="enqueue scheduled digests on time", description=(
+        "Run RQ's cron scheduler with one job per digest in TRADEOPS_DIGESTS "
+        "(CHANNEL@HH:MM, UTC, comma-separated); workers on the digest queue run them. "
+        "Runs until SIGTERM; several schedulers enqueue each digest once."))  # fmt: skip
     return ap
 
 
@@ -197,6 +210,74 @@ def _backtest_options(b: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------- commands
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    """Through the queue when a worker is running (and nothing asks for this machine's
+    files or an unsandboxed run), else in this process: the same job code either way."""
+    local_only = args.data or args.unsafe or args.chart or args.timeout != DEFAULT_TIMEOUT_S
+    if not local_only:
+        from bot.desk import Desk
+
+        desk = Desk(settings, user=_cli_user(), use_queue=True)
+        if desk.workers_on("backtest") and (not args.file.is_file() or desk.workers_on("validate")):
+            return _backtest_via_queue(args, settings, desk)
+    return _backtest_here(args, settings)
+
+
+def _backtest_via_queue(args: argparse.Namespace, settings: Settings, desk: Any) -> int:
+    from workers import events as ev
+
+    version: int | None
+    if args.file.is_file():
+        report = _validate(args.file, args.strategy, settings)
+        if not report.ok:  # refused here, as in-process: nothing is queued
+            return _backtest_here(args, settings)
+        name = _agent_name(args.file)
+        registered = desk.follow(desk.upload(name=name, source=args.file.read_bytes()), _quiet)
+        if not isinstance(registered, ev.AgentRegistered):
+            raise CliError(_one_line(registered))
+        agent, version = name, int(registered.version)
+    else:
+        _, agent, version = _resolve_agent(args.file, _local_services(settings), None)
+    params: dict[str, Any] = {"symbols": list(args.symbols or ("SPY",)),
+                              "start": args.start and args.start.isoformat(),
+                              "end": args.end and args.end.isoformat(), "cash": args.cash,
+                              "commission": args.commission, "strategy": args.strategy}  # fmt: skip
+    ticket = desk.backtest(agent=agent, version=version, parameters=params)
+    print(f"tradeops: backtest {ticket.run_id} queued ({desk.workers_on('backtest')} worker(s))",
+          file=sys.stderr)  # fmt: skip
+    progress = _ProgressLine()
+
+    def show(event: Any) -> None:
+        if isinstance(event, ev.BacktestProgress):
+            progress(event.done, event.total)
+        elif isinstance(event, ev.JobFailed):
+            print(f"tradeops: {event.error['message']}; retrying", file=sys.stderr)
+
+    final = desk.follow(ticket, show, on_wait=lambda text: print(f"tradeops: {text}",
+                                                                 file=sys.stderr))  # fmt: skip
+    progress.finish()
+    run = desk.registry().get_run(ticket.run_id)
+    doc = (run.result if run is not None else None) or getattr(final, "result", None)
+    if doc is None:  # lost before any result: the failure news is all there is
+        print(_one_line(final), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(format_result(doc))
+    return 1 if doc.get("error") else 0
+
+
+def _quiet(event: Any) -> None:
+    pass
+
+
+def _one_line(event: Any) -> str:
+    from bot.console import format_event
+
+    return format_event(event).splitlines()[0]
+
+
+def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
     from infra.local.runner import LOG_FILE, SubprocessRunner
     from runtime.backtest import BacktestRequest
     from runtime.fmel import new_run_id
@@ -266,11 +347,16 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 _AGENT_REF = re.compile(r"([A-Za-z][A-Za-z0-9_\-]{0,63})(?:@v?(\d+))?")
 
 
-def _resolve_agent(target: Path, services: Any, work: Path) -> tuple[Path, str, int | None]:
-    """(file to run, agent name, stored version or None) for a file or a registered agent."""
+def _agent_name(path: Path) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_\-]", "_", path.stem)[:64]
+    return stem if stem[:1].isalpha() else f"a_{stem}"[:64]
+
+
+def _resolve_agent(target: Path, services: Any, work: Path | None) -> tuple[Path, str, int | None]:
+    """(file to run, agent name, stored version or None) for a file or a registered agent;
+    a registered agent's code is written into ``work`` (when given)."""
     if target.is_file():
-        stem = re.sub(r"[^A-Za-z0-9_\-]", "_", target.stem)[:64]
-        return target.resolve(), stem if stem[:1].isalpha() else f"a_{stem}"[:64], None
+        return target.resolve(), _agent_name(target), None
     if target.suffix == ".py" or "/" in str(target):
         raise CliError(f"agent file not found: {target}")
     found = _AGENT_REF.fullmatch(str(target))
@@ -281,6 +367,8 @@ def _resolve_agent(target: Path, services: Any, work: Path) -> tuple[Path, str, 
     if version is None:
         known = ", ".join(a.name for a in services.registry.list_agents()[:8]) or "none yet"
         raise CliError(f"no agent file or registered agent {str(target)!r} (agents: {known})")
+    if work is None:
+        return Path(f"{version.name}.py"), version.name, int(version.version)
     work.mkdir(parents=True, exist_ok=True)
     path = work / f"{version.name}.py"
     path.write_bytes(services.artifacts.get(version.sha256))
@@ -360,20 +448,123 @@ def resolve_run_id(root: Path, wanted: str) -> str:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    print(f"tradeops demo: backtesting the example agent {DEMO_AGENT.name} on SPY and QQQ "
-          f"(bundled daily sample data)", file=sys.stderr)  # fmt: skip
-    ns = argparse.Namespace(
-        file=DEMO_AGENT, symbols=("SPY", "QQQ"), start=None, end=None, cash=DEFAULT_CASH,
-        commission=0.0, data=None, strategy=None, timeout=DEFAULT_TIMEOUT_S, chart=None,
-        json=args.json, unsafe=False,
-    )  # fmt: skip
-    code = cmd_backtest(ns, settings)
-    if code == 0 and not args.json:
-        print()
-        return cmd_fmel(
-            argparse.Namespace(run_id="last", verify=True, json=False, last=20), settings
-        )
-    return code
+    """The README's first command: the whole flow, through the queue, as a conversation."""
+    from bot.console import Conversation
+    from bot.desk import Desk
+    from bot.shell import Shell
+    from infra.local.queue import redis_url
+
+    _log_to_file(settings, "demo.log")
+    had_redis = Desk(settings, user="").queue_running()
+    url = redis_url(settings)  # starts the embedded Redis unless one serves this home
+    desk = Desk(settings, user=_cli_user(), use_queue=True)
+    worker = None
+    if not (desk.workers_on("validate") and desk.workers_on("backtest")):
+        worker = _start_worker(settings, desk)
+    where = "its own worker" if worker else "the running worker(s)"
+    print(f"tradeops demo · Redis {url} · {where} · sandboxed backtests · "
+          f"state in {settings.home}\n", file=sys.stderr if args.json else sys.stdout)  # fmt: skip
+    chat = Conversation(print if not args.json else _quiet_text)
+    shell = Shell(desk, lambda text: chat.say("tradeops", text))
+    script = [
+        ("shares sma_cross.py", f"/upload {DEMO_AGENT} sma_cross"),
+        ("/backtest sma_cross SPY,QQQ", "/backtest sma_cross SPY,QQQ"),
+        ("/fmel sma_cross last=5 verify", "/fmel sma_cross last=5 verify"),
+    ]
+    try:
+        for said, line in script:
+            chat.say("you", said)
+            shell.handle(line)
+            if shell.errors or (shell.last is not None and _demo_failed(shell.last)):
+                return 1
+            if line.startswith("/backtest"):
+                result = getattr(shell.last, "result", None)
+                if args.json and result is not None:
+                    print(json.dumps(result, indent=2))
+                shell.last = None  # the /fmel answer comes straight from the desk
+        return 0
+    finally:
+        if worker is not None:
+            _stop_worker(worker)
+        if not had_redis and not settings.redis_url:
+            desk.conn.connection_pool.disconnect()
+            _stop_idle_redis(settings)
+
+
+def _demo_failed(event: Any) -> bool:
+    return event.kind in ("agent_rejected", "backtest_failed", "job_failed")
+
+
+def _quiet_text(text: str) -> None:
+    pass
+
+
+def _start_worker(settings: Settings, desk: Any) -> Any:
+    """A `tradeops worker` for the demo, its log in the home; waits until it listens."""
+    import subprocess
+
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, TRADEOPS_HOME=str(settings.home),
+               TRADEOPS_DATA_DIR=str(settings.data_dir))  # fmt: skip
+    with open(logs / "demo-worker.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (desk.workers_on("validate") and desk.workers_on("backtest")):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop_worker(proc)
+            raise CliError(f"the demo's worker did not start (see {logs / 'demo-worker.log'})")
+        time.sleep(0.05)
+    return proc
+
+
+def _stop_worker(proc: Any) -> None:
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # RQ's warm shutdown: the sandbox it kept goes too
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _stop_idle_redis(settings: Settings) -> None:
+    """Stop the embedded Redis the demo started, unless another process now uses it."""
+    from infra.local.redis_server import EmbeddedRedis
+
+    srv = EmbeddedRedis(settings.home)
+    try:
+        clients = len(srv.client(retries=0).client_list())
+    except Exception:
+        return
+    if clients <= 1:
+        srv.stop()
+
+
+def _log_to_file(settings: Settings, name: str) -> Path:
+    """Faults go to a log file under the home, not onto the user's screen."""
+    import logging
+
+    folder = settings.home / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(folder / name)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return folder / name
+
+
+def cmd_shell(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.desk import Desk
+    from bot.shell import run_shell
+
+    _log_to_file(settings, "shell.log")
+    desk = Desk(settings, user=_cli_user(), use_queue=False if args.inline else None)
+    return run_shell(desk)
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
@@ -516,6 +707,22 @@ class _ProgressLine:
             print(file=sys.stderr)
 
 
+def _expected(exc: Exception) -> bool:
+    """Failures a user can act on (the queue is unreachable…): one line, no traceback."""
+    import redis
+
+    from bot.desk import DeskError
+    from infra.local.redis_server import RedisUnavailable
+
+    return isinstance(exc, DeskError | RedisUnavailable | redis.ConnectionError)
+
+
+def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.local.scheduler import run_scheduler
+
+    return run_scheduler(settings)
+
+
 COMMANDS = {
     "backtest": cmd_backtest,
     "fmel": cmd_fmel,
@@ -524,6 +731,8 @@ COMMANDS = {
     "worker": cmd_worker,
     "agents": cmd_agents,
     "runs": cmd_runs,
+    "shell": cmd_shell,
+    "scheduler": cmd_scheduler,
 }
 
 
@@ -533,6 +742,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         return COMMANDS[args.command](args, settings)
     except (CliError, SettingsError) as exc:
+        print(f"tradeops: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not _expected(exc):
+            raise  # a bug: its traceback is what whoever fixes it needs
         print(f"tradeops: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

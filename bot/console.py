@@ -1,4 +1,7 @@
-"""Plain-text rendering of results for the terminal (the command line and, later, the shell)."""
+"""Plain-text rendering for the terminal: the command line, ``tradeops shell`` and the demo.
+
+What Slack shows as Block Kit, the console shows as text, from the same Events.
+"""
 
 from __future__ import annotations
 
@@ -94,8 +97,9 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
-def format_decisions(rows: Sequence[Mapping[str, Any]]) -> str:
-    """FMEL rows as a table: bar, time, action, orders, fills, value."""
+def format_decisions(rows: Sequence[Mapping[str, Any]], *, state: bool = False) -> str:
+    """FMEL rows as a table: bar, time, action, orders, fills, value (and, with ``state``,
+    the indicator values the agent saw for the symbols it acted on)."""
 
     def orders(r: Mapping[str, Any]) -> str:
         return "; ".join(
@@ -117,10 +121,22 @@ def format_decisions(rows: Sequence[Mapping[str, Any]]) -> str:
             orders(r) or "-",
             fills(r) or "-",
             f"{r['portfolio_value']:,.2f}",
+            *([_state(r)] if state else []),
         )
         for r in rows
     ]
-    return format_table(["bar", "time", "action", "orders", "fills", "value"], table)
+    headers = ["bar", "time", "action", "orders", "fills", "value", *(["state"] if state else [])]
+    return format_table(headers, table)
+
+
+def _state(row: Mapping[str, Any], limit: int = 6) -> str:
+    """Indicator values behind a decision, those of the symbols it touched first."""
+    touched = {o["symbol"] for o in [*(row["actions_taken"] or ()), *(row["fills"] or ())]}
+    values = list(row["indicators"] or ())
+    mine = [(k, v) for k, v in values if any(f"[{s}]" in k for s in touched)]
+    shown = (mine or values)[:limit]
+    text = " ".join(f"{k}={v:.4g}" for k, v in shown if v is not None)
+    return text + (" …" if len(mine or values) > limit else "") or "-"
 
 
 def format_validation(report: ValidationReport) -> str:
@@ -193,10 +209,16 @@ def format_event(event: Any) -> str:
     kind = event.kind
     if kind == "agent_registered":
         r = event.report
-        return (
+        warnings = r.get("warnings") or []
+        lines = [
             f"Registered agent {event.agent_id} version {event.version} · strategy "
-            f"{r.get('strategy')} · indicators {', '.join(r.get('indicators') or []) or 'none'}"
-        )
+            f"{r.get('strategy')} · params {_params_text(r.get('params') or {})} · "
+            f"indicators {', '.join(r.get('indicators') or []) or 'none'}"
+        ]
+        for w in warnings:
+            where = f"line {w['line']}: " if w.get("line") else ""
+            lines.append(f"  warning: {where}{w['message']}")
+        return "\n".join(lines)
     if kind == "agent_rejected":
         errors = event.report.get("errors") or []
         lines = [f"Rejected {event.agent_name}: {len(errors)} error(s)"]
@@ -204,6 +226,12 @@ def format_event(event: Any) -> str:
             where = f"line {e['line']}: " if e.get("line") else ""
             lines.append(f"  {where}{e['message']}\n    Hint: {e['hint']}")
         return "\n".join(lines)
+    if kind == "backtest_queued":
+        p = event.parameters
+        where = ", ".join(p.get("symbols") or ["SPY"])
+        version = f" v{event.version}" if event.version else ""
+        ahead = f" · {event.position} ahead" if event.position else ""
+        return f"Backtest queued · {event.agent_id}{version} on {where} · run {event.run_id}{ahead}"
     if kind == "backtest_finished":
         return format_result(event.result)
     if kind == "backtest_failed":
@@ -212,6 +240,110 @@ def format_event(event: Any) -> str:
         head = f"Backtest {event.run_id} failed: {err['kind']} error{where}"
         return f"{head}\n  {err['message']}\n  Hint: {err['hint']}"
     if kind == "backtest_progress":
-        share = f"/{event.total}" if event.total else ""
-        return f"  backtest {event.run_id}: bar {event.done}{share}"
-    return f"{kind}: {event.to_json()}"
+        share = f"/{event.total} ({100 * event.done // event.total}%)" if event.total else ""
+        return f"… backtest {event.run_id}: bar {event.done}{share}"
+    if kind == "job_failed":
+        err = event.error
+        if event.retrying:
+            return f"{err['message']}: running it again ({event.attempts_left} attempt(s) left)"
+        return f"{event.work} failed: {err['message']}\n  Hint: {err['hint']}"
+    return _format_paper(event) or _format_other(event)
+
+
+def _format_paper(event: Any) -> str | None:
+    kind = event.kind
+    if kind == "paper_failed":
+        err = event.error
+        who = f" {event.agent_id}" if event.agent_id else ""
+        return f"Paper trading{who}: {err['message']}\n  Hint: {err['hint']}"
+    if kind == "paper_status":
+        if not event.sessions:
+            return "No paper sessions."
+        return format_table(
+            ["agent", "version", "status", "restarts", "decisions", "P&L", "run"],
+            [_session_row(x) for x in event.sessions],
+        )
+    if kind == "digest":
+        sec = event.sections
+        lines = [f"Digest {_when(event.since)} → {_when(event.until)} UTC · "
+                 f"{len(sec.get('paper') or [])} paper session(s) · "
+                 f"{len(sec.get('backtests') or [])} backtest(s) · "
+                 f"{len(sec.get('failures') or [])} failure(s)"]  # fmt: skip
+        for x in sec.get("paper") or ():
+            lines.append("  paper  " + "  ".join(_session_row(x)))
+        for b in sec.get("backtests") or ():
+            outcome = (f"return {_pct(b['return_pct'])} · Sharpe {_num(b['sharpe'])}"
+                       if b.get("return_pct") is not None else b["status"])  # fmt: skip
+            lines.append(f"  backtest  {b['agent']}@v{b['version']}  {outcome}  {b['run_id']}")
+        for f in sec.get("failures") or ():
+            err = f.get("error") or {}
+            lines.append(f"  failed  {f['agent']}@v{f['version']} {f['kind']}: "
+                         f"{err.get('kind')}: {err.get('message')}")  # fmt: skip
+        return "\n".join(lines)
+    return None
+
+
+def _session_row(x: Mapping[str, Any]) -> list[str]:
+    pnl = x.get("pnl")
+    money = f"{pnl['pnl']:+,.2f} ({pnl['pnl_pct']:+.2f}%)" if pnl else "n/a"
+    return [x["agent"], f"v{x.get('version') or '?'}", x["status"], str(x.get("restarts", 0)),
+            str(x.get("decisions") if x.get("decisions") is not None else "n/a"), money,
+            x.get("run_id") or "-"]  # fmt: skip
+
+
+def _format_other(event: Any) -> str:
+    """Paper and digest news: a heading and the event's content, key by key."""
+    title = event.kind.replace("_", " ").capitalize()
+    agent = getattr(event, "agent_id", "")
+    lines = [f"{title}{' · ' + agent if agent else ''}"]
+    body = {k: v for k, v in event.to_dict().items()
+            if k not in ("kind", "job_id", "user_id", "reply_to", "at", "agent_id")}  # fmt: skip
+    for key, value in body.items():
+        lines.append(f"  {key}: {value}")
+    return "\n".join(lines)
+
+
+def format_fmel(report: Any) -> str:
+    """A run's FMEL summary, its last decisions and, when asked, the chain check."""
+    lines = []
+    s = report.summary
+    if s:
+        actions = " · ".join(f"{k} {v}" for k, v in s["actions"].items())
+        lines.append(f"FMEL {report.run_id} · {s['agent_id']} · {s['decisions']} decisions "
+                     f"({actions}) · chain {s['chain_head'][:12]}…")  # fmt: skip
+    else:
+        lines.append(f"FMEL {report.run_id} (no summary: the run did not finish)")
+    if report.rows:
+        what = "that ordered or traded" if report.trades_only else ""
+        lines.append(f"Last {len(report.rows)} decisions {what}".rstrip() + ":")
+        lines.append(format_decisions(report.rows, state=True))
+    v = report.verification
+    if v is not None:
+        if v["ok"]:
+            lines.append(f"Verified: the hash chain of {v['rows']} decisions is intact "
+                         f"(head {str(v['chain_head'])[:12]}…)")  # fmt: skip
+        else:
+            lines.append(f"MISMATCH at bar {v['first_bad_bar']}: {v['reason']}")
+    return "\n".join(lines)
+
+
+def format_help(usage: Mapping[str, str], help_text: Mapping[str, str]) -> str:
+    width = max(len(u) for u in usage.values())
+    lines = ["Commands (the same as in Slack):"]
+    lines += [f"  {usage[name]:<{width}}  {help_text[name]}" for name in usage]
+    return "\n".join(lines)
+
+
+class Conversation:
+    """Prints a chat as the console shows it: who speaks, then what they said."""
+
+    def __init__(self, write: Any = print, width: int = 10) -> None:
+        self.write = write
+        self.width = width
+
+    def say(self, who: str, text: str) -> None:
+        pad = " " * (self.width + 3)
+        first, *rest = text.splitlines() or [""]
+        self.write(f"{who:>{self.width}} › {first}")
+        for line in rest:
+            self.write(f"{pad}{line}")

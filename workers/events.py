@@ -25,6 +25,11 @@ class Event:
     reply_to: dict[str, str] = field(default_factory=dict)
     at: float = field(default_factory=time.time)
 
+    @property
+    def final(self) -> bool:
+        """Whether this is the last event of its job: a front-end following it can stop."""
+        return True
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}
 
@@ -68,6 +73,10 @@ class BacktestQueued(Event):
     parameters: dict[str, Any]
     position: int | None = None  # jobs ahead of this one
 
+    @property
+    def final(self) -> bool:
+        return False
+
 
 @dataclass(frozen=True, kw_only=True)
 class BacktestProgress(Event):
@@ -75,6 +84,10 @@ class BacktestProgress(Event):
     run_id: str
     done: int
     total: int | None = None
+
+    @property
+    def final(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +118,10 @@ class JobFailed(Event):
     retrying: bool = False
     attempts_left: int = 0
 
+    @property
+    def final(self) -> bool:
+        return not self.retrying
+
 
 @dataclass(frozen=True, kw_only=True)
 class PaperStarted(Event):
@@ -119,12 +136,32 @@ class PaperHealth(Event):
     agent_id: str
     health: dict[str, Any]
 
+    @property
+    def final(self) -> bool:
+        return False  # sent now and then while a session runs, not the end of a job
+
 
 @dataclass(frozen=True, kw_only=True)
 class PaperStopped(Event):
     kind: ClassVar[str] = "paper_stopped"
     agent_id: str
     summary: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperFailed(Event):
+    """A paper command that could not be done: unknown agent, already running, not running,
+    or no paper cluster on this backend. Nothing was started or stopped."""
+
+    kind: ClassVar[str] = "paper_failed"
+    agent_id: str  # "" when the command named no agent (a status of all sessions)
+    error: dict[str, Any]  # kind, message, hint
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperStatus(Event):
+    kind: ClassVar[str] = "paper_status"
+    sessions: list[dict[str, Any]]  # one per agent: the session, its P&L and decisions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +185,8 @@ KINDS: dict[str, type[Event]] = {
         PaperStarted,
         PaperHealth,
         PaperStopped,
+        PaperFailed,
+        PaperStatus,
         Digest,
     )
 }

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from workers import events as ev
-from workers.ports import ArtifactStore, BacktestRunner, Notifier, Registry, RunStatus
+from workers.ports import ArtifactStore, BacktestRunner, Notifier, PaperCluster, Registry, RunStatus
 from workers.validation import DEFAULT_POLICY, Policy, validate_source
 
 
@@ -32,6 +32,7 @@ class Services:
     policy: Policy = DEFAULT_POLICY
     progress_every_s: float = 2.0
     meta_sink: Callable[[dict[str, Any]], None] | None = field(default=None)
+    cluster: PaperCluster | None = None  # None: this backend has no paper trading yet
 
 
 _services: Services | None = None
@@ -48,7 +49,8 @@ def services() -> Services:
     return _services
 
 
-def _emit(event: ev.Event) -> ev.Event:
+def emit(event: ev.Event) -> ev.Event:
+    """Send ``event`` to the user (through the configured notifier) and return it."""
     services().notifier.send(event)
     return event
 
@@ -62,7 +64,7 @@ def register_agent(
     report = validate_source(source, filename=f"{name}.py", policy=s.policy)
     route = dict(reply_to or {})
     if not report.ok:
-        return _emit(
+        return emit(
             ev.AgentRejected(
                 job_id=job_id,
                 user_id=owner,
@@ -73,7 +75,7 @@ def register_agent(
         )
     sha = s.artifacts.put(source, kind="agent")
     version = s.registry.add_version(owner=owner, name=name, sha256=sha, report=report.to_dict())
-    return _emit(
+    return emit(
         ev.AgentRegistered(
             job_id=job_id,
             user_id=owner,
@@ -111,7 +113,7 @@ def run_backtest(
             "hint": "Upload the agent file, then run the backtest again.",
             "line": None,
         }
-        return _emit(
+        return emit(
             ev.BacktestFailed(
                 job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, error=error
             )
@@ -138,6 +140,7 @@ def run_backtest(
         end=_date(params.get("end")),
         cash=float(params.get("cash") or 10_000.0),
         commission=float(params.get("commission") or 0.0),
+        strategy=params.get("strategy") or None,
         data_dir=s.data_dir,
         agent_id=agent,
         agent_version=str(found.version),
@@ -148,13 +151,13 @@ def run_backtest(
     doc = s.runner.run(req, work, _progress_reporter(s, job_id, owner, route, run_id))
     if doc.get("error"):
         s.registry.update_run(run_id, status=RunStatus.FAILED, error=doc["error"], result=doc)
-        return _emit(
+        return emit(
             ev.BacktestFailed(
                 job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, error=doc["error"]
             )
         )
     s.registry.update_run(run_id, status=RunStatus.FINISHED, result=doc)
-    return _emit(
+    return emit(
         ev.BacktestFinished(job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, result=doc)
     )
 
@@ -177,7 +180,7 @@ def _progress_reporter(
         now = time.monotonic()
         if now - last[0] >= s.progress_every_s:
             last[0] = now
-            _emit(
+            emit(
                 ev.BacktestProgress(
                     job_id=job_id,
                     user_id=owner,
@@ -221,8 +224,8 @@ def job_failed(
         run = s.registry.get_run(run_id)
         if run is not None and run.status not in (RunStatus.FINISHED, RunStatus.FAILED):
             s.registry.update_run(run_id, status=RunStatus.FAILED, error=error)
-        return _emit(ev.BacktestFailed(run_id=run_id, error=error, **common))
-    return _emit(
+        return emit(ev.BacktestFailed(run_id=run_id, error=error, **common))
+    return emit(
         ev.JobFailed(
             work=work,
             error=error,

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 SOCKET = "redis.sock"
+MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 107 bytes on Linux
 
 
 class RedisUnavailable(RuntimeError):
@@ -37,10 +40,21 @@ def redis_executable() -> str:
     return str(__redis_executable__)
 
 
+def socket_path(folder: Path) -> Path:
+    """The socket in ``folder``; under a short private folder in /tmp, named after
+    ``folder``, when that path would be too long for a unix socket."""
+    path = folder / SOCKET
+    if len(str(path)) <= MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    short = Path(tempfile.gettempdir()) / f"tradeops-{os.getuid()}-{digest}"
+    return short / SOCKET
+
+
 class EmbeddedRedis:
     def __init__(self, home: Path) -> None:
         self.dir = home / "redis"
-        self.socket = self.dir / SOCKET
+        self.socket = socket_path(self.dir)
 
     @property
     def url(self) -> str:
@@ -67,6 +81,9 @@ class EmbeddedRedis:
         if self.running():
             return self.url
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.socket.parent.mkdir(exist_ok=True, mode=0o700)
+        if self.socket.parent.stat().st_uid != os.getuid():
+            raise RedisUnavailable(f"{self.socket.parent} belongs to another user")
         with self._lock():
             if self.running():  # another process started it while we waited
                 return self.url

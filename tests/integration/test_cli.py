@@ -228,11 +228,6 @@ def timeout(ctx: Ctx) -> CliResult:
     )  # fmt: skip
 
 
-@job("test_demo")
-def demo(ctx: Ctx) -> CliResult:
-    return ctx.cli("demo", "demo")
-
-
 @job("test_readable_output")
 def readable(ctx: Ctx) -> CliResult:
     chart = ctx.root / "elsewhere" / "equity.png"
@@ -693,12 +688,3 @@ def test_snooping_agent_is_refused_before_it_runs(runs: Runs) -> None:
     assert doc["error"]["kind"] == "import" and doc["error"]["line"] == 1
     assert "canary" not in out.stdout + out.stderr
     assert not (runs.ctx.home("shared") / "runs" / doc["run_id"] / "agent.log").exists()
-
-
-# ------------------------------------------------------------------------ demo (8)
-@pytest.mark.slow
-def test_demo(runs: Runs) -> None:
-    out = runs["demo"]
-    assert out.code == 0, out
-    assert "SPY, QQQ" in out.stdout
-    assert re.search(r"^FMEL \S+: OK · \d+ decisions", out.stdout, re.MULTILINE)

@@ -31,6 +31,10 @@ SAMPLES: list[ev.Event] = [
     ev.PaperStarted(job_id="j5", agent_id="sma", session={"pid": 10}),
     ev.PaperHealth(job_id="j6", agent_id="sma", health={"status": "healthy"}),
     ev.PaperStopped(job_id="j7", agent_id="sma", summary={"decisions": 40}),
+    ev.PaperFailed(
+        job_id="j10", agent_id="sma", error={"kind": "conflict", "message": "m", "hint": "h"}
+    ),
+    ev.PaperStatus(job_id="j11", sessions=[{"agent": "sma", "status": "running"}]),
     ev.Digest(job_id="j8", since=1.0, until=2.0, sections={"failures": []}),
 ]
 

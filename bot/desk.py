@@ -1,0 +1,352 @@
+"""The front desk: where every front-end hands in work and follows it to its end.
+
+A front-end (the Slack app, ``tradeops shell``, ``tradeops demo``, ``tradeops backtest``)
+turns what a user did into a call here: an upload, a parsed command. The desk enqueues the
+job (or, from the command line with no worker running, runs the same job function in this
+process) and gives back a :class:`Ticket`. ``follow`` then delivers the job's events, as
+the worker sends them, to a callback, until the job's final event.
+
+Quick reads (agents, runs, a run's FMEL rows) are answered here directly: they are a
+lookup, not work.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from infra.settings import Settings
+from runtime.defaults import DEFAULT_TIMEOUT_S
+from workers import events as ev
+
+if TYPE_CHECKING:
+    import redis
+
+    from workers.jobs import Services
+
+OnEvent = Callable[[ev.Event], None]
+
+# queue, timeout (s) and attempts for each kind of work
+WORK: dict[str, tuple[str, str, int]] = {
+    "register_agent": ("validate", "workers.jobs.register_agent", 60),
+    "run_backtest": ("backtest", "workers.jobs.run_backtest", DEFAULT_TIMEOUT_S + 120),
+    "paper_start": ("paper", "workers.control.paper_start", 120),
+    "paper_stop": ("paper", "workers.control.paper_stop", 120),
+    "paper_status": ("paper", "workers.control.paper_status", 60),
+    "digest": ("digest", "workers.control.digest", 120),
+}
+WAITING_NOTE_S = 5.0  # say that no worker has taken the job after this long
+POLL_S = 0.02
+
+
+class DeskError(RuntimeError):
+    """A request the desk cannot take (e.g. the queue is unreachable): one line for the user."""
+
+
+@dataclass(frozen=True)
+class Ticket:
+    job_id: str
+    work: str  # a key of WORK
+    kwargs: dict[str, Any]
+    inline: bool  # no worker: follow() runs the job function in this process
+    duplicate: bool = False  # the same request was already taken: this follows that job
+    run_id: str | None = None
+
+
+@dataclass
+class Desk:
+    settings: Settings
+    user: str
+    use_queue: bool | None = None  # None: the queue when a worker is alive, else inline
+    _conn: redis.Redis | None = field(default=None, init=False, repr=False)
+    _services: Services | None = field(default=None, init=False, repr=False)
+    _on_event: OnEvent | None = field(default=None, init=False, repr=False)
+
+    # ------------------------------------------------------------------ the queue
+    @property
+    def conn(self) -> redis.Redis:
+        if self._conn is None:
+            from infra.local.queue import connect
+
+            self._conn = connect(self.settings)
+        return self._conn
+
+    def queue_running(self) -> bool:
+        """A Redis is there to talk to (REDIS_URL, or this home's embedded one is up)."""
+        if self.settings.redis_url:
+            return True
+        from infra.local.redis_server import EmbeddedRedis
+
+        return EmbeddedRedis(self.settings.home).running()
+
+    def workers_on(self, queue: str) -> int:
+        """How many live workers take jobs from ``queue`` (0 when no Redis runs)."""
+        if not self.queue_running():
+            return 0
+        from rq import Queue, Worker
+
+        return len(Worker.all(queue=Queue(queue, connection=self.conn)))
+
+    def _inline(self, queue: str) -> bool:
+        if self.use_queue is None:
+            return self.workers_on(queue) == 0
+        return not self.use_queue
+
+    # ------------------------------------------------------------------ taking work
+    def upload(
+        self,
+        *,
+        name: str,
+        source: bytes,
+        request_id: str | None = None,
+        reply_to: dict[str, str] | None = None,
+    ) -> Ticket:
+        """A file to validate and register as agent ``name``'s next version."""
+        kwargs = {"owner": self.user, "name": name, "source": source, "reply_to": reply_to or {}}
+        return self._take("register_agent", kwargs, request_id)
+
+    def backtest(
+        self,
+        *,
+        agent: str,
+        version: int | None = None,
+        parameters: dict[str, Any] | None = None,
+        request_id: str | None = None,
+        reply_to: dict[str, str] | None = None,
+    ) -> Ticket:
+        from runtime.fmel import new_run_id
+
+        run_id = new_run_id()
+        params = dict(parameters or {})
+        kwargs: dict[str, Any] = {
+            "run_id": run_id,
+            "owner": self.user,
+            "agent": agent,
+            "version": version,
+            "parameters": params,
+            "reply_to": reply_to or {},
+        }
+        ticket = self._take("run_backtest", kwargs, request_id, run_id=run_id)
+        if not ticket.inline and not ticket.duplicate:
+            self._announce(ticket, agent, version, params)
+        return ticket
+
+    def paper(self, work: str, *, request_id: str | None = None, **kwargs: Any) -> Ticket:
+        """``paper_start`` / ``paper_stop`` / ``paper_status`` with the job's own arguments."""
+        if work not in ("paper_start", "paper_stop", "paper_status"):
+            raise ValueError(work)
+        return self._take(work, {"owner": self.user, **kwargs}, request_id)
+
+    def digest(
+        self, *, channel: str, request_id: str | None = None, reply_to: dict[str, str] | None = None
+    ) -> Ticket:
+        return self._take("digest", {"channel": channel, "reply_to": reply_to or {}}, request_id)
+
+    def _take(
+        self,
+        work: str,
+        kwargs: dict[str, Any],
+        request_id: str | None,
+        run_id: str | None = None,
+    ) -> Ticket:
+        from infra.local.queue import job_id_for
+
+        queue, func, timeout_s = WORK[work]
+        job_id = job_id_for(queue, work, request_id or uuid.uuid4().hex)
+        kwargs = {"job_id": job_id, **kwargs}
+        if self._inline(queue):
+            return Ticket(job_id, work, kwargs, inline=True, run_id=run_id)
+        from infra.local.queue import submit
+
+        done = submit(self.conn, queue, func, job_id=job_id, kwargs=kwargs, timeout_s=timeout_s)
+        if done.duplicate:  # follow the job that is already there
+            kwargs = dict(done.job.kwargs or kwargs)
+            run_id = kwargs.get("run_id", run_id)
+        return Ticket(job_id, work, kwargs, inline=False, duplicate=done.duplicate, run_id=run_id)
+
+    def _announce(
+        self, ticket: Ticket, agent: str, version: int | None, parameters: dict[str, Any]
+    ) -> None:
+        """The 'queued' news, with how many jobs are ahead, for every front-end to show."""
+        from rq import Queue
+
+        from infra.local.notifier import RedisNotifier
+
+        ahead = max(0, Queue("backtest", connection=self.conn).count - 1)
+        RedisNotifier(self.conn).send(
+            ev.BacktestQueued(
+                job_id=ticket.job_id,
+                user_id=self.user,
+                reply_to=ticket.kwargs.get("reply_to") or {},
+                run_id=ticket.run_id or "",
+                agent_id=agent,
+                version=version or 0,
+                parameters=parameters,
+                position=ahead,
+            )
+        )
+
+    # ------------------------------------------------------------------ following
+    def follow(
+        self,
+        ticket: Ticket,
+        on_event: OnEvent,
+        *,
+        timeout_s: float | None = None,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> ev.Event:
+        """Deliver the job's events to ``on_event`` as they come; return the final one."""
+        if ticket.inline:
+            return self._run_here(ticket, on_event)
+        return self._watch(ticket, on_event, timeout_s, on_wait)
+
+    def _run_here(self, ticket: Ticket, on_event: OnEvent) -> ev.Event:
+        from workers import jobs
+
+        self._on_event = on_event
+        jobs.configure(self._local_services())
+        _, func, _ = WORK[ticket.work]
+        module, name = func.rsplit(".", 1)
+        import importlib
+
+        fn = getattr(importlib.import_module(module), name)
+        result: ev.Event = fn(**ticket.kwargs)
+        return result
+
+    def _local_services(self) -> Services:
+        if self._services is None:
+            from infra.bootstrap import build_services
+
+            desk = self
+
+            class Forward:
+                def send(self, event: ev.Event) -> None:
+                    if desk._on_event is not None:
+                        desk._on_event(event)
+
+            self._services = build_services(self.settings, Forward())
+        return self._services
+
+    def _watch(
+        self,
+        ticket: Ticket,
+        on_event: OnEvent,
+        timeout_s: float | None,
+        on_wait: Callable[[str], None] | None,
+    ) -> ev.Event:
+        from infra.local.notifier import RedisNotifier
+
+        notifier = RedisNotifier(self.conn)
+        seen = 0
+        t0 = time.monotonic()
+        next_check = t0 + 1.0
+        waiting = _Waiting(on_wait)
+        while True:
+            for event in notifier.events(ticket.job_id, start=seen):
+                seen += 1
+                on_event(event)
+                if event.final:
+                    return event
+            now = time.monotonic()
+            if timeout_s is not None and now - t0 > timeout_s:
+                raise DeskError(f"no result after {timeout_s:g} s (job {ticket.job_id})")
+            if now >= next_check:
+                next_check = now + 1.0
+                self._check_job(ticket, now - t0, waiting)
+            time.sleep(POLL_S)
+
+    def _check_job(self, ticket: Ticket, waited_s: float, waiting: _Waiting) -> None:
+        """Now and then: is anyone working on it, and is the job still alive?"""
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job, JobStatus
+        from rq.registry import StartedJobRegistry
+
+        queue = WORK[ticket.work][0]
+        try:
+            status = Job.fetch(ticket.job_id, connection=self.conn).get_status(refresh=False)
+        except NoSuchJobError:
+            raise DeskError(f"job {ticket.job_id} is gone from the queue") from None
+        if status == JobStatus.STARTED:
+            # Find a job whose worker died even when no other worker is left to: its
+            # failure callback then sends the news this loop waits for.
+            StartedJobRegistry(queue, connection=self.conn).cleanup()
+        elif status == JobStatus.QUEUED and waited_s > WAITING_NOTE_S and not waiting.told:
+            if self.workers_on(queue) == 0:
+                waiting.tell(f"waiting for a worker on the {queue} queue: "
+                             "start one with `tradeops worker`")  # fmt: skip
+        elif status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+            waiting.ended += 1
+            if waiting.ended > 3:  # its failure news would have arrived by now
+                raise DeskError(f"job {ticket.job_id} {status.value} without a result")
+
+    # ------------------------------------------------------------------ quick reads
+    def registry(self) -> Any:
+        return self._local_services().registry
+
+    def agents(self) -> list[Any]:
+        return self._local_services().registry.list_agents()
+
+    def runs(self, agent: str | None = None, limit: int = 15) -> list[Any]:
+        return self._local_services().registry.list_runs(agent, limit=limit)
+
+    def fmel(self, target: str, *, last: int = 10, verify: bool = False) -> FmelReport:
+        """A run's FMEL summary, its last ``last`` decisions that placed orders or got
+        fills (with the state behind each), and the chain check when asked. ``target`` is
+        a run id, a unique prefix of one, or an agent (its latest run with a record)."""
+        from runtime.fmel import store
+
+        root = self.settings.fmel_dir
+        run_id = self._fmel_run(target)
+        rows = store.read_rows(root, run_id)
+        trades = [r for r in rows if r["actions_taken"] or r["fills"]]
+        return FmelReport(
+            run_id=run_id,
+            summary=store.read_summary(root, run_id),
+            rows=(trades or rows)[-last:],
+            trades_only=bool(trades),
+            verification=store.verify_run(root, run_id).to_dict() if verify else None,
+        )
+
+    def _fmel_run(self, target: str) -> str:
+        from runtime.fmel import store
+
+        root = self.settings.fmel_dir
+        recorded = set(store.run_ids(root))
+        registry = self._local_services().registry
+        if registry.get_agent(target) is not None:
+            for run in registry.list_runs(target, limit=50):
+                if run.run_id in recorded:
+                    return run.run_id
+            raise DeskError(f"agent {target} has no recorded run yet: /backtest {target} first")
+        if target in recorded:
+            return target
+        matches = sorted(r for r in recorded if r.startswith(target))
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise DeskError(f"run id {target!r} is ambiguous: {', '.join(matches[:3])}…")
+        raise DeskError(f"no agent or run {target!r}")
+
+
+@dataclass
+class _Waiting:
+    on_wait: Callable[[str], None] | None
+    told: bool = False
+    ended: int = 0
+
+    def tell(self, text: str) -> None:
+        self.told = True
+        if self.on_wait is not None:
+            self.on_wait(text)
+
+
+@dataclass(frozen=True)
+class FmelReport:
+    run_id: str
+    summary: dict[str, Any] | None
+    rows: list[dict[str, Any]]  # the last decisions that ordered or traded (else the last)
+    verification: dict[str, Any] | None
+    trades_only: bool = False
