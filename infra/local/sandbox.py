@@ -201,6 +201,7 @@ class Sandbox:
         if self.isolation is Isolation.NONE or not _can_make_cgroups():
             return None
         path = CGROUP_PIDS / "tradeops" / name
+        _sweep_orphans(path.parent)
         try:
             path.mkdir(parents=True, exist_ok=True)
             (path / "pids.max").write_text(str(self.limits.processes))
@@ -223,6 +224,26 @@ def remove_cgroup(path: Path | None) -> None:
             return
         except OSError:
             time.sleep(0.02)
+
+
+def _sweep_orphans(parent: Path) -> None:
+    """Remove the cgroups of runs whose runner is gone (a worker that was SIGKILLed could not
+    clean up): each is named ``…-<runner pid>``."""
+    with contextlib.suppress(OSError):
+        for entry in parent.iterdir():
+            owner = entry.name.rpartition("-")[2]
+            if entry.is_dir() and owner.isdigit() and not _alive(int(owner)):
+                remove_cgroup(entry)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def pids_limit_hit(path: Path | None) -> bool:

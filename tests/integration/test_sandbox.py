@@ -384,3 +384,25 @@ def test_the_private_tmp_is_writable_and_nothing_complains(run: Any) -> None:
     out = run(hostile("attempt('tmp', lambda: open('/tmp/scratch', 'w').write('ok'))"))
     assert "tmp -> 2" in out.log, out.log
     assert "not a writable directory" not in out.log
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="pids cgroups are made only as root")
+def test_cgroups_left_by_a_dead_runner_are_swept() -> None:
+    import subprocess
+
+    from infra.local.sandbox import CGROUP_PIDS, remove_cgroup
+
+    sandbox = Sandbox.detect(Limits(timeout_s=10))
+    if sandbox.cgroup(f"probe-{os.getpid()}") is None:
+        pytest.skip("no writable pids cgroup hierarchy here")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that is no longer anyone's
+    orphan = CGROUP_PIDS / "tradeops" / f"box-{gone.pid}"
+    orphan.mkdir(exist_ok=True)
+    mine = sandbox.cgroup(f"probe-{os.getpid()}")
+    try:
+        assert not orphan.exists()
+        assert mine is not None and mine.exists()  # a live runner's cgroup stays
+    finally:
+        remove_cgroup(mine)
+        remove_cgroup(orphan)
