@@ -70,6 +70,12 @@ def _queues(text: str) -> tuple[str, ...]:
     return names
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}")
+    return int(text)
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -151,6 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
         "in for sharing a file. Reads commands from stdin when it is not a terminal."))  # fmt: skip
     sh.add_argument("--inline", action="store_true",
                     help="run jobs in this process even when a worker is running")  # fmt: skip
+    bt_ = sub.add_parser("bot", help="run the Slack app", description=(
+        "Run the Slack app: over HTTP (Slack posts commands, events and button presses to "
+        "/slack/events; GET /health answers with the bot's and the queue's state) or in "
+        "Socket Mode (SLACK_APP_TOKEN). It queues the work; run workers for it."))  # fmt: skip
+    mode = bt_.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--http", action="store_true", help="serve Slack's HTTP requests")
+    mode.add_argument("--socket", action="store_true", help="connect to Slack in Socket Mode")
+    bt_.add_argument("--port", type=_port, default=None, metavar="P",
+                     help="HTTP port (default $PORT, else 3000)")  # fmt: skip
+
     sub.add_parser("scheduler", help="enqueue scheduled digests on time", description=(
         "Run RQ's cron scheduler with one job per digest in TRADEOPS_DIGESTS "
         "(CHANNEL@HH:MM, UTC, comma-separated); workers on the digest queue run them. "
@@ -717,6 +733,24 @@ def _expected(exc: Exception) -> bool:
     return isinstance(exc, DeskError | RedisUnavailable | redis.ConnectionError)
 
 
+def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from bot import slack_server
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s "
+                        "%(message)s")  # fmt: skip
+    if args.socket:
+        return slack_server.run_socket(settings)
+    port = args.port
+    if port is None:
+        env_port = os.environ.get("PORT", "").strip()
+        if env_port and not env_port.isdigit():
+            raise CliError(f"PORT: expected a port number, got {env_port!r}")
+        port = int(env_port or 3000)
+    return slack_server.run_http(settings, port)
+
+
 def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     from infra.local.scheduler import run_scheduler
 
@@ -733,6 +767,7 @@ COMMANDS = {
     "runs": cmd_runs,
     "shell": cmd_shell,
     "scheduler": cmd_scheduler,
+    "bot": cmd_bot,
 }
 
 

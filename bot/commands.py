@@ -74,6 +74,12 @@ class Command:
         return out
 
 
+def agent_name_for(filename: str) -> str:
+    """The agent name an uploaded file registers under: its stem, made a valid name."""
+    stem = re.sub(r"[^A-Za-z0-9_\-]", "_", filename.rsplit("/", 1)[-1].removesuffix(".py"))[:64]
+    return stem if stem[:1].isalpha() else f"a_{stem}"[:64]
+
+
 def split_command(line: str) -> tuple[str, str]:
     """``"/backtest sma SPY"`` -> ``("backtest", "sma SPY")``."""
     parts = line.replace("\u00a0", " ").split(None, 1)

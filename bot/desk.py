@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from infra.settings import Settings
 from runtime.defaults import DEFAULT_TIMEOUT_S
 from workers import events as ev
+from workers import policy
 
 if TYPE_CHECKING:
     import redis
@@ -61,9 +62,31 @@ class Desk:
     settings: Settings
     user: str
     use_queue: bool | None = None  # None: the queue when a worker is alive, else inline
+    roles: policy.Roles | None = None  # None: no checks (this machine's own user)
     _conn: redis.Redis | None = field(default=None, init=False, repr=False)
     _services: Services | None = field(default=None, init=False, repr=False)
     _on_event: OnEvent | None = field(default=None, init=False, repr=False)
+
+    def with_user(self, user: str) -> Desk:
+        """The same desk (one Redis connection, one registry) for another user."""
+        other = Desk(self.settings, user, use_queue=self.use_queue, roles=self.roles)
+        other._conn, other._services = self.conn, self._local_services()
+        return other
+
+    def authorize(self, work: str, agent: str | None) -> None:
+        """Raise ``policy.Refused`` now if this user may not have ``work`` done (front-ends
+        ask before acknowledging, so a refusal is the answer and nothing is queued)."""
+        rules = {"register_agent": policy.check_upload, "run_backtest": policy.check_run,
+                 "paper_start": policy.check_paper, "paper_stop": policy.check_paper}  # fmt: skip
+        if work in rules:
+            self._check(rules[work], agent)
+
+    def _check(self, rule: Any, agent: str | None) -> None:
+        """Raise ``policy.Refused`` (one line) unless ``rule`` allows it."""
+        if self.roles is None:
+            return
+        found = self._local_services().registry.get_agent(agent) if agent else None
+        rule(self.roles, self.user, found)
 
     # ------------------------------------------------------------------ the queue
     @property
@@ -105,6 +128,7 @@ class Desk:
         reply_to: dict[str, str] | None = None,
     ) -> Ticket:
         """A file to validate and register as agent ``name``'s next version."""
+        self._check(policy.check_upload, name)
         kwargs = {"owner": self.user, "name": name, "source": source, "reply_to": reply_to or {}}
         return self._take("register_agent", kwargs, request_id)
 
@@ -119,6 +143,7 @@ class Desk:
     ) -> Ticket:
         from runtime.fmel import new_run_id
 
+        self._check(policy.check_run, agent)
         run_id = new_run_id()
         params = dict(parameters or {})
         kwargs: dict[str, Any] = {
@@ -138,6 +163,8 @@ class Desk:
         """``paper_start`` / ``paper_stop`` / ``paper_status`` with the job's own arguments."""
         if work not in ("paper_start", "paper_stop", "paper_status"):
             raise ValueError(work)
+        if work != "paper_status":
+            self._check(policy.check_paper, kwargs.get("agent"))
         return self._take(work, {"owner": self.user, **kwargs}, request_id)
 
     def digest(
@@ -285,6 +312,9 @@ class Desk:
     # ------------------------------------------------------------------ quick reads
     def registry(self) -> Any:
         return self._local_services().registry
+
+    def artifacts(self) -> Any:
+        return self._local_services().artifacts
 
     def agents(self) -> list[Any]:
         return self._local_services().registry.list_agents()

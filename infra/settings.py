@@ -5,7 +5,7 @@ from __future__ import annotations
 import keyword
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +38,13 @@ class Settings:
     # how often a busy worker says it is alive; a job whose worker is silent for about
     # four of these is declared lost (TRADEOPS_WORKER_HEARTBEAT_S)
     worker_heartbeat_s: float = 5.0
+    # Slack (DESIGN.md section 3); secrets are kept out of repr() so they never reach a log
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    slack_api_url: str = "https://slack.com/api/"
+    admins: frozenset[str] = frozenset()
+    traders: frozenset[str] = frozenset()
     # scheduled digests (TRADEOPS_DIGESTS): (Slack channel id, "HH:MM" in UTC) pairs
     digests: tuple[tuple[str, str], ...] = ()
 
@@ -52,6 +59,12 @@ class Settings:
             "log_bytes": self.sandbox_log_bytes,
         }
         return Limits(timeout_s=timeout_s, **{k: v for k, v in chosen.items() if v})
+
+    def require(self, *names: str) -> None:
+        """Fail with one line naming the first of these settings that is missing."""
+        for name in names:
+            if not getattr(self, name):
+                raise SettingsError(f"{name.upper()} is not set (see the README's Slack section)")
 
     @property
     def fmel_dir(self) -> Path:
@@ -81,6 +94,12 @@ class Settings:
             allowed_imports=DEFAULT_ALLOWED | _module_names(env),
             max_agent_bytes=_max_agent_bytes(env),
             worker_heartbeat_s=_seconds(env, "TRADEOPS_WORKER_HEARTBEAT_S", 5.0),
+            slack_bot_token=_token(env, "SLACK_BOT_TOKEN", "xoxb-"),
+            slack_signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip() or None,
+            slack_app_token=_token(env, "SLACK_APP_TOKEN", "xapp-"),
+            slack_api_url=_api_url(env),
+            admins=_user_ids(env, "TRADEOPS_ADMINS"),
+            traders=_user_ids(env, "TRADEOPS_TRADERS"),
             digests=_digests(env),
             **{field: _positive_int(env, var) for field, var in _SANDBOX_VARS.items()},
         )
@@ -122,6 +141,28 @@ def _positive_int(env: dict[str, str], var: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise SettingsError(f"{var}: expected a positive whole number, got {text!r}")
     return int(text)
+
+
+def _token(env: dict[str, str], var: str, prefix: str) -> str | None:
+    text = env.get(var, "").strip()
+    if text and not text.startswith(prefix):
+        raise SettingsError(f"{var}: expected a token starting with {prefix} (value not shown)")
+    return text or None
+
+
+def _api_url(env: dict[str, str]) -> str:
+    url = env.get("SLACK_API_URL", "").strip() or "https://slack.com/api/"
+    if not url.startswith(("https://", "http://")):
+        raise SettingsError(f"SLACK_API_URL: expected an http(s):// URL, got {url!r}")
+    return url if url.endswith("/") else url + "/"
+
+
+def _user_ids(env: dict[str, str], var: str) -> frozenset[str]:
+    ids = [u.strip() for u in env.get(var, "").split(",") if u.strip()]
+    bad = [u for u in ids if not u.replace("_", "").isalnum()]
+    if bad:
+        raise SettingsError(f"{var}: expected Slack user ids like U012AB3CD, got {bad[0]!r}")
+    return frozenset(ids)
 
 
 def _seconds(env: dict[str, str], var: str, default: float) -> float:

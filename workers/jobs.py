@@ -149,6 +149,10 @@ def run_backtest(
         chart_path=work / "chart.png",
     )
     doc = s.runner.run(req, work, _progress_reporter(s, job_id, owner, route, run_id))
+    doc["agent_version"] = found.version
+    chart = Path(doc["chart"]) if doc.get("chart") else None
+    if chart is not None and chart.is_file():  # front-ends on other hosts fetch it from here
+        doc["chart_artifact"] = s.artifacts.put(chart.read_bytes(), kind="chart")
     if doc.get("error"):
         s.registry.update_run(run_id, status=RunStatus.FAILED, error=doc["error"], result=doc)
         return emit(

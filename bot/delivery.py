@@ -1,0 +1,200 @@
+"""Events into Slack threads: the bot's delivery loop.
+
+Workers never talk to Slack. Each event they send is appended to the Redis stream
+``tradeops:events`` (and the job's own list); the bot reads the stream as a consumer group
+(``slack``), posts each event that has a Slack address into its thread, and acknowledges it
+only once posted. An event that could not be posted (Slack down, a rate limit that outlasted
+the client's retries) stays pending and is claimed again and retried; a result is stored
+before its event is sent, so nothing is lost while Slack is away. After ``MAX_ATTEMPTS`` an
+event is parked in ``tradeops:slack:undelivered`` and logged.
+
+One job's progress is one message, updated in place (``chat.update``): the first of
+queued / progress creates it, the final event turns it into a one-line outcome, then the
+result itself is posted below it and, for a backtest, its chart uploaded into the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import redis
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import render
+from bot.desk import Desk
+from infra.local.notifier import EVENTS_STREAM
+from workers import events as ev
+
+log = logging.getLogger(__name__)
+
+GROUP = "slack"
+MAX_ATTEMPTS = 8
+RETRY_IDLE_MS = 10_000  # a pending event is retried after this long
+UNDELIVERED = "tradeops:slack:undelivered"
+KEEP_S = 7 * 24 * 3600
+
+
+class Deliverer:
+    def __init__(self, conn: redis.Redis, client: WebClient, desk: Desk) -> None:
+        self.conn = conn
+        self.client = client
+        self.desk = desk
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self.delivered = 0
+        self.failed = 0
+        self.alive = False
+
+    # ------------------------------------------------------------------ the loop
+    def ensure_group(self) -> None:
+        try:
+            self.conn.xgroup_create(EVENTS_STREAM, GROUP, id="$", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def run(self, stop: threading.Event) -> None:
+        self.ensure_group()
+        self.alive = True
+        next_retry = time.monotonic() + RETRY_IDLE_MS / 1000
+        try:
+            while not stop.is_set():
+                try:
+                    got: Any = self.conn.xreadgroup(
+                        GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=20, block=500
+                    )
+                    for _, entries in got or ():
+                        for entry_id, fields in entries:
+                            self.handle(entry_id, fields)
+                    if time.monotonic() >= next_retry:
+                        next_retry = time.monotonic() + RETRY_IDLE_MS / 1000
+                        self.retry_pending()
+                except redis.RedisError as exc:  # Redis restarting: wait, then go on
+                    log.warning("delivery: Redis: %s", exc)
+                    stop.wait(1.0)
+        finally:
+            self.alive = False
+
+    def retry_pending(self) -> None:
+        """Claim events left pending (a failed post, or a bot that died) and try again."""
+        claimed: Any = self.conn.xautoclaim(
+            EVENTS_STREAM, GROUP, self.consumer, min_idle_time=RETRY_IDLE_MS, count=50
+        )
+        for entry_id, fields in claimed[1]:
+            if fields is not None:
+                self.handle(entry_id, fields)
+
+    def handle(self, entry_id: Any, fields: dict[Any, Any]) -> None:
+        key = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        raw = fields.get(b"event") or fields.get("event")
+        try:
+            event = ev.Event.from_json(raw.decode() if isinstance(raw, bytes) else str(raw))
+        except (ValueError, AttributeError):  # unknown kind (a newer worker) or junk
+            self.conn.xack(EVENTS_STREAM, GROUP, key)
+            return
+        try:
+            self.deliver(event, key)
+        except (SlackApiError, OSError) as exc:
+            self.failed += 1
+            attempts = int(self.conn.hincrby("tradeops:slack:attempts", key, 1))
+            reason = exc.response.get("error") if isinstance(exc, SlackApiError) else exc
+            log.warning(
+                "delivery of %s (%s) failed, attempt %d: %s", key, event.kind, attempts, reason
+            )
+            if attempts < MAX_ATTEMPTS and _retryable(exc):
+                return  # stays pending: retried later
+            self.conn.rpush(UNDELIVERED, event.to_json())
+            log.error("delivery of %s (%s) given up after %d attempt(s)", key, event.kind, attempts)
+        self.conn.xack(EVENTS_STREAM, GROUP, key)
+        self.conn.hdel("tradeops:slack:attempts", key)
+
+    # ------------------------------------------------------------------ one event
+    def deliver(self, event: ev.Event, key: str = "") -> None:
+        where = event.reply_to
+        if not where.get("channel"):
+            return  # not a Slack job (the console's, the command line's)
+        self.delivered += 1
+        if isinstance(event, ev.BacktestQueued | ev.BacktestProgress):
+            self._status(event, render.render_event(event))
+            return
+        if event.final and self._status_ts(event.job_id):
+            self._status(event, render.render_outcome(event))
+        if isinstance(event, ev.BacktestFinished):
+            self._once(key, "result", lambda: self._post(where, self._result(event)))
+            self._once(key, "chart", lambda: self._chart(event))
+            return
+        message = render.render_event(event)
+        if message is not None:
+            self._once(key, "post", lambda: self._post(where, message))
+
+    def _result(self, event: ev.BacktestFinished) -> dict[str, Any]:
+        rows = None
+        try:
+            rows = self.desk.fmel(event.run_id, last=8).rows
+        except Exception as exc:  # the record is an extra: the metrics go out regardless
+            log.info("no FMEL rows for %s: %s", event.run_id, exc)
+        return render.render_result(event.result, fmel_rows=rows)
+
+    def _chart(self, event: ev.BacktestFinished) -> None:
+        sha = event.result.get("chart_artifact")
+        if not sha:
+            return
+        try:
+            png = self.desk.artifacts().get(sha)
+        except KeyError:
+            return
+        where = event.reply_to
+        self.client.files_upload_v2(
+            channel=where["channel"],
+            thread_ts=where.get("thread_ts"),
+            content=png,
+            filename=f"{event.run_id}.png",
+            title=f"Equity and drawdown · {event.result.get('agent_id')} · {event.run_id}",
+        )
+
+    def _post(self, where: dict[str, str], message: dict[str, Any]) -> None:
+        self.client.chat_postMessage(
+            channel=where["channel"],
+            thread_ts=where.get("thread_ts"),
+            unfurl_links=False,
+            **message,
+        )
+
+    def _status(self, event: ev.Event, message: dict[str, Any] | None) -> None:
+        """The job's one status message: created once, then updated in place."""
+        if message is None:
+            return
+        where = event.reply_to
+        ts = self._status_ts(event.job_id)
+        if ts:
+            self.client.chat_update(channel=where["channel"], ts=ts, **message)
+            return
+        posted = self.client.chat_postMessage(
+            channel=where["channel"], thread_ts=where.get("thread_ts"), **message
+        )
+        self.conn.set(f"tradeops:slack:status:{event.job_id}", str(posted["ts"]), ex=KEEP_S)
+
+    def _status_ts(self, job_id: str) -> str | None:
+        ts = self.conn.get(f"tradeops:slack:status:{job_id}")
+        return ts.decode() if isinstance(ts, bytes) else ts
+
+    def _once(self, key: str, step: str, do: Any) -> None:
+        """A step of an event's delivery, done once even when the event is retried."""
+        mark = f"tradeops:slack:done:{key}:{step}"
+        if key and self.conn.exists(mark):
+            return
+        do()
+        if key:
+            self.conn.set(mark, 1, ex=KEEP_S)
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, SlackApiError):
+        # a wrong channel or a missing scope will not fix itself; rate limits and 5xx might
+        return exc.response.status_code == 429 or exc.response.status_code >= 500
+    return True

@@ -1,0 +1,186 @@
+"""``tradeops bot``: the Slack app over HTTP or Socket Mode, with its delivery loop.
+
+HTTP mode serves ``POST /slack/events`` (slash commands, events and interactivity: bolt
+verifies each request's signature and answers 401 to a bad one) and ``GET /health`` (the
+bot's and the queue's state), on a threading server so a burst of commands is acknowledged
+in parallel. Socket Mode connects out to Slack with ``SLACK_APP_TOKEN`` instead, for a
+machine Slack cannot reach. Both run the delivery loop that posts job events into threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from slack_bolt import App, BoltRequest
+from slack_sdk.errors import SlackApiError
+
+from bot.delivery import Deliverer
+from bot.desk import Desk
+from bot.slack_app import build_app, web_client
+from infra.settings import Settings, SettingsError
+from workers.policy import Roles
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1 << 20
+EVENTS_PATH = "/slack/events"
+
+
+class Bot:
+    """The app, its desk and its delivery loop, started and stopped together."""
+
+    def __init__(self, settings: Settings, mode: str) -> None:
+        self.settings = settings
+        self.mode = mode
+        self.started = time.time()
+        self.desk = Desk(
+            settings, user="", use_queue=True, roles=Roles(settings.admins, settings.traders)
+        )
+        self.client = web_client(settings)
+        try:
+            self.app: App = build_app(settings, self.desk, self.client)
+        except SlackApiError as exc:  # bolt checks the token with auth.test at start
+            raise SettingsError(
+                f"SLACK_BOT_TOKEN: Slack refused it ({exc.response.get('error')})"
+            ) from None
+        self.deliverer = Deliverer(self.desk.conn, self.client, self.desk)
+        self.stop = threading.Event()
+        self.delivery = threading.Thread(
+            target=self.deliverer.run, args=(self.stop,), name="delivery", daemon=True
+        )
+
+    def start_delivery(self) -> None:
+        self.deliverer.ensure_group()
+        self.delivery.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.delivery.join(timeout=5)
+
+    def health(self) -> dict[str, Any]:
+        queue: dict[str, Any] = {}
+        try:
+            from rq import Queue, Worker
+
+            from infra.local.queue import QUEUES
+
+            conn = self.desk.conn
+            queue["redis"] = "ok" if conn.ping() else "no answer"
+            queue["queued"] = {q: Queue(q, connection=conn).count for q in QUEUES}
+            listening = [w.queue_names() for w in Worker.all(connection=conn)]
+            queue["workers"] = {q: sum(q in names for names in listening) for q in QUEUES}
+        except Exception as exc:  # the answer is the state, whatever it is
+            queue["redis"] = f"error: {type(exc).__name__}"
+        ok = queue.get("redis") == "ok" and self.deliverer.alive
+        return {
+            "status": "ok" if ok else "degraded",
+            "bot": {
+                "mode": self.mode,
+                "uptime_s": round(time.time() - self.started, 1),
+                "delivery": {
+                    "alive": self.deliverer.alive,
+                    "delivered": self.deliverer.delivered,
+                    "failed_attempts": self.deliverer.failed,
+                },
+            },
+            "queue": queue,
+        }
+
+
+def make_handler(bot: Bot) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "tradeops"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path in ("/health", "/healthz"):
+                self._send(200, json.dumps(bot.health()).encode(), "application/json")
+            else:
+                self._send(404, b"not found", "text/plain")
+
+        def do_POST(self) -> None:
+            path, _, query = self.path.partition("?")
+            if path != EVENTS_PATH:
+                self._send(404, b"not found", "text/plain")
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self._send(413, b"too large", "text/plain")
+                return
+            body = self.rfile.read(length).decode("utf-8", errors="replace")
+            headers: dict[str, Any] = {k.lower(): [v] for k, v in self.headers.items()}
+            resp = bot.app.dispatch(BoltRequest(body=body, query=query, headers=headers))
+            content_type = (resp.headers.get("content-type") or ["text/plain"])[0]
+            self._send(resp.status, (resp.body or "").encode(), content_type)
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("http: " + format, *args)
+
+    return Handler
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # a burst of commands must not meet a full listen backlog (5)
+
+
+def run_http(settings: Settings, port: int, host: str = "0.0.0.0") -> int:  # noqa: S104
+    settings.require("slack_bot_token", "slack_signing_secret")
+    bot = Bot(settings, "http")
+    server = Server((host, port), make_handler(bot))
+    bot.start_delivery()
+    _stop_on_signals(server.shutdown)
+    print(
+        f"tradeops bot: listening on http://{host}:{server.server_address[1]}{EVENTS_PATH} "
+        f"(health: /health); Slack API {settings.slack_api_url}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        bot.close()
+    return 0
+
+
+def run_socket(settings: Settings) -> int:
+    settings.require("slack_bot_token", "slack_app_token")
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    bot = Bot(settings, "socket")
+    handler = SocketModeHandler(bot.app, settings.slack_app_token, web_client=bot.client)
+    bot.start_delivery()
+    done = threading.Event()
+    _stop_on_signals(done.set)
+    print("tradeops bot: connected to Slack in Socket Mode", file=sys.stderr, flush=True)
+    handler.connect()
+    try:
+        done.wait()
+    finally:
+        handler.close()
+        bot.close()
+    return 0
+
+
+def _stop_on_signals(stop: Any) -> None:
+    def handle(signum: int, frame: Any) -> None:
+        threading.Thread(target=stop, daemon=True).start()  # shutdown() must not block here
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handle)

@@ -1,0 +1,279 @@
+"""The Slack app end to end: signed HTTP requests into a real `tradeops bot --http`, its Web API
+calls answered by a local Slack stand-in (tests/slack_api.py), a real Redis and a real worker
+running backtests in the sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.local.redis_server import EmbeddedRedis
+from tests.conftest import REPO_ROOT, SMA_CROSS, processes_mentioning
+from tests.slack_api import (
+    SlackAPI,
+    block_action_body,
+    event_body,
+    signed_request,
+    slash_command_body,
+)
+
+SECRET = "test-signing-secret"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class Stack:
+    api: SlackAPI
+    url: str  # the bot's base URL
+    home: Path
+    env: dict[str, str]
+
+    def post(
+        self, body: str, *, secret: str = SECRET, headers: dict[str, str] | None = None
+    ) -> tuple[int, str, float]:
+        """A signed request to /slack/events: (status, body, seconds to answer)."""
+        signed, data = signed_request("/slack/events", body, secret=secret)
+        req = urllib.request.Request(self.url + "/slack/events", data=data,
+                                     headers=signed | (headers or {}), method="POST")  # fmt: skip
+        t0 = time.perf_counter()
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read().decode(), time.perf_counter() - t0
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(), time.perf_counter() - t0
+
+    def command(self, command: str, text: str, **kw: Any) -> tuple[int, str, float]:
+        return self.post(slash_command_body(command, text, **kw))
+
+    def root_of(self, said: str, channel: str = "C1", timeout: float = 15) -> str:
+        """The ts of the channel message that opened the thread for a command."""
+        calls = self.api.wait_for("chat.postMessage", timeout=timeout,
+                                  where=lambda c: c.args.get("channel") == channel
+                                  and not c.args.get("thread_ts")
+                                  and said in json.dumps(c.args))  # fmt: skip
+        return str(calls[-1].response["ts"])
+
+    def thread_text(self, ts: str, channel: str = "C1") -> str:
+        return json.dumps(self.api.posted(channel, thread_ts=ts))
+
+
+def _env(home: Path, api: SlackAPI, data: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TRADEOPS_", "REDIS_", "SLACK_"))}  # fmt: skip
+    return env | {
+        "TRADEOPS_HOME": str(home), "TRADEOPS_DATA_DIR": str(data),
+        "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": api.base_url, "TRADEOPS_ADMINS": "UADMIN",
+        "TRADEOPS_TRADERS": "U1", "TRADEOPS_WORKER_HEARTBEAT_S": "1",
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from runtime.data import write_synthetic_dir
+
+    home = Path("/tmp") / f"trs-{os.getpid()}-{time.monotonic_ns() % 10**8}"
+    data = write_synthetic_dir(tmp_path_factory.mktemp("data"), ["SYN"], n_bars=300, seed=3)
+    api = SlackAPI().start()
+    env = _env(home, api, data)
+    EmbeddedRedis(home).ensure_running()
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], cwd=REPO_ROOT,
+                                      env=env, stderr=subprocess.DEVNULL, text=True,
+                                      start_new_session=True))  # fmt: skip
+        bot = subprocess.Popen([sys.executable, "-m", "bot.cli", "bot", "--http", "--port", "0"],
+                               cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # fmt: skip
+        procs.append(bot)
+        assert bot.stderr is not None
+        seen = ""
+        while not (found := re.search(r"listening on http://[^:]+:(\d+)/slack/events", seen)):
+            line = bot.stderr.readline()
+            assert line, seen  # the bot stopped before it listened
+            seen += line
+        logs: list[str] = []
+        threading.Thread(target=lambda: logs.extend(bot.stderr or ()), daemon=True).start()
+        yield Stack(api, f"http://127.0.0.1:{found.group(1)}", home, env)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        api.stop()
+        EmbeddedRedis(home).stop()
+        for pid in processes_mentioning(str(home)):
+            os.kill(pid, signal.SIGKILL)
+        subprocess.run(["rm", "-rf", str(home)], check=False)
+
+
+def upload(stack: Stack, file_id: str, name: str, content: bytes, *, user: str = "U1",
+           channel: str = "C1") -> str:  # fmt: skip
+    """Share a file the way Slack reports it: both events, the first retried once."""
+    info = stack.api.add_file(file_id, name, content, user=user, channel=channel)
+    ts = str(info["shares"]["public"][channel][0]["ts"])
+    message = {"type": "message", "subtype": "file_share", "channel": channel, "user": user,
+               "ts": ts, "files": [{"id": file_id, "name": name}], "text": ""}  # fmt: skip
+    shared = {"type": "file_shared", "file_id": file_id, "user_id": user, "channel_id": channel,
+              "event_ts": ts}  # fmt: skip
+    assert stack.post(event_body(message, event_id=f"Ev{file_id}a"))[0] == 200
+    assert stack.post(event_body(shared, event_id=f"Ev{file_id}b"))[0] == 200
+    retried = stack.post(
+        event_body(message, event_id=f"Ev{file_id}a"),
+        headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "timeout"},
+    )
+    assert retried[0] == 200
+    return ts
+
+
+@pytest.mark.slow
+def test_upload_registers_in_the_files_thread_once(stack: Stack) -> None:
+    ts = upload(stack, "F1", "sma_cross.py", SMA_CROSS.read_bytes())
+    replies = stack.api.wait_for("chat.postMessage", timeout=60,
+                                 where=lambda c: c.args.get("thread_ts") == ts)  # fmt: skip
+    text = json.dumps(replies[0].args)
+    assert "sma_cross" in text and "1" in text and "SmaCross" in text
+    time.sleep(1.0)  # room for a duplicate to show up, if there were one
+    assert len([c for c in stack.api.calls_to("chat.postMessage")
+                if c.args.get("thread_ts") == ts and not c.rejected]) == 1  # fmt: skip
+    assert stack.api.downloads["F1"] == 1
+
+
+@pytest.mark.slow
+def test_a_rejected_upload_says_which_line(stack: Stack) -> None:
+    bad = (
+        b"import os\nimport backtrader as bt\n\n"
+        b"class A(bt.Strategy):\n    def next(self):\n        pass\n"
+    )
+    ts = upload(stack, "F2", "bad_agent.py", bad)
+    reply = stack.api.wait_for("chat.postMessage", timeout=60,
+                               where=lambda c: c.args.get("thread_ts") == ts)[0]  # fmt: skip
+    text = json.dumps(reply.args)
+    assert "line 1" in text and "os" in text
+
+
+@pytest.mark.slow
+def test_backtest_acks_then_everything_in_one_thread(stack: Stack) -> None:
+    upload(stack, "F3", "sma_cross.py", SMA_CROSS.read_bytes())
+    stack.api.wait_for("chat.postMessage", timeout=60,
+                       where=lambda c: "sma_cross" in json.dumps(c.args)
+                       and c.args.get("thread_ts") is not None)  # fmt: skip
+    status, body, took = stack.command("/backtest", "sma_cross SYN cash=20000")
+    assert status == 200 and took < 3.0
+    assert "usage" not in body.lower()
+    root = stack.root_of("/backtest sma_cross SYN cash=20000")
+    chart = _wait_upload(stack, root, timeout=120)
+    assert chart.content.startswith(PNG) and chart.channel_id == "C1"
+    thread = stack.thread_text(root)
+    assert "Sharpe" in thread and "Sortino" in thread
+    assert re.search(r"chain|FMEL", thread)
+    assert "Traceback" not in thread
+    # progress is one message updated in place, not a stream of posts
+    updates = [c for c in stack.api.calls_to("chat.update") if not c.rejected]
+    assert updates, "the status message was updated"
+    statuses = {c.args["ts"] for c in updates}
+    posted = stack.api.posted("C1", thread_ts=root)
+    assert len(statuses & {str(m.get("ts")) for m in posted}) >= 1
+    assert "Backtest finished in" in json.dumps(posted[0])  # the status message's last word
+
+
+def _wait_upload(stack: Stack, thread_ts: str, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for up in stack.api.uploads:
+            if up.thread_ts == thread_ts:
+                return up
+        time.sleep(0.1)
+    raise AssertionError(f"no chart uploaded into thread {thread_ts}")
+
+
+def test_a_bad_signature_is_refused(stack: Stack) -> None:
+    status, _, _ = stack.post(slash_command_body("/agents", ""), secret="not-the-secret")
+    assert status == 401
+
+
+def test_usage_errors_are_one_line_replies(stack: Stack) -> None:
+    status, body, _ = stack.command("/backtest", "")
+    assert status == 200
+    doc = json.loads(body)
+    assert "needs an agent" in doc["text"] and "usage: /backtest" in doc["text"]
+    assert "\n" not in doc["text"]
+
+
+@pytest.mark.slow
+def test_a_duplicate_command_runs_once(stack: Stack) -> None:
+    first = stack.command("/digest", "", user="UADMIN", channel="C7")
+    second = stack.command("/digest", "", user="UADMIN", channel="C7")
+    assert first[0] == second[0] == 200
+    assert "already running" in second[1]
+    root = stack.root_of("/digest", channel="C7")
+    stack.api.wait_for("chat.postMessage", timeout=60,
+                       where=lambda c: c.args.get("thread_ts") == root)  # fmt: skip
+    roots = [
+        c
+        for c in stack.api.calls_to("chat.postMessage")
+        if c.args.get("channel") == "C7" and not c.args.get("thread_ts") and not c.rejected
+    ]
+    assert len(roots) == 1
+
+
+@pytest.mark.slow
+def test_other_users_agents_and_paper_trading_are_refused(stack: Stack) -> None:
+    upload(stack, "F4", "owned.py", SMA_CROSS.read_bytes(), user="U1")
+    stack.api.wait_for("chat.postMessage", timeout=60,
+                       where=lambda c: "owned" in json.dumps(c.args))  # fmt: skip
+    status, body, _ = stack.command("/backtest", "owned SYN", user="U2")
+    assert status == 200 and "belongs to U1" in body
+    status, body, _ = stack.command("/paper-start", "owned", user="U2")
+    assert "trader role" in body
+    status, body, _ = stack.command("/backtest", "owned SYN", user="UADMIN", channel="C8")
+    assert "belongs" not in body  # admins may
+
+
+@pytest.mark.slow
+def test_rate_limited_posts_are_retried(stack: Stack) -> None:
+    stack.api.fail_next("chat.postMessage", status=429, retry_after=1)
+    status, _, _ = stack.command("/digest", "", user="UADMIN", channel="C9")
+    assert status == 200
+    root = stack.root_of("/digest", channel="C9", timeout=20)
+    assert root
+    attempts = [c for c in stack.api.calls_to("chat.postMessage") if c.args.get("channel") == "C9"]
+    assert attempts[0].rejected and not attempts[1].rejected
+
+
+def test_health_reports_bot_and_queue(stack: Stack) -> None:
+    with urllib.request.urlopen(stack.url + "/health", timeout=10) as resp:
+        assert resp.status == 200
+        doc = json.loads(resp.read())
+    assert doc["queue"]["redis"] == "ok" and doc["queue"]["workers"]["backtest"] >= 1
+    assert doc["bot"]["mode"] == "http" and doc["bot"]["delivery"]["alive"]
+
+
+@pytest.mark.slow
+def test_run_again_button_queues_into_the_same_thread(stack: Stack) -> None:
+    upload(stack, "F5", "again.py", SMA_CROSS.read_bytes(), user="U1", channel="C5")
+    stack.api.wait_for("chat.postMessage", timeout=60,
+                       where=lambda c: "again" in json.dumps(c.args))  # fmt: skip
+    thread = stack.api.add_message("C5", "a result", user="UBOT")
+    value = json.dumps({"agent": "again", "version": 1, "parameters": {"symbols": ["SYN"]}})
+    status, _, took = stack.post(block_action_body("tradeops_backtest_again", value, user="U1",
+                                                   channel="C5", message_ts=thread))  # fmt: skip
+    assert status == 200 and took < 3.0
+    _wait_upload(stack, thread, timeout=120)
