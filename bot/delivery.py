@@ -35,13 +35,15 @@ log = logging.getLogger(__name__)
 
 GROUP = "slack"
 MAX_ATTEMPTS = 8
-RETRY_IDLE_MS = 10_000  # a pending event is retried after this long
 UNDELIVERED = "tradeops:slack:undelivered"
 KEEP_S = 7 * 24 * 3600
 
 
 class Deliverer:
-    def __init__(self, conn: redis.Redis, client: WebClient, desk: Desk) -> None:
+    def __init__(
+        self, conn: redis.Redis, client: WebClient, desk: Desk, *, retry_s: float = 10.0
+    ) -> None:
+        self.retry_ms = int(retry_s * 1000)
         self.conn = conn
         self.client = client
         self.desk = desk
@@ -61,7 +63,7 @@ class Deliverer:
     def run(self, stop: threading.Event) -> None:
         self.ensure_group()
         self.alive = True
-        next_retry = time.monotonic() + RETRY_IDLE_MS / 1000
+        next_retry = time.monotonic() + self.retry_ms / 1000
         try:
             while not stop.is_set():
                 try:
@@ -72,7 +74,7 @@ class Deliverer:
                         for entry_id, fields in entries:
                             self.handle(entry_id, fields)
                     if time.monotonic() >= next_retry:
-                        next_retry = time.monotonic() + RETRY_IDLE_MS / 1000
+                        next_retry = time.monotonic() + self.retry_ms / 1000
                         self.retry_pending()
                 except redis.RedisError as exc:  # Redis restarting: wait, then go on
                     log.warning("delivery: Redis: %s", exc)
@@ -83,7 +85,7 @@ class Deliverer:
     def retry_pending(self) -> None:
         """Claim events left pending (a failed post, or a bot that died) and try again."""
         claimed: Any = self.conn.xautoclaim(
-            EVENTS_STREAM, GROUP, self.consumer, min_idle_time=RETRY_IDLE_MS, count=50
+            EVENTS_STREAM, GROUP, self.consumer, min_idle_time=self.retry_ms, count=50
         )
         for entry_id, fields in claimed[1]:
             if fields is not None:
@@ -119,11 +121,15 @@ class Deliverer:
         if not where.get("channel"):
             return  # not a Slack job (the console's, the command line's)
         self.delivered += 1
+        ended = f"tradeops:slack:ended:{event.job_id}"
         if isinstance(event, ev.BacktestQueued | ev.BacktestProgress):
-            self._status(event, render.render_event(event))
+            if not self.conn.exists(ended):  # a late retry must not reopen a finished job
+                self._status(event, render.render_event(event))
             return
-        if event.final and self._status_ts(event.job_id):
-            self._status(event, render.render_outcome(event))
+        if event.final:
+            self.conn.set(ended, 1, ex=KEEP_S)
+            if self._status_ts(event.job_id):
+                self._status(event, render.render_outcome(event))
         if isinstance(event, ev.BacktestFinished):
             self._once(key, "result", lambda: self._post(where, self._result(event)))
             self._once(key, "chart", lambda: self._chart(event))

@@ -50,7 +50,9 @@ class Bot:
             raise SettingsError(
                 f"SLACK_BOT_TOKEN: Slack refused it ({exc.response.get('error')})"
             ) from None
-        self.deliverer = Deliverer(self.desk.conn, self.client, self.desk)
+        self.deliverer = Deliverer(
+            self.desk.conn, self.client, self.desk, retry_s=settings.delivery_retry_s
+        )
         self.stop = threading.Event()
         self.delivery = threading.Thread(
             target=self.deliverer.run, args=(self.stop,), name="delivery", daemon=True

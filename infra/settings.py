@@ -45,6 +45,7 @@ class Settings:
     slack_api_url: str = "https://slack.com/api/"
     admins: frozenset[str] = frozenset()
     traders: frozenset[str] = frozenset()
+    delivery_retry_s: float = 10.0  # a Slack post that failed is tried again after this long
     # scheduled digests (TRADEOPS_DIGESTS): (Slack channel id, "HH:MM" in UTC) pairs
     digests: tuple[tuple[str, str], ...] = ()
 
@@ -100,6 +101,7 @@ class Settings:
             slack_api_url=_api_url(env),
             admins=_user_ids(env, "TRADEOPS_ADMINS"),
             traders=_user_ids(env, "TRADEOPS_TRADERS"),
+            delivery_retry_s=_seconds(env, "TRADEOPS_DELIVERY_RETRY_S", 10.0),
             digests=_digests(env),
             **{field: _positive_int(env, var) for field, var in _SANDBOX_VARS.items()},
         )

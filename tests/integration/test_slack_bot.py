@@ -41,6 +41,7 @@ class Stack:
     url: str  # the bot's base URL
     home: Path
     env: dict[str, str]
+    logs: list[str]
 
     def post(
         self, body: str, *, secret: str = SECRET, headers: dict[str, str] | None = None
@@ -79,6 +80,7 @@ def _env(home: Path, api: SlackAPI, data: Path) -> dict[str, str]:
         "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_API_URL": api.base_url, "TRADEOPS_ADMINS": "UADMIN",
         "TRADEOPS_TRADERS": "U1", "TRADEOPS_WORKER_HEARTBEAT_S": "1",
+        "TRADEOPS_DELIVERY_RETRY_S": "1",
     }  # fmt: skip
 
 
@@ -108,7 +110,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             seen += line
         logs: list[str] = []
         threading.Thread(target=lambda: logs.extend(bot.stderr or ()), daemon=True).start()
-        yield Stack(api, f"http://127.0.0.1:{found.group(1)}", home, env)
+        yield Stack(api, f"http://127.0.0.1:{found.group(1)}", home, env, logs)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -143,6 +145,14 @@ def upload(stack: Stack, file_id: str, name: str, content: bytes, *, user: str =
     return ts
 
 
+def registered(stack: Stack, ts: str, channel: str = "C1") -> None:
+    """Wait for the bot's answer in the upload's thread: the agent is registered."""
+    reply = stack.api.wait_for("chat.postMessage", timeout=60,
+                               where=lambda c: c.args.get("thread_ts") == ts
+                               and c.args.get("channel") == channel)[0]  # fmt: skip
+    assert "Registered" in json.dumps(reply.args), reply.args
+
+
 @pytest.mark.slow
 def test_upload_registers_in_the_files_thread_once(stack: Stack) -> None:
     ts = upload(stack, "F1", "sma_cross.py", SMA_CROSS.read_bytes())
@@ -171,10 +181,7 @@ def test_a_rejected_upload_says_which_line(stack: Stack) -> None:
 
 @pytest.mark.slow
 def test_backtest_acks_then_everything_in_one_thread(stack: Stack) -> None:
-    upload(stack, "F3", "sma_cross.py", SMA_CROSS.read_bytes())
-    stack.api.wait_for("chat.postMessage", timeout=60,
-                       where=lambda c: "sma_cross" in json.dumps(c.args)
-                       and c.args.get("thread_ts") is not None)  # fmt: skip
+    registered(stack, upload(stack, "F3", "sma_cross.py", SMA_CROSS.read_bytes()))
     status, body, took = stack.command("/backtest", "sma_cross SYN cash=20000")
     assert status == 200 and took < 3.0
     assert "usage" not in body.lower()
@@ -201,7 +208,8 @@ def _wait_upload(stack: Stack, thread_ts: str, timeout: float) -> Any:
             if up.thread_ts == thread_ts:
                 return up
         time.sleep(0.1)
-    raise AssertionError(f"no chart uploaded into thread {thread_ts}")
+    raise AssertionError(f"no chart uploaded into thread {thread_ts}; bot log:\n"
+                         + "".join(stack.logs[-30:]))  # fmt: skip
 
 
 def test_a_bad_signature_is_refused(stack: Stack) -> None:
@@ -236,9 +244,7 @@ def test_a_duplicate_command_runs_once(stack: Stack) -> None:
 
 @pytest.mark.slow
 def test_other_users_agents_and_paper_trading_are_refused(stack: Stack) -> None:
-    upload(stack, "F4", "owned.py", SMA_CROSS.read_bytes(), user="U1")
-    stack.api.wait_for("chat.postMessage", timeout=60,
-                       where=lambda c: "owned" in json.dumps(c.args))  # fmt: skip
+    registered(stack, upload(stack, "F4", "owned.py", SMA_CROSS.read_bytes(), user="U1"))
     status, body, _ = stack.command("/backtest", "owned SYN", user="U2")
     assert status == 200 and "belongs to U1" in body
     status, body, _ = stack.command("/paper-start", "owned", user="U2")
@@ -249,13 +255,24 @@ def test_other_users_agents_and_paper_trading_are_refused(stack: Stack) -> None:
 
 @pytest.mark.slow
 def test_rate_limited_posts_are_retried(stack: Stack) -> None:
+    before = len(stack.api.calls_to("chat.postMessage"))
     stack.api.fail_next("chat.postMessage", status=429, retry_after=1)
     status, _, _ = stack.command("/digest", "", user="UADMIN", channel="C9")
     assert status == 200
-    root = stack.root_of("/digest", channel="C9", timeout=20)
-    assert root
-    attempts = [c for c in stack.api.calls_to("chat.postMessage") if c.args.get("channel") == "C9"]
-    assert attempts[0].rejected and not attempts[1].rejected
+    stack.root_of("/digest", channel="C9", timeout=20)
+    # whichever post met the 429 (the thread root, or another delivery in flight), the
+    # client waited Retry-After and sent the very same call again, which went through
+    def retried() -> list[Any]:
+        calls = stack.api.calls_to("chat.postMessage")[before:]
+        (limited,) = [i for i, c in enumerate(calls) if c.rejected]
+        return [(calls[limited], c) for c in calls[limited + 1 :]
+                if c.args == calls[limited].args and not c.rejected]  # fmt: skip
+
+    deadline = time.monotonic() + 15
+    while not retried() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ((first, second),) = retried()[:1]
+    assert second.at - first.at >= 0.9
 
 
 def test_health_reports_bot_and_queue(stack: Stack) -> None:
@@ -268,12 +285,48 @@ def test_health_reports_bot_and_queue(stack: Stack) -> None:
 
 @pytest.mark.slow
 def test_run_again_button_queues_into_the_same_thread(stack: Stack) -> None:
-    upload(stack, "F5", "again.py", SMA_CROSS.read_bytes(), user="U1", channel="C5")
-    stack.api.wait_for("chat.postMessage", timeout=60,
-                       where=lambda c: "again" in json.dumps(c.args))  # fmt: skip
+    ts = upload(stack, "F5", "again.py", SMA_CROSS.read_bytes(), user="U1", channel="C5")
+    registered(stack, ts, channel="C5")
     thread = stack.api.add_message("C5", "a result", user="UBOT")
     value = json.dumps({"agent": "again", "version": 1, "parameters": {"symbols": ["SYN"]}})
     status, _, took = stack.post(block_action_body("tradeops_backtest_again", value, user="U1",
                                                    channel="C5", message_ts=thread))  # fmt: skip
     assert status == 200 and took < 3.0
     _wait_upload(stack, thread, timeout=120)
+
+
+def test_the_home_tab_lists_the_users_agents(stack: Stack) -> None:
+    ts = upload(stack, "F6", "homely.py", SMA_CROSS.read_bytes(), user="UHOME", channel="C6")
+    registered(stack, ts, channel="C6")
+    opened = {"type": "app_home_opened", "user": "UHOME", "channel": "D1", "tab": "home"}
+    assert stack.post(event_body(opened, event_id="EvHome1"))[0] == 200
+    stack.api.wait_for("views.publish", timeout=20)
+    view = stack.api.home_view("UHOME")
+    assert view is not None and "homely" in json.dumps(view)
+
+
+def test_an_oversized_upload_is_refused_in_its_thread(stack: Stack) -> None:
+    big = b"# padding\n" * 120_000  # over the 1 MiB limit
+    ts = upload(stack, "F7", "huge.py", big, user="U1", channel="C1")
+    reply = stack.api.wait_for("chat.postMessage", timeout=20,
+                               where=lambda c: c.args.get("thread_ts") == ts)[0]  # fmt: skip
+    assert "at most 1,048,576" in json.dumps(reply.args)
+    assert stack.api.downloads["F7"] == 0  # refused on its size, never fetched
+
+
+@pytest.mark.slow
+def test_a_result_that_could_not_be_posted_is_posted_later(stack: Stack) -> None:
+    ts = upload(stack, "F8", "later.py", SMA_CROSS.read_bytes(), user="U1", channel="C4")
+    registered(stack, ts, channel="C4")
+    status, _, _ = stack.command("/backtest", "later SYN", user="U1", channel="C4")
+    assert status == 200
+    root = stack.root_of("/backtest later SYN", channel="C4")
+    # Slack fails every post for a while: the events stay pending and are delivered later
+    stack.api.fail_next("chat.postMessage", status=500, times=3)
+    stack.api.fail_next("chat.update", status=500, times=3)
+    _wait_upload(stack, root, timeout=90)
+    thread = stack.thread_text(root, channel="C4")
+    assert "Sharpe" in thread
+    posted = stack.api.posted("C4", thread_ts=root)
+    assert "Backtest queued" not in json.dumps(posted[-1])  # no late status after the result
+    assert any(c.rejected for c in stack.api.calls_to("chat.postMessage"))
