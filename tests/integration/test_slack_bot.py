@@ -260,6 +260,7 @@ def test_rate_limited_posts_are_retried(stack: Stack) -> None:
     status, _, _ = stack.command("/digest", "", user="UADMIN", channel="C9")
     assert status == 200
     stack.root_of("/digest", channel="C9", timeout=20)
+
     # whichever post met the 429 (the thread root, or another delivery in flight), the
     # client waited Retry-After and sent the very same call again, which went through
     def retried() -> list[Any]:
