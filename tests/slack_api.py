@@ -137,11 +137,14 @@ class SlackAPI:
         self,
         *,
         token: str = "xoxb-test",
+        app_token: str = "xapp-test",
         team_id: str = TEAM_ID,
         bot_user_id: str = BOT_USER_ID,
         bot_id: str = BOT_ID,
     ) -> None:
         self.token = token
+        self.app_token = app_token
+        self.socket_url: str | None = None  # what apps.connections.open hands out
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -383,6 +386,13 @@ class SlackAPI:
         return reply
 
     def _answer(self, method: str, args: Args, token: str | None) -> tuple[_Reply, Args, bool]:
+        if method == "apps.connections.open":  # Socket Mode: the app-level token's one call
+            if token != self.app_token or not self.socket_url:
+                doc = {"ok": False, "error": "invalid_auth" if token != self.app_token
+                       else "no_socket_server"}  # fmt: skip
+                return _json_reply(doc), doc, True
+            doc = {"ok": True, "url": self.socket_url}
+            return _json_reply(doc), doc, False
         if token != self.token:
             doc: Args = {"ok": False, "error": "not_authed" if not token else "invalid_auth"}
             return _json_reply(doc), doc, True
