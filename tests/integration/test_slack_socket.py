@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.sync.server import Server, ServerConnection, serve
 
-pytest.importorskip("websockets")
-from websockets.sync.server import Server, ServerConnection, serve  # noqa: E402
-
-from infra.local.redis_server import EmbeddedRedis  # noqa: E402
-from tests.conftest import REPO_ROOT, processes_mentioning  # noqa: E402
-from tests.slack_api import SlackAPI  # noqa: E402
+from infra.local.redis_server import EmbeddedRedis
+from tests.conftest import REPO_ROOT, processes_mentioning
+from tests.slack_api import SlackAPI
 
 
 class SocketSlack:
@@ -108,9 +106,9 @@ def test_socket_mode_takes_commands_and_events(socket_bot: tuple[SlackAPI, Socke
     ack = ws.send({"envelope_id": "e1", "type": "slash_commands", "payload": command,
                    "accepts_response_payload": True})  # fmt: skip
     assert "needs an agent" in json.dumps(ack.get("payload"))  # the usage reply is the ack
+    opened_home = {"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home"}
     home = {"token": "x", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
-            "event_id": "Ev1", "event_time": 1,
-            "event": {"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home"}}  # fmt: skip
+            "event_id": "Ev1", "event_time": 1, "event": opened_home}  # fmt: skip
     ws.send({"envelope_id": "e2", "type": "events_api", "payload": home,
              "accepts_response_payload": False})  # fmt: skip
     api.wait_for("views.publish", timeout=15)
