@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode = bt_.add_mutually_exclusive_group(required=True)
     mode.add_argument("--http", action="store_true", help="serve Slack's HTTP requests")
     mode.add_argument("--socket", action="store_true", help="connect to Slack in Socket Mode")
+    mode.add_argument("--redeliver", action="store_true",
+                      help="post again the events Slack refused too often, then exit")  # fmt: skip
     bt_.add_argument("--port", type=_port, default=None, metavar="P",
                      help="HTTP port (default $PORT, else 3000)")  # fmt: skip
 
@@ -742,6 +744,14 @@ def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
                         "%(message)s")  # fmt: skip
     if args.socket:
         return slack_server.run_socket(settings)
+    if args.redeliver:
+        from bot.delivery import redeliver
+        from infra.local.queue import connect
+
+        moved = redeliver(connect(settings))
+        print(f"tradeops bot: {moved} event(s) queued for delivery again; a running bot posts "
+              "them", file=sys.stderr)  # fmt: skip
+        return 0
     port = args.port
     if port is None:
         env_port = os.environ.get("PORT", "").strip()

@@ -199,6 +199,15 @@ class Deliverer:
             self.conn.set(mark, 1, ex=KEEP_S)
 
 
+def redeliver(conn: redis.Redis) -> int:
+    """Put the parked (undelivered) events back on the stream; how many."""
+    moved = 0
+    while (raw := conn.lpop(UNDELIVERED)) is not None:
+        conn.xadd(EVENTS_STREAM, {"event": raw if isinstance(raw, bytes | str) else str(raw)})
+        moved += 1
+    return moved
+
+
 def _retryable(exc: Exception) -> bool:
     if isinstance(exc, SlackApiError):
         # a wrong channel or a missing scope will not fix itself; rate limits and 5xx might

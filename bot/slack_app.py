@@ -234,8 +234,12 @@ class Handlers:
         if not name.endswith(".py"):
             if info.get("filetype") == "python":
                 name += ".py"
+            elif channel.startswith("D"):  # sent to the bot itself: it deserves an answer
+                what = f"{name or 'that file'} is not an agent: agents are Python files (.py)"
+                self._say(where, render.render_refusal(what))
+                return
             else:
-                return  # not an agent: files of every other kind are none of our business
+                return  # a channel's images and PDFs are none of our business
         limit = self.settings.max_agent_bytes
         if int(info.get("size") or 0) > limit:
             self._say(

@@ -127,10 +127,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def upload(stack: Stack, file_id: str, name: str, content: bytes, *, user: str = "U1",
-           channel: str = "C1") -> str:  # fmt: skip
+           channel: str = "C1", **kind: str) -> str:  # fmt: skip
     """Share a file the way Slack reports it: both events, the first retried once."""
-    info = stack.api.add_file(file_id, name, content, user=user, channel=channel)
-    ts = str(info["shares"]["public"][channel][0]["ts"])
+    info = stack.api.add_file(file_id, name, content, user=user, channel=channel, **kind)
+    shares = info["shares"].get("public", {}) | info["shares"].get("private", {})
+    ts = str(shares[channel][0]["ts"])
     message = {"type": "message", "subtype": "file_share", "channel": channel, "user": user,
                "ts": ts, "files": [{"id": file_id, "name": name}], "text": ""}  # fmt: skip
     shared = {"type": "file_shared", "file_id": file_id, "user_id": user, "channel_id": channel,
@@ -331,3 +332,44 @@ def test_a_result_that_could_not_be_posted_is_posted_later(stack: Stack) -> None
     posted = stack.api.posted("C4", thread_ts=root)
     assert "Backtest queued" not in json.dumps(posted[-1])  # no late status after the result
     assert any(c.rejected for c in stack.api.calls_to("chat.postMessage"))
+
+
+def test_a_non_python_file_gets_an_answer_only_in_a_dm(stack: Stack) -> None:
+    pdf = {"filetype": "pdf", "mimetype": "application/pdf"}
+    in_dm = upload(stack, "F9", "notes.pdf", b"%PDF-1.4", user="U1", channel="D9", **pdf)
+    reply = stack.api.wait_for("chat.postMessage", timeout=20,
+                               where=lambda c: c.args.get("thread_ts") == in_dm)[0]  # fmt: skip
+    assert "agents are Python files" in json.dumps(reply.args)
+    in_channel = upload(
+        stack,
+        "F10",
+        "photo.png",
+        PNG,
+        user="U1",
+        channel="C1",
+        filetype="png",
+        mimetype="image/png",
+    )
+    time.sleep(1.0)
+    assert not [c for c in stack.api.calls_to("chat.postMessage")
+                if c.args.get("thread_ts") == in_channel]  # fmt: skip
+    assert stack.api.downloads["F9"] == stack.api.downloads["F10"] == 0
+
+
+def test_parked_events_can_be_posted_again(stack: Stack) -> None:
+    import redis as redis_lib
+
+    from workers import events as ev
+
+    conn = redis_lib.Redis.from_url(EmbeddedRedis(stack.home).url)
+    parked = ev.JobFailed(job_id="parked-1", work="digest", error={
+        "kind": "platform", "message": "parked here", "hint": "h"},
+        reply_to={"channel": "C3"})  # fmt: skip
+    conn.rpush("tradeops:slack:undelivered", parked.to_json())
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "bot", "--redeliver"],
+                          cwd=REPO_ROOT, env=stack.env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0 and "1 event(s)" in done.stderr
+    stack.api.wait_for("chat.postMessage", timeout=20,
+                       where=lambda c: "parked here" in json.dumps(c.args))  # fmt: skip
+    assert conn.llen("tradeops:slack:undelivered") == 0
