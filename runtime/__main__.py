@@ -86,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     bt_cmd.add_argument("--out", type=Path, required=True)
     serve = sub.add_parser("serve", help="import everything, then run the request read on stdin")
     serve.add_argument("--out", type=Path, required=True)
+    paper = sub.add_parser("paper", help="run a paper-trading session until SIGTERM")
+    paper.add_argument("--session", type=Path, required=True)
     args = ap.parse_args(argv)
+    if args.command == "paper":
+        from runtime.paper.session import main as paper_main
+
+        return paper_main(args.session)
     if args.command == "serve":
         # A pre-started ("warm") sandbox: the imports above are done before the request
         # is known, so a run only pays for itself. One request per process, never reused.

@@ -111,30 +111,45 @@ class Sandbox:
 
     # ------------------------------------------------------------------ command
     def command(
-        self, argv: Sequence[str], mounts: Sequence[Mount], env: dict[str, str], cwd: str
+        self,
+        argv: Sequence[str],
+        mounts: Sequence[Mount],
+        env: dict[str, str],
+        cwd: str,
+        *,
+        network: bool = False,
     ) -> list[str]:
+        """The command line running ``argv`` in the sandbox; ``network`` keeps the host's
+        network (only a paper session talking to its broker gets it)."""
         if self.isolation is Isolation.BUBBLEWRAP:
-            return self._bwrap(argv, mounts, env, cwd)
+            return self._bwrap(argv, mounts, env, cwd, network)
         if self.isolation is Isolation.UNSHARE:
             assert self.tool is not None
-            base = [self.tool, "--net", "--pid", "--fork", "--kill-child", "--ipc", "--uts"]
-            return [*base, "--mount-proc", "--", *argv]
+            base = [self.tool, "--pid", "--fork", "--kill-child", "--ipc", "--uts"]
+            return [*base, *([] if network else ["--net"]), "--mount-proc", "--", *argv]
         return list(argv)
 
     def _bwrap(
-        self, argv: Sequence[str], mounts: Sequence[Mount], env: dict[str, str], cwd: str
+        self,
+        argv: Sequence[str],
+        mounts: Sequence[Mount],
+        env: dict[str, str],
+        cwd: str,
+        network: bool = False,
     ) -> list[str]:
         assert self.tool is not None
         cmd = [self.tool, "--die-with-parent", "--new-session", "--hostname", "sandbox"]
         setpriv = self.host_uid_drop()
         if setpriv:  # root: no user namespace; the run gets a real unprivileged host uid
-            cmd += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
+            cmd += ["--unshare-ipc", "--unshare-pid", "--unshare-uts"]
+            cmd += [] if network else ["--unshare-net"]
             cmd += ["--unshare-cgroup-try", "--cap-add", "CAP_SETUID,CAP_SETGID"]
             uid = str(SANDBOX_UID)
             drop = [f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all"]
             argv = [setpriv, *drop, "--bounding-set=-all", "--no-new-privs", "--", *argv]
         else:  # a user namespace maps the caller's uid to 65534 inside
             cmd += ["--unshare-all", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+            cmd += ["--share-net"] if network else []
         cmd += ["--ro-bind", "/usr", "/usr"]
         for link in ("bin", "lib", "lib64", "sbin"):
             target = os.readlink(f"/{link}") if os.path.islink(f"/{link}") else None
@@ -142,7 +157,10 @@ class Sandbox:
                 cmd += ["--symlink", target, f"/{link}"]
             elif os.path.isdir(f"/{link}"):
                 cmd += ["--ro-bind", f"/{link}", f"/{link}"]
-        for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/fonts"):
+        wanted = ["/etc/ld.so.cache", "/etc/localtime", "/etc/fonts"]
+        if network:  # name resolution and TLS roots for the broker's API
+            wanted += ["/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates"]
+        for etc in wanted:
             if os.path.exists(etc):
                 cmd += ["--ro-bind", etc, etc]
         cmd += ["--proc", "/proc", "--dev", "/dev"]

@@ -114,6 +114,12 @@ class FMELRecorder(bt.Analyzer):
         ("track_data", True),
         ("prev_hash", None),  # continue a chain (paper restarts): previous head
         ("first_bar", 1),  # bar_number of the first row (paper restarts)
+        # paper restarts: bars up to this time (UTC µs) were recorded before the restart;
+        # they are replayed to rebuild the strategy's state, not recorded again
+        ("skip_until_us", None),
+        # paper mode: called as on_flush(chain_head, last_bar, last_ts_us) once a batch and
+        # the run's summary are on disk
+        ("on_flush", None),
     )
 
     # ----------------------------------------------------------------- set-up
@@ -267,9 +273,31 @@ class FMELRecorder(bt.Analyzer):
 
     def _bind_hot_path(self) -> None:
         """Let backtrader call straight into _record, one Python frame less a bar."""
+        if self.p.skip_until_us is not None:
+            self._prenext = partial(self._catch_up, 0)  # type: ignore[method-assign]
+            self._nextstart = partial(self._catch_up, 1)  # type: ignore[method-assign]
+            self._next = partial(self._catch_up, 2)  # type: ignore[method-assign]
+            return
         self._prenext = partial(self._record, 0)  # type: ignore[method-assign]
         self._nextstart = partial(self._record, 1)  # type: ignore[method-assign]
         self._next = partial(self._record, 2)  # type: ignore[method-assign]
+
+    def _catch_up(self, stage: int) -> None:
+        """A resumed paper session replays the bars it had already recorded: their
+        orders and fills rebuild the strategy's state but are not recorded twice."""
+        dtl = self._dtline
+        now_us = float(enc.bt_num_to_us(np.asarray([dtl.array[dtl.idx]]))[0])
+        if now_us <= float(self.p.skip_until_us):
+            self._tracker.seen.clear()
+            self._pending_fills = []
+            self._submitted = []
+            if self._orders_list is not None:
+                self._orders_seen = len(self._orders_list)
+            self._log.take()
+            return
+        self.p.skip_until_us = None
+        self._bind_hot_path()
+        self._record(stage)
 
     def _notify_cashvalue(self, cash: float, value: float) -> None:
         self._cash = cash
@@ -415,6 +443,10 @@ class FMELRecorder(bt.Analyzer):
         self._bar += n
         self._reset_columns()
         self._last_flush = time.monotonic()
+        if self.p.on_flush is not None and self._writer is not None:
+            self._writer.drain()
+            self._writer.write_summary(self.summary(), [])
+            self.p.on_flush(self._head, self._bar, self._last_ts)
 
     def _count(self, action: np.ndarray, ts_us: np.ndarray) -> None:
         codes, counts = np.unique(action.astype(np.int64), return_counts=True)

@@ -209,6 +209,13 @@ class BatchWriter:
             self._pending.result()
         self._pending = self._pool.submit(_atomic_write, table, path)
 
+    def drain(self) -> None:
+        """Wait until every batch handed in so far is on disk (paper mode saves its state
+        only for what is stored)."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
     def close(self) -> None:
         """Wait for the last write; errors of the writer thread surface here."""
         if self._pending is not None:

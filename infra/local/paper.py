@@ -1,0 +1,312 @@
+"""The local paper cluster: one supervised, sandboxed process per agent, StatefulSet-like.
+
+Each agent's session is ``paper-{agent}`` with its own folder under
+``$TRADEOPS_HOME/paper/paper-{agent}/`` (the spec, the agent file, ``state.json``, its
+decision rows, its log), like a StatefulSet's one replica with its volume. ``start``
+launches a supervisor process (``python -m infra.local.paper supervise DIR``, detached, so
+the session outlives the worker that started it) which runs the session in the sandbox
+and restarts it with back-off when it dies, counting restarts; ``stop`` asks the supervisor
+to stop (SIGTERM), which stops the session cleanly. ``status`` reads what the supervisor
+wrote and asks the session's ``/health`` on its unix socket.
+
+The session writes its decision rows inside its own folder (the sandbox can write nowhere
+else); the run's entries in the FMEL store are links to them, so ``tradeops fmel RUN
+--verify`` and every FMEL reader see a paper run like any other while it runs.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from workers.ports import PaperConflict, PaperSession, PaperSpec, SessionStatus
+
+SUPERVISOR_FILE = "supervisor.json"
+LOG_FILE = "session.log"
+BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+STABLE_S = 60.0  # a session up this long resets the back-off
+
+
+class LocalPaperCluster:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        data_dir: Path,
+        fmel_dir: Path,
+        artifacts: Any,
+        allow_unsafe: bool = False,
+        flush_seconds: float = 2.0,
+    ) -> None:
+        self.root = home / "paper"
+        self.data_dir = data_dir
+        self.fmel_dir = fmel_dir
+        self.artifacts = artifacts
+        self.allow_unsafe = allow_unsafe
+        self.flush_seconds = flush_seconds
+
+    def folder(self, agent: str) -> Path:
+        return self.root / f"paper-{agent}"
+
+    # ------------------------------------------------------------------ the port
+    def start(self, spec: PaperSpec) -> PaperSession:
+        current = self._session(spec.agent)
+        if current is not None and current.status in (SessionStatus.STARTING,
+                                                      SessionStatus.RUNNING):  # fmt: skip
+            raise PaperConflict(f"paper-{spec.agent} is already running (run {current.run_id})")
+        folder = self.folder(spec.agent)
+        if folder.exists() and _read(folder / SUPERVISOR_FILE).get("run_id") != spec.run_id:
+            shutil.rmtree(folder)  # a new session of this agent: a fresh volume
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "agent.py").write_bytes(self.artifacts.get(spec.sha256))
+        (folder / "spec.json").write_text(json.dumps({
+            "agent_id": spec.agent, "run_id": spec.run_id, "agent_file": "agent.py",
+            "symbols": list(spec.symbols), "cash": spec.cash, "feed": spec.feed,
+            "start": spec.start, "bar_seconds": spec.bar_seconds,
+            "data_dir": str(self.data_dir), "agent_version": str(spec.version),
+            "user_id": spec.owner, "flush_seconds": self.flush_seconds,
+        }))  # fmt: skip
+        self._link_fmel(folder, spec.run_id)
+        _write(folder / SUPERVISOR_FILE, {
+            "agent": spec.agent, "owner": spec.owner, "run_id": spec.run_id,
+            "status": SessionStatus.STARTING.value, "restarts": 0, "pid": None,
+            "supervisor_pid": None, "started_at": time.time(), "stopped_at": None,
+            "parameters": {"symbols": list(spec.symbols), "cash": spec.cash, "feed": spec.feed,
+                           "start": spec.start, "bar_seconds": spec.bar_seconds},
+        })  # fmt: skip
+        cmd = [sys.executable, "-m", "infra.local.paper", "supervise", str(folder)]
+        if self.allow_unsafe:
+            cmd.append("--unsafe")
+        with open(folder / "supervisor.log", "ab") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True, env=_supervisor_env())  # fmt: skip
+        _update(folder / SUPERVISOR_FILE, supervisor_pid=proc.pid)
+        session = self._session(spec.agent)
+        assert session is not None
+        return session
+
+    def stop(self, agent: str) -> PaperSession:
+        folder = self.folder(agent)
+        doc = _read(folder / SUPERVISOR_FILE)
+        if not doc:
+            raise KeyError(agent)
+        pid = doc.get("supervisor_pid")
+        if pid and _alive(int(pid)):
+            os.kill(int(pid), signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while _alive(int(pid)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        doc = _read(folder / SUPERVISOR_FILE)
+        if doc.get("status") != SessionStatus.STOPPED.value:
+            _update(folder / SUPERVISOR_FILE, status=SessionStatus.STOPPED.value,
+                    stopped_at=time.time(), pid=None)  # fmt: skip
+        session = self._session(agent)
+        assert session is not None
+        return session
+
+    def status(self, agent: str | None = None) -> list[PaperSession]:
+        agents = [agent] if agent else sorted(
+            p.name.removeprefix("paper-") for p in self.root.glob("paper-*") if p.is_dir()
+        )  # fmt: skip
+        return [s for a in agents if (s := self._session(a)) is not None]
+
+    def logs(self, agent: str, tail: int = 100) -> str:
+        path = self.folder(agent) / LOG_FILE
+        if not path.exists():
+            raise KeyError(agent)
+        lines = path.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-tail:])
+
+    # ------------------------------------------------------------------ helpers
+    def _session(self, agent: str) -> PaperSession | None:
+        folder = self.folder(agent)
+        doc = _read(folder / SUPERVISOR_FILE)
+        if not doc:
+            return None
+        status = SessionStatus(doc.get("status", "stopped"))
+        sup = doc.get("supervisor_pid")
+        if status in (SessionStatus.STARTING, SessionStatus.RUNNING) and not (
+            sup and _alive(int(sup))
+        ):
+            status = SessionStatus.CRASHED  # the supervisor itself is gone
+        sock = folder / "health.sock"
+        return PaperSession(
+            agent=agent,
+            owner=str(doc.get("owner", "")),
+            status=status,
+            run_id=str(doc.get("run_id", "")),
+            pid=doc.get("pid"),
+            restarts=int(doc.get("restarts", 0)),
+            health_url=f"http+unix://{sock}/health",
+            health=health(sock) if status is SessionStatus.RUNNING else None,
+            started_at=float(doc.get("started_at") or 0.0),
+            stopped_at=doc.get("stopped_at"),
+            parameters=dict(doc.get("parameters") or {}),
+        )
+
+    def _link_fmel(self, folder: Path, run_id: str) -> None:
+        """The run's place in the FMEL store points into the session's own folder."""
+        from runtime.fmel.store import DECISIONS, SUMMARIES
+
+        rows = folder / "fmel" / DECISIONS / run_id
+        summary = folder / "fmel" / SUMMARIES / f"{run_id}.parquet"
+        rows.mkdir(parents=True, exist_ok=True)
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:  # the sandbox runs as a real unprivileged uid: it writes these
+            from infra.local.sandbox import SANDBOX_UID
+
+            for path in (folder, folder / "fmel", rows.parent, rows, summary.parent):
+                os.chown(path, SANDBOX_UID, SANDBOX_UID)
+        links = ((self.fmel_dir / DECISIONS / run_id, rows),
+                 (self.fmel_dir / SUMMARIES / f"{run_id}.parquet", summary))  # fmt: skip
+        for link, target in links:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                continue
+            link.symlink_to(target)
+
+
+def health(sock: Path, path: str = "/health", timeout_s: float = 2.0) -> dict[str, Any] | None:
+    """GET a session's health document over its unix socket; None when it does not answer."""
+    conn = _UnixHTTPConnection(str(sock), timeout_s)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        doc: dict[str, Any] = json.loads(resp.read())
+        return doc
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout_s: float) -> None:
+        super().__init__("localhost", timeout=timeout_s)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.path)
+        self.sock = sock
+
+
+# ---------------------------------------------------------------------- supervisor
+def supervise(folder: Path, allow_unsafe: bool = False) -> int:
+    """Run the session, restarting it with back-off when it dies, until SIGTERM."""
+    from infra.local.runner import child_env
+    from infra.local.sandbox import Limits, Mount, Sandbox
+
+    spec = json.loads((folder / "spec.json").read_text())
+    forever = 10 * 365 * 24 * 3600  # a session runs until stopped: no CPU-time cap
+    sandbox = Sandbox.detect(Limits(cpu_seconds=forever), allow_unsafe=allow_unsafe)
+    stopping = False
+    child: subprocess.Popen[bytes] | None = None
+
+    def on_term(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    mounts = [Mount(folder, str(folder), writable=True)]
+    if spec.get("data_dir"):
+        mounts.append(Mount(Path(spec["data_dir"]), spec["data_dir"]))
+    env = {**child_env(), "HOME": "/tmp"}  # noqa: S108 - the sandbox's own tmpfs
+    network = spec.get("feed") == "alpaca"
+    if network:  # the broker's credentials, and nothing else of this process's environment
+        env |= {k: v for k, v in os.environ.items() if k.startswith("ALPACA_")}
+    argv = [sys.executable, "-m", "runtime", "paper", "--session", str(folder)]
+    restarts = 0
+    while not stopping:
+        sandbox.prepare_writable(folder)
+        cmd = sandbox.command(argv, mounts, env, cwd=str(folder), network=network)
+        with open(folder / LOG_FILE, "ab") as log:
+            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     env=env, cwd=folder,
+                                     preexec_fn=sandbox.preexec(None))  # fmt: skip
+        began = time.monotonic()
+        _update(folder / SUPERVISOR_FILE, status=SessionStatus.RUNNING.value, pid=child.pid,
+                restarts=restarts)  # fmt: skip
+        code = child.wait()
+        if stopping:
+            break
+        if code == 0:  # the feed ended (a replay played to its end)
+            _update(folder / SUPERVISOR_FILE, status=SessionStatus.STOPPED.value, pid=None,
+                    stopped_at=time.time())  # fmt: skip
+            return 0
+        up = time.monotonic() - began
+        restarts += 1
+        wait = BACKOFF_S[0] if up > STABLE_S else BACKOFF_S[min(restarts, len(BACKOFF_S)) - 1]
+        _update(folder / SUPERVISOR_FILE, status=SessionStatus.CRASHED.value, pid=None,
+                restarts=restarts, last_exit=code)  # fmt: skip
+        with open(folder / LOG_FILE, "ab") as log:
+            log.write(f"-- session exited with {code}; restart {restarts} in {wait:g} s\n".encode())
+        deadline = time.monotonic() + wait
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.05)
+    _update(folder / SUPERVISOR_FILE, status=SessionStatus.STOPPED.value, pid=None,
+            stopped_at=time.time())  # fmt: skip
+    return 0
+
+
+def _supervisor_env() -> dict[str, str]:
+    return dict(os.environ)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+        return doc
+    except (OSError, ValueError):
+        return {}
+
+
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+def _update(path: Path, **changes: Any) -> None:
+    _write(path, {**_read(path), **changes})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def session_dict(session: PaperSession) -> dict[str, Any]:
+    doc = asdict(session)
+    doc["status"] = session.status.value
+    return doc
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if len(args) >= 2 and args[0] == "supervise":
+        sys.exit(supervise(Path(args[1]), allow_unsafe="--unsafe" in args))
+    print("usage: python -m infra.local.paper supervise DIR [--unsafe]", file=sys.stderr)
+    sys.exit(2)

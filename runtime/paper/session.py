@@ -1,0 +1,314 @@
+"""A paper-trading session: an agent on live bars with a paper broker, until stopped.
+
+    python -m runtime paper --session DIR
+
+``DIR/spec.json`` says what to run (written by the supervisor). The session:
+
+- feeds the agent live bars (replay or Alpaca) through backtrader's live machinery, with the
+  simulated paper broker (backtrader's own broker: market orders fill at the next bar's
+  open, cash and positions tracked) or Alpaca's paper broker;
+- records every decision (FMEL, mode ``PAPER``), flushing rows every couple of seconds; once
+  a batch is stored it writes ``DIR/state.json`` (positions, cash, the last bar handled, open
+  orders, the chain head), so what the state says is always on disk;
+- answers ``GET /health`` and ``GET /ready`` on the unix socket ``DIR/health.sock`` (the
+  sandbox has no network to listen on);
+- stops cleanly on SIGTERM: the feed ends, the last rows and the summary are written, exit 0.
+
+A restart resumes: the stored decision rows say which bar was handled last and the chain
+head; the bars up to it are replayed at full speed to rebuild the strategy's state (their
+orders are simulated again, not recorded or sent again), and recording continues the same
+hash chain from the next bar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socketserver
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import backtrader as bt
+
+from runtime.paper.feed import Dispatcher, LiveFeed
+from runtime.paper.sources import BarSource
+
+SPEC_FILE = "spec.json"
+STATE_FILE = "state.json"
+HEALTH_SOCKET = "health.sock"
+LATENCY_FILE = "latency.json"
+MODE = "PAPER_TRADE"
+
+
+@dataclass(frozen=True)
+class PaperRun:
+    agent_id: str
+    run_id: str
+    agent_file: Path
+    symbols: tuple[str, ...]
+    cash: float = 10_000.0
+    feed: str = "replay"
+    start: date | None = None
+    bar_seconds: float = 1.0
+    data_dir: Path | None = None
+    fmel_dir: Path | None = None
+    agent_version: str = ""
+    user_id: str = ""
+    flush_seconds: float = 2.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, session: Path) -> PaperRun:
+        doc = json.loads((session / SPEC_FILE).read_text())
+        return cls(
+            agent_id=doc["agent_id"],
+            run_id=doc["run_id"],
+            agent_file=session / doc["agent_file"],
+            symbols=tuple(doc["symbols"]),
+            cash=float(doc.get("cash") or 10_000.0),
+            feed=doc.get("feed") or "replay",
+            start=date.fromisoformat(doc["start"]) if doc.get("start") else None,
+            bar_seconds=float(doc.get("bar_seconds", 1.0)),
+            data_dir=Path(doc["data_dir"]) if doc.get("data_dir") else None,
+            fmel_dir=session / "fmel",
+            agent_version=str(doc.get("agent_version") or ""),
+            user_id=str(doc.get("user_id") or ""),
+            flush_seconds=float(doc.get("flush_seconds", 2.0)),
+        )
+
+
+@dataclass
+class Resume:
+    last_bar: int
+    chain_head: str
+    last_time: datetime
+    last_us: float
+
+
+def find_resume(fmel_dir: Path, run_id: str) -> Resume | None:
+    """Where a restarted session picks up: the last decision row on disk."""
+    from runtime.fmel import store
+
+    rows = store.read_rows(fmel_dir, run_id, last=1)
+    if not rows:
+        return None
+    last = rows[-1]
+    ts: datetime = last["timestamp"]
+    return Resume(int(last["bar_number"]), str(last["complete_state_hash"]), ts,
+                  ts.timestamp() * 1e6)  # fmt: skip
+
+
+class Monitor(bt.Analyzer):
+    """What /health reports, kept up to date every bar; and bar-to-order latencies."""
+
+    params = (("skip_until_us", None),)  # bars replayed after a restart are not news
+
+    def start(self) -> None:
+        self.state: dict[str, Any] = {"decisions": 0, "last_bar": None, "equity": None,
+                                      "cash": None, "positions": {}}  # fmt: skip
+        self.latencies: list[float] = []
+        self.open_orders: dict[int, dict[str, Any]] = {}
+
+    def next(self) -> None:
+        strat = self.strategy
+        broker = strat.broker
+        skip = self.p.skip_until_us
+        if skip is not None:
+            if bt.num2date(strat.datetime[0]).replace(tzinfo=UTC).timestamp() * 1e6 <= skip:
+                return
+            self.p.skip_until_us = None
+        self.state["decisions"] += 1
+        self.state["last_bar"] = bt.num2date(strat.datetime[0]).replace(tzinfo=UTC).isoformat()
+        self.state["equity"] = float(broker.getvalue())
+        self.state["cash"] = float(broker.getcash())
+        self.state["positions"] = {
+            d._name: {"size": float(p.size), "price": float(p.price)}
+            for d in strat.datas
+            if (p := broker.getposition(d)).size
+        }
+
+    def notify_order(self, order: bt.Order) -> None:
+        if order.status == order.Submitted:
+            arrived = getattr(order.data, "arrived", None)
+            if arrived is not None:
+                self.latencies.append(time.perf_counter() - arrived)
+        if order.alive():
+            self.open_orders[order.ref] = {"symbol": order.data._name, "size": order.size,
+                                           "type": order.getordername()}  # fmt: skip
+        else:
+            self.open_orders.pop(order.ref, None)
+
+
+class Session:
+    def __init__(self, folder: Path, source: BarSource | None = None) -> None:
+        self.folder = folder
+        self.run = PaperRun.load(folder)
+        self.started = time.time()
+        self.ready = threading.Event()
+        self.stopping = threading.Event()
+        self.resume = find_resume(self.run.fmel_dir or folder / "fmel", self.run.run_id)
+        self.source = source or self._source()
+        self.dispatcher = Dispatcher(self.source, self.run.symbols)
+        self.monitor: Monitor | None = None
+        self.flushed: dict[str, Any] = {}
+        self.cerebro: bt.Cerebro | None = None
+
+    def _source(self) -> BarSource:
+        if self.run.feed == "alpaca":
+            from runtime.paper.alpaca import AlpacaSource, alpaca_credentials
+
+            key, secret = alpaca_credentials(os.environ)
+            return AlpacaSource(key, secret, **self.run.extra.get("alpaca", {}))
+        from runtime.paper.replay import ReplaySource
+
+        assert self.run.data_dir is not None
+        return ReplaySource(self.run.data_dir, start=self.run.start,
+                            bar_seconds=self.run.bar_seconds,
+                            fast_until=self.resume.last_time if self.resume else None)  # fmt: skip
+
+    # ------------------------------------------------------------------ running
+    def run_until_stopped(self) -> int:
+        from runtime.agent import load_agent
+        from runtime.fmel import FMELRecorder
+
+        agent = load_agent(self.run.agent_file)
+        cerebro = bt.Cerebro(stdstats=False)
+        self.cerebro = cerebro
+        for sym in self.run.symbols:
+            cerebro.adddata(LiveFeed(dispatcher=self.dispatcher, symbol=sym), name=sym)
+        cerebro.broker.setcash(self.run.cash)
+        cerebro.addstrategy(agent.strategy)
+        r = self.resume
+        cerebro.addanalyzer(
+            FMELRecorder, out=str(self.run.fmel_dir), run_id=self.run.run_id,
+            agent_id=self.run.agent_id, agent_version=self.run.agent_version,
+            user_id=self.run.user_id, mode="PAPER", batch_rows=256,
+            flush_seconds=self.run.flush_seconds, prev_hash=r.chain_head if r else None,
+            first_bar=r.last_bar + 1 if r else 1, skip_until_us=r.last_us if r else None,
+            on_flush=self._flushed,
+        )  # fmt: skip
+        cerebro.addanalyzer(Monitor, _name="monitor", skip_until_us=r.last_us if r else None)
+        # a resumed replay starts from the beginning: the handled bars rebuild the state
+        self.dispatcher.start(after=None)
+        strat = cerebro.run(runonce=False, preload=False, exactbars=1, quicknotify=True)[0]
+        self.monitor = strat.analyzers.monitor
+        self._save_state(final=True)
+        (self.folder / LATENCY_FILE).write_text(json.dumps(self.monitor.latencies))
+        return 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.dispatcher.stop()
+
+    def _flushed(self, head: str, last_bar: int, last_us: float | None) -> None:
+        self.flushed = {"chain_head": head, "last_bar_number": last_bar,
+                        "last_bar_time": None if last_us is None else
+                        datetime.fromtimestamp(last_us / 1e6, UTC).isoformat()}  # fmt: skip
+        self._save_state()
+
+    def _save_state(self, final: bool = False) -> None:
+        mon = self._monitor()
+        doc = {
+            "run_id": self.run.run_id,
+            "agent_id": self.run.agent_id,
+            **self.flushed,
+            "cash": mon.state["cash"] if mon else None,
+            "equity": mon.state["equity"] if mon else None,
+            "positions": mon.state["positions"] if mon else {},
+            "open_orders": list(mon.open_orders.values()) if mon else [],
+            "stopped": final,
+            "saved_at": time.time(),
+        }
+        tmp = self.folder / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, self.folder / STATE_FILE)
+
+    def _monitor(self) -> Monitor | None:
+        if self.monitor is not None:
+            return self.monitor
+        cerebro = self.cerebro
+        runstrats = getattr(cerebro, "runningstrats", None) if cerebro else None
+        if runstrats:
+            self.monitor = runstrats[0].analyzers.monitor
+        return self.monitor
+
+    def health(self) -> dict[str, Any]:
+        mon = self._monitor()
+        state = mon.state if mon else {}
+        if mon is not None and state.get("decisions"):
+            self.ready.set()
+        return {
+            "status": "stopping" if self.stopping.is_set() else "ok",
+            "agent_id": self.run.agent_id,
+            "run_id": self.run.run_id,
+            "mode": MODE,
+            "uptime": round(time.time() - self.started, 1),
+            "decisions": state.get("decisions", 0) + (self.resume.last_bar if self.resume else 0),
+            "last_bar": state.get("last_bar"),
+            "equity": state.get("equity"),
+            "cash": state.get("cash"),
+            "positions": state.get("positions", {}),
+            "resumed_from_bar": self.resume.last_bar if self.resume else None,
+        }
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def serve_health(session: Session) -> _UnixHTTPServer:
+    path = session.folder / HEALTH_SOCKET
+    path.unlink(missing_ok=True)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            route = self.path.split("?", 1)[0]
+            if route == "/health":
+                code, body = 200, session.health()
+            elif route == "/ready":
+                session.health()
+                ready = session.ready.is_set() and not session.stopping.is_set()
+                code, body = (200 if ready else 503), {"ready": ready}
+            else:
+                code, body = 404, {"error": "not found"}
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def address_string(self) -> str:
+            return "local"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = _UnixHTTPServer(str(path), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
+    return server
+
+
+def main(folder: Path) -> int:
+    session = Session(folder)
+    server = serve_health(session)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        session.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        code = session.run_until_stopped()
+    finally:
+        server.shutdown()
+        (folder / HEALTH_SOCKET).unlink(missing_ok=True)
+    print(f"paper session {session.run.run_id} stopped", file=sys.stderr)
+    return code
