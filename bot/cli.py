@@ -157,6 +157,33 @@ def build_parser() -> argparse.ArgumentParser:
         "in for sharing a file. Reads commands from stdin when it is not a terminal."))  # fmt: skip
     sh.add_argument("--inline", action="store_true",
                     help="run jobs in this process even when a worker is running")  # fmt: skip
+    pp = sub.add_parser("paper", help="paper-trade agents", description=(
+        "Paper trading: an agent on live bars (a replay of the data folder, or Alpaca) with "
+        "a paper broker, every decision recorded as it happens, in a supervised sandboxed "
+        "process named paper-AGENT that is restarted (and resumes) when it dies."))  # fmt: skip
+    psub = pp.add_subparsers(dest="paper_command", required=True, metavar="ACTION")
+    ps = psub.add_parser("start", help="start paper trading an agent")
+    ps.add_argument("agent", metavar="AGENT", help="a registered agent, NAME or NAME@vN")
+    ps.add_argument("--symbols", type=_symbols, default=None, metavar="A,B",
+                    help="symbols to trade (default SPY)")  # fmt: skip
+    ps.add_argument("--cash", type=_positive(float), default=DEFAULT_CASH, metavar="N",
+                    help="starting cash (default 10000)")  # fmt: skip
+    ps.add_argument("--feed", choices=("replay", "alpaca"), default="replay",
+                    help="where bars come from (default replay)")  # fmt: skip
+    ps.add_argument("--start", type=_date, metavar="YYYY-MM-DD",
+                    help="replay: the first day played (default the data's first)")  # fmt: skip
+    ps.add_argument("--bar-seconds", type=_positive(float), default=1.0, metavar="S",
+                    help="replay: seconds between bars (default 1)")  # fmt: skip
+    pst = psub.add_parser("stop", help="stop an agent's paper trading")
+    pst.add_argument("agent", metavar="AGENT")
+    pl = psub.add_parser("logs", help="the session's log")
+    pl.add_argument("agent", metavar="AGENT")
+    pl.add_argument("--tail", type=_positive(int), default=100, metavar="N",
+                    help="how many lines (default 100)")  # fmt: skip
+    pstat = psub.add_parser("status", help="sessions: status, restarts, health")
+    pstat.add_argument("agent", nargs="?", metavar="AGENT")
+    pstat.add_argument("--json", action="store_true", help="print JSON")
+
     bt_ = sub.add_parser("bot", help="run the Slack app", description=(
         "Run the Slack app: over HTTP (Slack posts commands, events and button presses to "
         "/slack/events; GET /health answers with the bot's and the queue's state) or in "
@@ -761,6 +788,48 @@ def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
     return slack_server.run_http(settings, port)
 
 
+def cmd_paper(args: argparse.Namespace, settings: Settings) -> int:
+    """The same paper jobs as the chat commands, through the queue or in this process."""
+    from bot.console import format_event
+    from bot.desk import Desk
+    from workers import events as ev
+
+    desk = Desk(settings, user=_cli_user())
+    if args.paper_command == "logs":
+        cluster = desk.services().cluster
+        try:
+            if cluster is None:
+                raise KeyError(args.agent)
+            print(cluster.logs(args.agent, tail=args.tail))
+        except KeyError:
+            raise CliError(f"no paper session for {args.agent}") from None
+        return 0
+    if args.paper_command == "start":
+        found = _AGENT_REF.fullmatch(args.agent)
+        if not found:
+            raise CliError(f"{args.agent!r} is not an agent name (NAME or NAME@vN)")
+        params = {"symbols": list(args.symbols or ("SPY",)), "cash": args.cash,
+                  "feed": args.feed, "start": args.start and args.start.isoformat(),
+                  "bar_seconds": args.bar_seconds}  # fmt: skip
+        version = int(found.group(2)) if found.group(2) else None
+        ticket = desk.paper("paper_start", agent=found.group(1), version=version,
+                            parameters=params)  # fmt: skip
+    elif args.paper_command == "stop":
+        ticket = desk.paper("paper_stop", agent=args.agent)
+    else:
+        ticket = desk.paper("paper_status", agent=args.agent)
+
+    def waiting(text: str) -> None:
+        print(f"tradeops: {text}", file=sys.stderr)
+
+    final = desk.follow(ticket, lambda e: None, on_wait=waiting)
+    if getattr(args, "json", False) and isinstance(final, ev.PaperStatus):
+        print(json.dumps(final.sessions, indent=2, default=str))
+    else:
+        print(format_event(final))
+    return 1 if final.kind in ("paper_failed", "job_failed") else 0
+
+
 def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     from infra.local.scheduler import run_scheduler
 
@@ -778,6 +847,7 @@ COMMANDS = {
     "shell": cmd_shell,
     "scheduler": cmd_scheduler,
     "bot": cmd_bot,
+    "paper": cmd_paper,
 }
 
 

@@ -310,6 +310,9 @@ class Desk:
                 raise DeskError(f"job {ticket.job_id} {status.value} without a result")
 
     # ------------------------------------------------------------------ quick reads
+    def services(self) -> Services:
+        return self._local_services()
+
     def registry(self) -> Any:
         return self._local_services().registry
 

@@ -16,13 +16,15 @@ def build_services(settings: Settings, notifier: Notifier) -> Services:
             f"TRADEOPS_BACKEND: the {settings.backend!r} adapters are not built yet; use 'local'"
         )
     from infra.local.artifacts import LocalArtifactStore
+    from infra.local.paper import LocalPaperCluster
     from infra.local.registry import SqliteRegistry
     from infra.local.runner import SubprocessRunner
     from workers.validation import Policy
 
     limits = settings.sandbox_limits(timeout_s=DEFAULT_TIMEOUT_S)
+    artifacts = LocalArtifactStore(settings.home / "artifacts")
     return Services(
-        artifacts=LocalArtifactStore(settings.home / "artifacts"),
+        artifacts=artifacts,
         registry=SqliteRegistry(settings.home / "state.db"),
         runner=SubprocessRunner(
             timeout_s=limits.timeout_s,
@@ -35,6 +37,12 @@ def build_services(settings: Settings, notifier: Notifier) -> Services:
         runs_dir=settings.runs_dir,
         policy=Policy(max_bytes=settings.max_agent_bytes, allowed_imports=settings.allowed_imports),
         meta_sink=_job_meta,
+        cluster=LocalPaperCluster(
+            settings.home,
+            data_dir=settings.data_dir,
+            fmel_dir=settings.fmel_dir,
+            artifacts=artifacts,
+        ),
     )
 
 

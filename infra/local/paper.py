@@ -16,6 +16,7 @@ else); the run's entries in the FMEL store are links to them, so ``tradeops fmel
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -218,7 +219,11 @@ def supervise(folder: Path, allow_unsafe: bool = False) -> int:
         nonlocal stopping
         stopping = True
         if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGTERM)
+            # bubblewrap does not pass signals on, and a signalled bwrap kills its tree:
+            # tell the session itself (the innermost process), and only it
+            inner = _descendants(child.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(inner[-1] if inner else child.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
@@ -261,6 +266,20 @@ def supervise(folder: Path, allow_unsafe: bool = False) -> int:
     _update(folder / SUPERVISOR_FILE, status=SessionStatus.STOPPED.value, pid=None,
             stopped_at=time.time())  # fmt: skip
     return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc), deepest last."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                kids = [int(k) for k in (task / "children").read_text().split()]
+                found += kids
+                todo += kids
+    return found
 
 
 def _supervisor_env() -> dict[str, str]:
