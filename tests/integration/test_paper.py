@@ -1,0 +1,126 @@
+"""Paper trading on this machine: `tradeops paper …` starting a supervised, sandboxed session
+on the replay feed; health, FMEL rows while it runs, a SIGKILL survived with the hash chain
+intact and no order repeated, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.local.paper import health
+from runtime.fmel import store
+from tests.conftest import REPO_ROOT, SMA_CROSS, processes_mentioning
+
+DATA = REPO_ROOT / "runtime" / "sample_data" / "daily"
+
+
+def tradeops(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEOPS_", "REDIS_"))}
+    env["TRADEOPS_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    home = tmp_path / "h"
+    assert tradeops(home, "agents", "add", str(SMA_CROSS), "--name", "sma").returncode == 0
+    yield home
+    tradeops(home, "paper", "stop", "sma")
+    for pid in processes_mentioning(str(home)):
+        os.kill(pid, signal.SIGKILL)
+
+
+def status(home: Path) -> dict[str, Any]:
+    out = tradeops(home, "paper", "status", "sma", "--json")
+    assert out.returncode == 0, out.stderr
+    (doc,) = json.loads(out.stdout)
+    return doc  # type: ignore[no-any-return]
+
+
+def wait_for(cond: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (got := cond()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return got
+
+
+def rows(home: Path, run_id: str) -> list[dict[str, Any]]:
+    return store.read_rows(home / "fmel", run_id)
+
+
+@pytest.mark.slow
+def test_a_replay_session_trades_resumes_after_sigkill_and_stops_cleanly(home: Path) -> None:
+    out = tradeops(home, "paper", "start", "sma", "--symbols", "SPY,QQQ", "--start",
+                   "2022-01-01", "--bar-seconds", "0.03")  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Paper started" in out.stdout
+    first = wait_for(lambda: (s := status(home))["health"] and s, 30, "the session's health")
+    run_id = first["run_id"]
+    assert first["status"] == "running" and first["restarts"] == 0 and first["pid"]
+    h = first["health"]
+    assert h["status"] == "ok" and h["agent_id"] == "sma" and h["mode"] == "PAPER_TRADE"
+    assert {"uptime", "decisions", "last_bar", "equity", "positions"} <= set(h)
+    sock = Path(first["health_url"].removeprefix("http+unix://").removesuffix("/health"))
+    assert health(sock, "/ready") == {"ready": True}
+    # rows are on disk while it runs
+    wait_for(lambda: len(rows(home, run_id)) > 50, 30, "FMEL rows while running")
+    wait_for(lambda: any(r["fills"] for r in rows(home, run_id)), 60, "a trade")
+
+    # SIGKILL the session (the innermost process in its sandbox): the supervisor restarts it
+    before = rows(home, run_id)
+    session_arg = f"--session\0{home}/paper/paper-sma"
+    inner = [p for p in processes_mentioning(session_arg)
+             if os.path.basename(Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0])
+             .startswith(b"python")]  # fmt: skip
+    assert len(inner) == 1, inner  # the session itself, not its bubblewrap parents
+    os.kill(inner[0], signal.SIGKILL)
+    again = wait_for(lambda: (s := status(home))["restarts"] == 1 and s["health"] and s, 60,
+                     "the restarted session")  # fmt: skip
+    assert again["status"] == "running" and again["pid"] != first["pid"]
+    resumed = again["health"]["resumed_from_bar"]
+    assert resumed is not None and resumed >= before[-1]["bar_number"] - 1
+    wait_for(lambda: len(rows(home, run_id)) > len(before) + 30, 60, "rows after the restart")
+
+    # SIGTERM via `paper stop`: a clean stop, the summary written, the state says stopped
+    out = tradeops(home, "paper", "stop", "sma")
+    assert out.returncode == 0 and "Paper stopped" in out.stdout, out.stdout + out.stderr
+    assert status(home)["status"] == "stopped"
+    session = home / "paper" / "paper-sma"
+    assert json.loads((session / "state.json").read_text())["stopped"] is True
+    assert "stopped" in (session / "session.log").read_text().splitlines()[-1]
+
+    # one chain across the restart, every bar once, no order twice
+    verify = tradeops(home, "fmel", run_id, "--verify")
+    assert verify.returncode == 0 and ": OK ·" in verify.stdout, verify.stdout
+    got = rows(home, run_id)
+    bars = [r["bar_number"] for r in got]
+    assert bars == list(range(1, len(bars) + 1))
+    times = [r["timestamp"] for r in got]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    orders = [(r["timestamp"], o["symbol"], o["side"]) for r in got for o in r["actions_taken"]]
+    assert orders and len(orders) == len(set(orders))
+    summary = store.read_summary(home / "fmel", run_id)
+    assert summary is not None and summary["decisions"] == len(got)
+    assert summary["chain_head"] == got[-1]["complete_state_hash"]
+
+
+def test_paper_commands_answer_in_one_line(home: Path) -> None:
+    out = tradeops(home, "paper", "stop", "sma")
+    assert out.returncode == 1 and "not" in out.stdout.lower()
+    out = tradeops(home, "paper", "start", "nosuch")
+    assert out.returncode == 1 and "nosuch" in out.stdout
+    out = tradeops(home, "paper", "logs", "sma")
+    assert out.returncode == 2 and "no paper session for sma" in out.stderr
+    assert "Traceback" not in out.stderr
