@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/sandbox_startup.py
 	$(PY) benchmarks/queue_latency.py
 	$(PY) benchmarks/slack_ack.py
+	$(PY) benchmarks/paper_latency.py
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tradeops needs Python 3.11+"'
