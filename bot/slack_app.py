@@ -21,6 +21,7 @@ import logging
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from typing import Any
 
 import redis
@@ -365,7 +366,12 @@ class Handlers:
         desk = self.desk.with_user(user)
         agents = [a for a in desk.agents() if a.owner == user]
         runs = [r for r in desk.runs(None, limit=50) if r.owner == user][:10]
-        sessions: list[dict[str, Any]] = []
+        cluster = desk.services().cluster
+        sessions = [
+            {**asdict(x), "status": x.status.value}
+            for x in (cluster.status() if cluster is not None else [])
+            if x.owner == user
+        ]
         try:
             self.client.views_publish(
                 user_id=user,

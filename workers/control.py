@@ -14,7 +14,7 @@ import hashlib
 import math
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date
 from typing import Any, Literal
 
@@ -73,6 +73,7 @@ def paper_start(
         cluster = _cluster(s)
         found = _known_version(s, agent, version)
         spec = _spec(found, owner, _paper_run_id(s, job_id, agent), dict(parameters or {}))
+        spec = replace(spec, reply_to=route)
         session = _own_session(cluster, spec) or _start(cluster, spec)
     except _Refused as refused:
         return _refused_event(refused, job_id=job_id, owner=owner, route=route, agent=agent)

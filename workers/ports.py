@@ -10,7 +10,7 @@ The dataclasses here are the application's own records, not any backend's rows.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
@@ -258,6 +258,8 @@ class PaperSpec:
     feed: Literal["replay", "alpaca"] = "replay"
     start: str | None = None  # ISO date the replay feed starts from; None: the data's start
     bar_seconds: float = 60.0  # wall-clock seconds per bar (how fast a replay plays)
+    # where news of the session goes (a crash, a restart): the thread that started it
+    reply_to: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -76,6 +76,7 @@ class LocalPaperCluster:
             "start": spec.start, "bar_seconds": spec.bar_seconds,
             "data_dir": str(self.data_dir), "agent_version": str(spec.version),
             "user_id": spec.owner, "flush_seconds": self.flush_seconds,
+            "reply_to": dict(spec.reply_to),
         }))  # fmt: skip
         self._link_fmel(folder, spec.run_id)
         _write(folder / SUPERVISOR_FILE, {
@@ -258,6 +259,7 @@ def supervise(folder: Path, allow_unsafe: bool = False) -> int:
         wait = BACKOFF_S[0] if up > STABLE_S else BACKOFF_S[min(restarts, len(BACKOFF_S)) - 1]
         _update(folder / SUPERVISOR_FILE, status=SessionStatus.CRASHED.value, pid=None,
                 restarts=restarts, last_exit=code)  # fmt: skip
+        _tell_crash(spec, restarts, code, wait)
         with open(folder / LOG_FILE, "ab") as log:
             log.write(f"-- session exited with {code}; restart {restarts} in {wait:g} s\n".encode())
         deadline = time.monotonic() + wait
@@ -266,6 +268,34 @@ def supervise(folder: Path, allow_unsafe: bool = False) -> int:
     _update(folder / SUPERVISOR_FILE, status=SessionStatus.STOPPED.value, pid=None,
             stopped_at=time.time())  # fmt: skip
     return 0
+
+
+def _tell_crash(spec: dict[str, Any], restarts: int, code: int, wait_s: float) -> None:
+    """An unhealthy session is news for its owner: a PaperHealth event into the thread
+    that started it (the bot posts it), or the event stream digests read."""
+    try:
+        from infra.local.notifier import RedisNotifier
+        from infra.local.queue import connect
+        from infra.settings import Settings
+        from workers import events as ev
+
+        RedisNotifier(connect(Settings.from_env())).send(
+            ev.PaperHealth(
+                job_id=f"paper-{spec['agent_id']}-{spec['run_id']}",
+                user_id=str(spec.get("user_id") or ""),
+                reply_to=dict(spec.get("reply_to") or {}),
+                agent_id=spec["agent_id"],
+                health={
+                    "status": "crashed",
+                    "exit": code,
+                    "restarts": restarts,
+                    "restart_in_s": wait_s,
+                    "run_id": spec["run_id"],
+                },
+            )
+        )
+    except Exception as exc:  # telling is best effort: restarting comes first
+        print(f"supervisor: could not report the crash: {exc}", file=sys.stderr)
 
 
 def _descendants(pid: int) -> list[int]:

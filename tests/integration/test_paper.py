@@ -89,6 +89,14 @@ def test_a_replay_session_trades_resumes_after_sigkill_and_stops_cleanly(home: P
     again = wait_for(lambda: (s := status(home))["restarts"] == 1 and s["health"] and s, 60,
                      "the restarted session")  # fmt: skip
     assert again["status"] == "running" and again["pid"] != first["pid"]
+    # the crash is news for the session's owner
+    from infra.local.notifier import RedisNotifier
+    from infra.local.queue import connect
+    from infra.settings import Settings
+
+    conn = connect(Settings.from_env({"TRADEOPS_HOME": str(home)}))
+    news = RedisNotifier(conn).events(f"paper-sma-{run_id}")
+    assert [e.health["status"] for e in news] == ["crashed"] and news[0].user_id.startswith("cli:")
     resumed = again["health"]["resumed_from_bar"]
     assert resumed is not None and resumed >= before[-1]["bar_number"] - 1
     wait_for(lambda: len(rows(home, run_id)) > len(before) + 30, 60, "rows after the restart")
