@@ -334,6 +334,13 @@ class FMELRecorder(bt.Analyzer):
         ):
             self._flush()
 
+    def flush_if_due(self) -> None:
+        """Paper mode, between bars: store what waits once ``flush_seconds`` have passed
+        (a live bar may be a minute away). Call from the thread that runs the strategy."""
+        flush_s = self._flush_seconds
+        if self._c_stage and flush_s and time.monotonic() - self._last_flush >= flush_s:
+            self._flush()
+
     def _take_orders(self, i: int, olist: list[bt.Order]) -> None:
         n = len(olist)
         self._c_orders[i] = [self._order_row(o) for o in olist[self._orders_seen : n]]

@@ -72,7 +72,8 @@ class Dispatcher:
 
 
 class LiveFeed(bt.feed.DataBase):
-    params = (("dispatcher", None), ("symbol", ""), ("wait_s", 0.05))
+    # on_idle: called (in backtrader's thread) when no bar came within wait_s
+    params = (("dispatcher", None), ("symbol", ""), ("wait_s", 0.05), ("on_idle", None))
     arrived: float | None = None  # perf_counter() of the bar now being handled
 
     def islive(self) -> bool:
@@ -83,6 +84,8 @@ class LiveFeed(bt.feed.DataBase):
 
     def _load(self) -> Any:
         got = self.p.dispatcher.take(self.p.symbol, self.p.wait_s)
+        if got is None and self.p.on_idle is not None:
+            self.p.on_idle()
         if got is None or got is False:
             return got
         bar, arrived = got

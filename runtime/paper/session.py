@@ -164,8 +164,10 @@ class Session:
         if self.run.feed == "alpaca":
             from runtime.paper.alpaca import AlpacaSource, alpaca_credentials
 
-            key, secret = alpaca_credentials(os.environ)
-            return AlpacaSource(key, secret, **self.run.extra.get("alpaca", {}))
+            creds = alpaca_credentials(os.environ)
+            return AlpacaSource(creds.api_key, creds.secret_key,
+                                url=os.environ.get("ALPACA_DATA_STREAM_URL") or None,
+                                feed=os.environ.get("ALPACA_DATA_FEED") or "iex")  # fmt: skip
         from runtime.paper.replay import ReplaySource
 
         assert self.run.data_dir is not None
@@ -182,8 +184,21 @@ class Session:
         cerebro = bt.Cerebro(stdstats=False)
         self.cerebro = cerebro
         for sym in self.run.symbols:
-            cerebro.adddata(LiveFeed(dispatcher=self.dispatcher, symbol=sym), name=sym)
-        cerebro.broker.setcash(self.run.cash)
+            feed = LiveFeed(dispatcher=self.dispatcher, symbol=sym, on_idle=self._idle)
+            cerebro.adddata(feed, name=sym)
+        if self.run.feed == "alpaca":  # Alpaca's paper account: its cash, its positions
+            from runtime.paper.alpaca import AlpacaBroker, alpaca_credentials, trading_client
+
+            client = trading_client(alpaca_credentials(os.environ),
+                                    url=os.environ.get("ALPACA_API_URL") or None)  # fmt: skip
+            # order ids from the run's own bar count, which goes on across restarts, so a
+            # bar handled again after a crash reuses its ids and Alpaca refuses a repeat
+            offset, run_id = (self.resume.last_bar if self.resume else 0), self.run.run_id
+            cerebro.setbroker(AlpacaBroker(
+                client=client, run_id=run_id,
+                order_id=lambda order, n: f"{run_id}-{offset + len(order.data)}-{n}"))  # fmt: skip
+        else:  # the simulated paper broker: market orders fill at the next bar's open
+            cerebro.broker.setcash(self.run.cash)
         cerebro.addstrategy(agent.strategy)
         r = self.resume
         cerebro.addanalyzer(
@@ -195,13 +210,24 @@ class Session:
             on_flush=self._flushed,
         )  # fmt: skip
         cerebro.addanalyzer(Monitor, _name="monitor", skip_until_us=r.last_us if r else None)
-        # a resumed replay starts from the beginning: the handled bars rebuild the state
-        self.dispatcher.start(after=None)
-        strat = cerebro.run(runonce=False, preload=False, exactbars=1, quicknotify=True)[0]
+        # a resumed replay starts from the beginning: the handled bars rebuild the state;
+        # a live feed cannot, and starts after the last bar handled
+        live_after = r.last_time if (r and self.run.feed == "alpaca") else None
+        self.dispatcher.start(after=live_after)
+        strat = cerebro.run(runonce=False, preload=False, quicknotify=True)[0]
         self.monitor = strat.analyzers.monitor
         self._save_state(final=True)
         (self.folder / LATENCY_FILE).write_text(json.dumps(self.monitor.latencies))
         return 0
+
+    def _idle(self) -> None:
+        """No bar for a moment: store the decisions that wait (live bars are far apart)."""
+        runstrats = getattr(self.cerebro, "runningstrats", None)
+        if runstrats:
+            for analyzer in runstrats[0].analyzers:
+                flush = getattr(analyzer, "flush_if_due", None)
+                if flush is not None:
+                    flush()
 
     def stop(self) -> None:
         self.stopping.set()
