@@ -373,3 +373,33 @@ def test_parked_events_can_be_posted_again(stack: Stack) -> None:
     stack.api.wait_for("chat.postMessage", timeout=20,
                        where=lambda c: "parked here" in json.dumps(c.args))  # fmt: skip
     assert conn.llen("tradeops:slack:undelivered") == 0
+
+
+@pytest.mark.slow
+def test_paper_trading_from_slack_start_status_and_the_stop_button(stack: Stack) -> None:
+    ts = upload(stack, "F11", "papered.py", SMA_CROSS.read_bytes(), user="U1", channel="C2")
+    registered(stack, ts, channel="C2")
+    status, body, _ = stack.command("/paper-start", "papered SYN cash=5000", user="U1",
+                                    channel="C2")  # fmt: skip
+    assert status == 200 and "trader" not in body
+    root = stack.root_of("/paper-start papered SYN cash=5000", channel="C2")
+    started = stack.api.wait_for("chat.postMessage", timeout=60,
+                                 where=lambda c: c.args.get("thread_ts") == root)[0]  # fmt: skip
+    text = json.dumps(started.args)
+    assert "papered" in text and "tradeops_paper_stop" in text  # a Stop button
+    stack.command("/paper-status", "papered", user="U1", channel="C2")
+    status_root = stack.root_of("/paper-status papered", channel="C2")
+    in_status = lambda c: c.args.get("thread_ts") == status_root  # noqa: E731
+    shown = stack.api.wait_for("chat.postMessage", timeout=60, where=in_status)[0]
+    assert "running" in json.dumps(shown.args) or "starting" in json.dumps(shown.args)
+    value = json.dumps({"agent": "papered"})
+    press = block_action_body("tradeops_paper_stop", value, user="U1", channel="C2",
+                              message_ts=root, thread_ts=root)  # fmt: skip
+    pressed = stack.post(press)
+    assert pressed[0] == 200
+    stopped = stack.api.wait_for("chat.postMessage", timeout=60, where=lambda c:
+                                 c.args.get("thread_ts") == root
+                                 and "stopped" in json.dumps(c.args).lower())  # fmt: skip
+    assert stopped
+    session = stack.home / "paper" / "paper-papered"
+    assert json.loads((session / "supervisor.json").read_text())["status"] == "stopped"
