@@ -36,6 +36,9 @@ SUPERVISOR_FILE = "supervisor.json"
 LOG_FILE = "session.log"
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_S = 60.0  # a session up this long resets the back-off
+# liveness: a session whose /health stops answering is restarted
+HEALTH_EVERY_S = float(os.environ.get("TRADEOPS_PAPER_HEALTH_S") or 10.0)
+HEALTH_MISSES = 3
 
 
 class LocalPaperCluster:
@@ -247,9 +250,12 @@ def supervise(folder: Path, allow_unsafe: bool = False) -> int:
         began = time.monotonic()
         _update(folder / SUPERVISOR_FILE, status=SessionStatus.RUNNING.value, pid=child.pid,
                 restarts=restarts)  # fmt: skip
-        code = child.wait()
+        code, hung = _wait_watching(child, folder / "health.sock", lambda: stopping)
         if stopping:
             break
+        if hung:
+            code = -signal.SIGKILL
+            _update(folder / SUPERVISOR_FILE, last_problem="stopped answering /health")
         if code == 0:  # the feed ended (a replay played to its end)
             _update(folder / SUPERVISOR_FILE, status=SessionStatus.STOPPED.value, pid=None,
                     stopped_at=time.time())  # fmt: skip
@@ -259,7 +265,7 @@ def supervise(folder: Path, allow_unsafe: bool = False) -> int:
         wait = BACKOFF_S[0] if up > STABLE_S else BACKOFF_S[min(restarts, len(BACKOFF_S)) - 1]
         _update(folder / SUPERVISOR_FILE, status=SessionStatus.CRASHED.value, pid=None,
                 restarts=restarts, last_exit=code)  # fmt: skip
-        _tell_crash(spec, restarts, code, wait)
+        _tell_crash(spec, restarts, code, wait, "unhealthy" if hung else "crashed")
         with open(folder / LOG_FILE, "ab") as log:
             log.write(f"-- session exited with {code}; restart {restarts} in {wait:g} s\n".encode())
         deadline = time.monotonic() + wait
@@ -270,7 +276,31 @@ def supervise(folder: Path, allow_unsafe: bool = False) -> int:
     return 0
 
 
-def _tell_crash(spec: dict[str, Any], restarts: int, code: int, wait_s: float) -> None:
+def _wait_watching(child: subprocess.Popen[bytes], sock: Path, stopping: Any) -> tuple[int, bool]:
+    """Wait for the session to end, asking its /health every ``HEALTH_EVERY_S``; one that
+    has answered before and then misses ``HEALTH_MISSES`` in a row is hung: it is killed
+    (its bubblewrap parent takes the whole sandbox with it). (exit code, hung?)"""
+    answered, misses = False, 0
+    while True:
+        try:
+            return child.wait(timeout=HEALTH_EVERY_S), False
+        except subprocess.TimeoutExpired:
+            pass
+        if stopping():
+            continue
+        if health(sock, timeout_s=HEALTH_EVERY_S) is not None:
+            answered, misses = True, 0
+        elif answered:
+            misses += 1
+            if misses >= HEALTH_MISSES:
+                child.kill()
+                child.wait()
+                return -signal.SIGKILL, True
+
+
+def _tell_crash(
+    spec: dict[str, Any], restarts: int, code: int, wait_s: float, status: str = "crashed"
+) -> None:
     """An unhealthy session is news for its owner: a PaperHealth event into the thread
     that started it (the bot posts it), or the event stream digests read."""
     try:
@@ -286,7 +316,7 @@ def _tell_crash(spec: dict[str, Any], restarts: int, code: int, wait_s: float) -
                 reply_to=dict(spec.get("reply_to") or {}),
                 agent_id=spec["agent_id"],
                 health={
-                    "status": "crashed",
+                    "status": status,
                     "exit": code,
                     "restarts": restarts,
                     "restart_in_s": wait_s,

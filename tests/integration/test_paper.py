@@ -23,9 +23,11 @@ from tests.conftest import REPO_ROOT, SMA_CROSS, processes_mentioning
 DATA = REPO_ROOT / "runtime" / "sample_data" / "daily"
 
 
-def tradeops(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEOPS_", "REDIS_"))}
-    env["TRADEOPS_HOME"] = str(home)
+def tradeops(
+    home: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEOPS_", "REDIS_"))}
+    env = base | {"TRADEOPS_HOME": str(home)} | (env or {})
     return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
@@ -40,8 +42,8 @@ def home(tmp_path: Path) -> Iterator[Path]:
         os.kill(pid, signal.SIGKILL)
 
 
-def status(home: Path) -> dict[str, Any]:
-    out = tradeops(home, "paper", "status", "sma", "--json")
+def status(home: Path, agent: str = "sma") -> dict[str, Any]:
+    out = tradeops(home, "paper", "status", agent, "--json")
     assert out.returncode == 0, out.stderr
     (doc,) = json.loads(out.stdout)
     return doc  # type: ignore[no-any-return]
@@ -132,3 +134,40 @@ def test_paper_commands_answer_in_one_line(home: Path) -> None:
     out = tradeops(home, "paper", "logs", "sma")
     assert out.returncode == 2 and "no paper session for sma" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+HANGS = """
+import backtrader as bt
+
+class Hangs(bt.Strategy):
+    def next(self):
+        if len(self) == 40:
+            sum(range(10**13))  # C code holding the interpreter: nothing else runs
+"""
+
+
+@pytest.mark.slow
+def test_a_hung_session_is_reported_and_restarted(tmp_path: Path) -> None:
+    home = tmp_path / "hh"
+    agent = tmp_path / "hangs.py"
+    agent.write_text(HANGS)
+    env = {"TRADEOPS_PAPER_HEALTH_S": "0.5"}
+    try:
+        assert tradeops(home, "agents", "add", str(agent), env=env).returncode == 0
+        out = tradeops(home, "paper", "start", "hangs", "--bar-seconds", "0.05", env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        doc = wait_for(lambda: (s := status(home, "hangs"))["restarts"] >= 1 and s, 60,
+                       "a restart of the hung session")  # fmt: skip
+        from infra.local.notifier import RedisNotifier
+        from infra.local.queue import connect
+        from infra.settings import Settings
+
+        conn = connect(Settings.from_env({"TRADEOPS_HOME": str(home)}))
+        news = RedisNotifier(conn).events(f"paper-hangs-{doc['run_id']}")
+        assert news and news[0].health["status"] == "unhealthy"
+        sup = json.loads((home / "paper" / "paper-hangs" / "supervisor.json").read_text())
+        assert sup["last_problem"] == "stopped answering /health"
+    finally:
+        tradeops(home, "paper", "stop", "hangs")
+        for pid in processes_mentioning(str(home)):
+            os.kill(pid, signal.SIGKILL)
