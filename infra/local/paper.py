@@ -30,6 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from infra.local.sandbox import process_alive
 from workers.ports import PaperConflict, PaperSession, PaperSpec, SessionStatus
 
 SUPERVISOR_FILE = "supervisor.json"
@@ -106,10 +107,10 @@ class LocalPaperCluster:
         if not doc:
             raise KeyError(agent)
         pid = doc.get("supervisor_pid")
-        if pid and _alive(int(pid)):
+        if pid and process_alive(int(pid)):
             os.kill(int(pid), signal.SIGTERM)
             deadline = time.monotonic() + 60
-            while _alive(int(pid)) and time.monotonic() < deadline:
+            while process_alive(int(pid)) and time.monotonic() < deadline:
                 time.sleep(0.05)
         doc = _read(folder / SUPERVISOR_FILE)
         if doc.get("status") != SessionStatus.STOPPED.value:
@@ -141,7 +142,7 @@ class LocalPaperCluster:
         status = SessionStatus(doc.get("status", "stopped"))
         sup = doc.get("supervisor_pid")
         if status in (SessionStatus.STARTING, SessionStatus.RUNNING) and not (
-            sup and _alive(int(sup))
+            sup and process_alive(int(sup))
         ):
             status = SessionStatus.CRASHED  # the supervisor itself is gone
         sock = folder / "health.sock"
@@ -362,19 +363,6 @@ def _write(path: Path, doc: dict[str, Any]) -> None:
 
 def _update(path: Path, **changes: Any) -> None:
     _write(path, {**_read(path), **changes})
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not alive
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def session_dict(session: PaperSession) -> dict[str, Any]:

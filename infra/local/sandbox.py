@@ -250,18 +250,22 @@ def _sweep_orphans(parent: Path) -> None:
     with contextlib.suppress(OSError):
         for entry in parent.iterdir():
             owner = entry.name.rpartition("-")[2]
-            if entry.is_dir() and owner.isdigit() and not _alive(int(owner)):
+            if entry.is_dir() and owner.isdigit() and not process_alive(int(owner)):
                 remove_cgroup(entry)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie, exited but not reaped, is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def pids_limit_hit(path: Path | None) -> bool:
