@@ -26,6 +26,7 @@ every order created, so a test can tell an order was sent once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -38,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import msgpack
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
 API_KEY = "PKSTANDIN0000000001"
@@ -127,7 +129,8 @@ class _Subscriber:
             frame: bytes | str = msgpack.packb(messages)
         else:
             frame = json.dumps(messages, default=_json_time)
-        with self.lock:
+        # a client that went away (a killed session) misses the bar, as with Alpaca
+        with self.lock, contextlib.suppress(ConnectionClosed):
             self.ws.send(frame)
 
     def decode(self, frame: bytes | str) -> Any:
@@ -166,6 +169,7 @@ class AlpacaAPI:
         self._last: dict[str, float] = {}
         self._orders: list[_Order] = []
         self._subscribers: list[_Subscriber] = []
+        self.subscriptions = 0  # subscribe requests answered, ever (a restart adds one)
         self._lose: list[tuple[str, str]] = []
         self._cond = threading.Condition(threading.RLock())
         self._sending = threading.Lock()  # bars go out in the order they were pushed
@@ -484,6 +488,7 @@ class AlpacaAPI:
                 change = set(msg.get("bars", []))
                 bars = client.bars | change if action == "subscribe" else client.bars - change
                 client.bars = frozenset(bars)
+                self.subscriptions += action == "subscribe"
                 self._cond.notify_all()
             reply: dict[str, list[str]] = {k: [] for k in CHANNELS} | {"bars": sorted(client.bars)}
             client.send([{"T": "subscription", **reply}])

@@ -91,12 +91,14 @@ def test_alpaca_session_orders_fills_and_a_restart_sends_nothing_twice(tmp_path:
             assert api.positions()["SPY"][0] == 5
             proc.kill()  # no clean stop: the next session resumes from the stored rows
             proc.wait()
+            before = api.subscriptions
         finally:
             if proc.poll() is None:
                 proc.kill()
         again = start_session(folder, api)
         try:
-            api.wait_for("the restart to subscribe", lambda: api.subscribed("SPY"), timeout=60)
+            api.wait_for("the restart to subscribe", lambda: api.subscriptions > before,
+                         timeout=60)  # fmt: skip
             push(api, t0, 6, 6)
             got = wait_rows(folder, run_id, 12, api)
             again.send_signal(signal.SIGTERM)
