@@ -333,6 +333,14 @@ class Desk:
 
         root = self.settings.fmel_dir
         run_id = self._fmel_run(target)
+        if self.roles is not None:  # a run's decisions are its agent owner's (and admins')
+            run = self._local_services().registry.get_run(run_id)
+            if run is None and not self.roles.is_admin(self.user):
+                raise policy.Refused(
+                    f"run {run_id} is not in the registry: only admins may read it"
+                )
+            if run is not None:
+                self._check(policy.check_run, run.agent)
         rows = store.read_rows(root, run_id)
         trades = [r for r in rows if r["actions_taken"] or r["fills"]]
         return FmelReport(

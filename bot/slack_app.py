@@ -140,7 +140,7 @@ class Handlers:
                 return render.render_runs(desk.runs(cmd.agent))
             assert cmd.agent is not None
             return render.render_fmel(desk.fmel(cmd.agent, last=cmd.last or 10, verify=cmd.verify))
-        except DeskError as exc:
+        except (DeskError, Refused) as exc:
             return render.render_refusal(str(exc))
 
     def _open_thread(

@@ -45,7 +45,7 @@ def check_upload(roles: Roles, user: str, agent: Agent | None) -> None:
 
 
 def check_run(roles: Roles, user: str, agent: Agent | None) -> None:
-    """Backtests (an unknown agent is left for the job to report)."""
+    """Backtests, and reading a run's decisions (an unknown agent is left for the job)."""
     if agent is not None:
         _owner_or_admin(roles, user, agent, "run")
 

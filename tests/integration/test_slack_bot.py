@@ -403,3 +403,16 @@ def test_paper_trading_from_slack_start_status_and_the_stop_button(stack: Stack)
     assert stopped
     session = stack.home / "paper" / "paper-papered"
     assert json.loads((session / "supervisor.json").read_text())["status"] == "stopped"
+
+
+@pytest.mark.slow
+def test_a_runs_decisions_are_its_owners(stack: Stack) -> None:
+    ts = upload(stack, "F12", "private.py", SMA_CROSS.read_bytes(), user="U1", channel="C3")
+    registered(stack, ts, channel="C3")
+    stack.command("/backtest", "private SYN", user="U1", channel="C3")
+    root = stack.root_of("/backtest private SYN", channel="C3")
+    _wait_upload(stack, root, timeout=120)
+    status, body, _ = stack.command("/fmel", "private", user="U2", channel="C3")
+    assert status == 200 and "belongs to U1" in body
+    status, body, _ = stack.command("/fmel", "private last=3", user="U1", channel="C3")
+    assert status == 200 and "belongs" not in body and "FMEL" in body
