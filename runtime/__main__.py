@@ -12,20 +12,13 @@ cannot corrupt it. Exit status: 0 success, 1 the run failed (``error`` says why)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from runtime.backtest import BacktestRequest, run_backtest
+from runtime.files import write_json
 from runtime.paths import PROGRESS_FILE, RESULT_FILE
-
-
-def write_json(path: Path, doc: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, allow_nan=False))
-    os.replace(tmp, path)
 
 
 def _rehearse() -> None:

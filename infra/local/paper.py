@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.local.sandbox import process_alive
+from runtime.files import write_json
 from workers.ports import PaperConflict, PaperSession, PaperSpec, SessionStatus
 
 SUPERVISOR_FILE = "supervisor.json"
@@ -83,19 +84,19 @@ class LocalPaperCluster:
             "reply_to": dict(spec.reply_to),
         }))  # fmt: skip
         self._link_fmel(folder, spec.run_id)
-        _write(folder / SUPERVISOR_FILE, {
+        write_json(folder / SUPERVISOR_FILE, {
             "agent": spec.agent, "owner": spec.owner, "run_id": spec.run_id,
             "status": SessionStatus.STARTING.value, "restarts": 0, "pid": None,
             "supervisor_pid": None, "started_at": time.time(), "stopped_at": None,
             "parameters": {"symbols": list(spec.symbols), "cash": spec.cash, "feed": spec.feed,
                            "start": spec.start, "bar_seconds": spec.bar_seconds},
-        })  # fmt: skip
+        }, allow_nan=True)  # fmt: skip
         cmd = [sys.executable, "-m", "infra.local.paper", "supervise", str(folder)]
         if self.allow_unsafe:
             cmd.append("--unsafe")
         with open(folder / "supervisor.log", "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, env=_supervisor_env())  # fmt: skip
+                                    start_new_session=True)  # fmt: skip
         _update(folder / SUPERVISOR_FILE, supervisor_pid=proc.pid)
         session = self._session(spec.agent)
         assert session is not None
@@ -343,10 +344,6 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _supervisor_env() -> dict[str, str]:
-    return dict(os.environ)
-
-
 def _read(path: Path) -> dict[str, Any]:
     try:
         doc: dict[str, Any] = json.loads(path.read_text())
@@ -355,14 +352,8 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _write(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
-
-
 def _update(path: Path, **changes: Any) -> None:
-    _write(path, {**_read(path), **changes})
+    write_json(path, {**_read(path), **changes}, allow_nan=True)
 
 
 def session_dict(session: PaperSession) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import socketserver
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -37,6 +37,7 @@ from typing import Any
 
 import backtrader as bt
 
+from runtime.files import write_json
 from runtime.paper.feed import Dispatcher, LiveFeed
 from runtime.paper.sources import BarSource
 
@@ -62,7 +63,6 @@ class PaperRun:
     agent_version: str = ""
     user_id: str = ""
     flush_seconds: float = 2.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, session: Path) -> PaperRun:
@@ -252,9 +252,7 @@ class Session:
             "stopped": final,
             "saved_at": time.time(),
         }
-        tmp = self.folder / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, self.folder / STATE_FILE)
+        write_json(self.folder / STATE_FILE, doc, allow_nan=True)
 
     def _monitor(self) -> Monitor | None:
         if self.monitor is not None:
