@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from percentiles import p99
+
 from runtime.data import write_synthetic_dir
 
 AGENT = """
@@ -36,11 +38,6 @@ class EveryBar(bt.Strategy):
         else:
             self.sell(size=1)
 """
-
-
-def p99(xs: list[float]) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(0.99 * (len(xs) - 1)))]
 
 
 def main() -> None:

@@ -28,16 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from percentiles import p99
+
 from infra.local.redis_server import EmbeddedRedis
 from runtime.paths import EXAMPLES_DIR
 from tests.slack_api import SlackAPI, signed_request, slash_command_body
 
 SECRET = "bench-secret"
-
-
-def p99(xs: list[float]) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(0.99 * (len(xs) - 1)))]
 
 
 def main() -> None:

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.commands import AGENT_REF, agent_name_for
 from bot.console import format_decisions, format_result, format_validation
 from infra.settings import Settings, SettingsError
 from runtime.defaults import DEFAULT_CASH, DEFAULT_TIMEOUT_S
@@ -275,7 +275,7 @@ def _backtest_via_queue(args: argparse.Namespace, settings: Settings, desk: Any)
         report = _validate(args.file, args.strategy, settings)
         if not report.ok:  # refused here, as in-process: nothing is queued
             return _backtest_here(args, settings)
-        name = _agent_name(args.file)
+        name = agent_name_for(args.file.stem)
         registered = desk.follow(desk.upload(name=name, source=args.file.read_bytes()), _quiet)
         if not isinstance(registered, ev.AgentRegistered):
             raise CliError(_one_line(registered))
@@ -389,22 +389,14 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if doc["error"] else 0
 
 
-_AGENT_REF = re.compile(r"([A-Za-z][A-Za-z0-9_\-]{0,63})(?:@v?(\d+))?")
-
-
-def _agent_name(path: Path) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_\-]", "_", path.stem)[:64]
-    return stem if stem[:1].isalpha() else f"a_{stem}"[:64]
-
-
 def _resolve_agent(target: Path, services: Any, work: Path | None) -> tuple[Path, str, int | None]:
     """(file to run, agent name, stored version or None) for a file or a registered agent;
     a registered agent's code is written into ``work`` (when given)."""
     if target.is_file():
-        return target.resolve(), _agent_name(target), None
+        return target.resolve(), agent_name_for(target.stem), None
     if target.suffix == ".py" or "/" in str(target):
         raise CliError(f"agent file not found: {target}")
-    found = _AGENT_REF.fullmatch(str(target))
+    found = AGENT_REF.fullmatch(str(target))
     version = None
     if found:
         wanted = int(found.group(2)) if found.group(2) else None
@@ -509,7 +501,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     where = "its own worker" if worker else "the running worker(s)"
     print(f"tradeops demo · Redis {url} · {where} · sandboxed backtests · "
           f"state in {settings.home}\n", file=sys.stderr if args.json else sys.stdout)  # fmt: skip
-    chat = Conversation(print if not args.json else _quiet_text)
+    chat = Conversation(print if not args.json else _quiet)
     shell = Shell(desk, lambda text: chat.say("tradeops", text))
     script = [
         ("shares sma_cross.py", f"/upload {DEMO_AGENT} sma_cross"),
@@ -538,10 +530,6 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def _demo_failed(event: Any) -> bool:
     return event.kind in ("agent_rejected", "backtest_failed", "job_failed")
-
-
-def _quiet_text(text: str) -> None:
-    pass
 
 
 def _start_worker(settings: Settings, desk: Any) -> Any:
@@ -620,9 +608,6 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
-_AGENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
-
-
 def _local_services(settings: Settings) -> Any:
     """The job code's services for this process, with events printed here."""
     from infra.bootstrap import build_services
@@ -649,7 +634,8 @@ def cmd_agents(args: argparse.Namespace, settings: Settings) -> int:
     if not args.file.is_file():
         raise CliError(f"agent file not found: {args.file}")
     name = args.name or args.file.stem
-    if not _AGENT_NAME.fullmatch(name):
+    named = AGENT_REF.fullmatch(name)
+    if not named or named["version"]:
         raise CliError(f"agent name {name!r}: use letters, digits, - and _ (start with a letter)")
     jobs.configure(services)
     event = jobs.register_agent(
@@ -805,7 +791,7 @@ def cmd_paper(args: argparse.Namespace, settings: Settings) -> int:
             raise CliError(f"no paper session for {args.agent}") from None
         return 0
     if args.paper_command == "start":
-        found = _AGENT_REF.fullmatch(args.agent)
+        found = AGENT_REF.fullmatch(args.agent)
         if not found:
             raise CliError(f"{args.agent!r} is not an agent name (NAME or NAME@vN)")
         params = {"symbols": list(args.symbols or ("SPY",)), "cash": args.cash,
