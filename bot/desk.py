@@ -342,13 +342,14 @@ class Desk:
             if run is not None:
                 self._check(policy.check_run, run.agent)
         rows = store.read_rows(root, run_id)
+        summary = store.read_summary(root, run_id)
         trades = [r for r in rows if r["actions_taken"] or r["fills"]]
         return FmelReport(
             run_id=run_id,
-            summary=store.read_summary(root, run_id),
+            summary=summary,
             rows=(trades or rows)[-last:],
             trades_only=bool(trades),
-            verification=store.verify_run(root, run_id).to_dict() if verify else None,
+            verification=store.verify_rows(run_id, rows, summary).to_dict() if verify else None,
         )
 
     def _fmel_run(self, target: str) -> str:

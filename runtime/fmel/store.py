@@ -405,8 +405,13 @@ def verify_run(root: Path, run_id: str) -> Verification:
     Names the first bar whose stored hashes do not match its stored content, a gap
     in the bar numbers, or a chain head that differs from the run summary's.
     """
-    summary = read_summary(root, run_id)
-    rows = read_rows(root, run_id)
+    return verify_rows(run_id, read_rows(root, run_id), read_summary(root, run_id))
+
+
+def verify_rows(
+    run_id: str, rows: Sequence[dict[str, Any]], summary: dict[str, Any] | None
+) -> Verification:
+    """``verify_run`` for rows (all of the run's, in bar order) and summary already read."""
     if not rows:
         return Verification(run_id, False, 0, None, reason="no FMEL rows for this run")
     if summary is not None:
