@@ -128,7 +128,7 @@ class Desk:
         reply_to: dict[str, str] | None = None,
     ) -> Ticket:
         """A file to validate and register as agent ``name``'s next version."""
-        self._check(policy.check_upload, name)
+        self.authorize("register_agent", name)
         kwargs = {"owner": self.user, "name": name, "source": source, "reply_to": reply_to or {}}
         return self._take("register_agent", kwargs, request_id)
 
@@ -143,7 +143,7 @@ class Desk:
     ) -> Ticket:
         from runtime.fmel import new_run_id
 
-        self._check(policy.check_run, agent)
+        self.authorize("run_backtest", agent)
         run_id = new_run_id()
         params = dict(parameters or {})
         kwargs: dict[str, Any] = {
@@ -163,8 +163,7 @@ class Desk:
         """``paper_start`` / ``paper_stop`` / ``paper_status`` with the job's own arguments."""
         if work not in ("paper_start", "paper_stop", "paper_status"):
             raise ValueError(work)
-        if work != "paper_status":
-            self._check(policy.check_paper, kwargs.get("agent"))
+        self.authorize(work, kwargs.get("agent"))
         return self._take(work, {"owner": self.user, **kwargs}, request_id)
 
     def digest(
