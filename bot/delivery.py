@@ -141,7 +141,8 @@ class Deliverer:
     def _result(self, event: ev.BacktestFinished) -> dict[str, Any]:
         rows = None
         try:
-            rows = self.desk.fmel(event.run_id, last=8).rows
+            # read on behalf of whoever ran it (the bot's own desk is nobody's)
+            rows = self.desk.with_user(event.user_id).fmel(event.run_id, last=8).rows
         except Exception as exc:  # the record is an extra: the metrics go out regardless
             log.info("no FMEL rows for %s: %s", event.run_id, exc)
         return render.render_result(event.result, fmel_rows=rows)

@@ -192,6 +192,7 @@ def test_backtest_acks_then_everything_in_one_thread(stack: Stack) -> None:
     thread = stack.thread_text(root)
     assert "Sharpe" in thread and "Sortino" in thread
     assert re.search(r"chain|FMEL", thread)
+    assert "Last trades" in thread  # the decisions behind the trades, read from the record
     assert "Traceback" not in thread
     # progress is one message updated in place, not a stream of posts
     updates = [c for c in stack.api.calls_to("chat.update") if not c.rejected]
