@@ -1,10 +1,11 @@
 # The only entry points: `make demo` and `make test` (what CI runs), plus helpers.
 PYTHON ?= python3
 VENV   ?= .venv
+LOCK   ?= requirements.lock
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.tradeops-installed
 
-.PHONY: demo test lint unit bench clean
+.PHONY: demo test lint unit bench lock clean
 
 demo: $(STAMP)
 	$(VENV)/bin/tradeops demo
@@ -26,12 +27,19 @@ bench: $(STAMP)
 	$(PY) benchmarks/slack_ack.py
 	$(PY) benchmarks/paper_latency.py
 
-$(STAMP): pyproject.toml
+# Exactly the versions in the lock (pip, setuptools and the build included); pyproject.toml keeps
+# ranges for those who install tradeops as a library.
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tradeops needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(LOCK) pip setuptools
+	$(PY) -m pip install --quiet --no-build-isolation -c $(LOCK) -e '.[dev]'
 	@touch $@
+
+# Resolve the newest versions pyproject.toml allows, run `make test` on them in a fresh
+# environment, and commit the new lock only if the tests pass.
+lock:
+	.ci/refresh-lock
 
 clean:
 	rm -rf $(VENV) .tradeops .pytest_cache .mypy_cache .ruff_cache
