@@ -71,8 +71,8 @@ def normalise(x: float | None) -> float | None:
 
 
 def normalise_array(a: np.ndarray) -> np.ndarray:
-    m, e = np.frexp(a)
     with np.errstate(over="ignore", invalid="ignore"):  # no warning text into the bar log
+        m, e = np.frexp(a)  # numpy >= 2.4 warns on NaN/inf here, older only in ldexp
         out = np.ldexp(np.round(m * _SCALE) / _SCALE, e) + 0.0
     out[np.isnan(out)] = np.nan
     return out
