@@ -679,6 +679,7 @@ def _result_draft(doc: Mapping[str, Any], fmel_rows: Sequence[Mapping[str, Any]]
         _fields(_metrics(r)),
         *_breakdown(doc),
         _data_checks(doc),
+        _warnings(doc),
         *_fmel_parts(doc, fmel_rows),
         _context(_monitoring_line(doc)),
         _actions(_again_button(doc), _paper_button(doc)),
@@ -775,6 +776,11 @@ def _data_checks(doc: Mapping[str, Any]) -> Lines | None:
     items = [f"• {esc(c.get('message') or c)}" for c in checks]
     title = f"*⚠️ Data checks* · {_plural(len(items), 'problem')} in the data"
     return Lines(items, title=title, noun="data check") if items else None
+
+
+def _warnings(doc: Mapping[str, Any]) -> Lines | None:
+    items = [f"• {esc(str(w))}" for w in doc.get("warnings") or []]
+    return Lines(items, title="*⚠️ Warnings*", noun="warning") if items else None
 
 
 def _monitoring_line(doc: Mapping[str, Any]) -> str:

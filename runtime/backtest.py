@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import resource
+import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -120,7 +122,10 @@ def run_backtest(req: BacktestRequest, progress: Progress | None = None) -> dict
         strat = _run(req, agent, datas, progress, recorder)
         _fill(doc, req, strat)
     except Exception as exc:  # RunFailed carries its error; otherwise classify says whose fault
-        doc["error"] = classify(exc, req.agent_file).to_dict()
+        error = classify(exc, req.agent_file)
+        if error.kind is ErrorKind.PLATFORM:  # ours: the whole story goes to the run's log
+            traceback.print_exception(exc, file=sys.stderr)
+        doc["error"] = error.to_dict()
     finally:
         for rec in recorder:
             rec.close()
@@ -158,6 +163,7 @@ def _skeleton(req: BacktestRequest) -> dict[str, Any]:
         "strategy": None,
         "results": None,
         "data_checks": [],
+        "warnings": [],  # what the run could not do fully, said once (FMEL left a line out)
         "fmel": None,
         "chart": None,
         "monitoring": None,
@@ -262,6 +268,7 @@ def _fill(doc: dict[str, Any], req: BacktestRequest, strat: bt.Strategy) -> None
         "actions": fmel["actions"],
         "chain_head": fmel["chain_head"],
     }
+    doc["warnings"] += fmel["warnings"]
     rejected = strat.analyzers.tradeops_progress.get_analysis()["rejected"]
     doc["_orders_rejected"] = rejected
     if req.chart_path is not None:

@@ -93,6 +93,8 @@ def classify(exc: BaseException, agent_file: Path | None) -> RunError:
     """Turn an exception raised while loading or running an agent into a RunError."""
     if isinstance(exc, RunFailed):
         return exc.error
+    if _raised_by_recorder(exc.__traceback__):
+        return make_error(ErrorKind.PLATFORM, f"FMEL recorder failed: {type(exc).__name__}: {exc}")
     frames = _agent_frames(exc.__traceback__, agent_file)
     line = frames[-1].lineno if frames else None
     trimmed = _format(exc, frames) if frames else None
@@ -107,6 +109,19 @@ def classify(exc: BaseException, agent_file: Path | None) -> RunError:
         msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return make_error(ErrorKind.AGENT, msg, line, traceback=trimmed)
     return make_error(ErrorKind.PLATFORM, f"{type(exc).__name__}: {exc}")
+
+
+_FMEL_DIR = str(Path(__file__).resolve().parent / "fmel")
+_PROBES = str(Path(_FMEL_DIR) / "probe.py")  # stand-ins for data lines: their errors are the line's
+
+
+def _raised_by_recorder(tb: TracebackType | None) -> bool:
+    """The innermost frame is the recorder's, even when the agent's code called into it."""
+    frames = traceback.extract_tb(tb)
+    if not frames:
+        return False
+    where = frames[-1].filename
+    return where.startswith(_FMEL_DIR) and where != _PROBES
 
 
 def _by_name(frame: traceback.FrameSummary) -> traceback.FrameSummary:

@@ -92,8 +92,12 @@ class Tracker:
                 span[1] = hi
 
 
-def _unwrap(x: Any) -> Any:
-    return x._line if isinstance(x, LineProbe) else x
+def _unwrap_noting(x: Any) -> Any:
+    """The real line behind a probe, its current value noted as read (``a > b``)."""
+    if isinstance(x, LineProbe):
+        x._tracker.note(x._key, 0, 0)
+        return x._line
+    return x
 
 
 class LineProbe:
@@ -153,7 +157,7 @@ def _forward(name: str) -> Any:
 
     def op(self: LineProbe, *args: Any) -> Any:
         self._tracker.note(self._key, 0, 0)
-        return getattr(self._line, name)(*(_unwrap(a) for a in args))
+        return getattr(self._line, name)(*(_unwrap_noting(a) for a in args))
 
     op.__name__ = name
     return op

@@ -24,10 +24,16 @@ What is observed, and how, without changing what the strategy does:
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import sys
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,8 @@ from typing import Any
 import backtrader as bt
 import numpy as np
 from backtrader.linebuffer import LineBuffer
+from backtrader.lineroot import LineRoot, LineSingle
+from backtrader.lineseries import Lines
 
 from runtime.fmel import encoding as enc
 from runtime.fmel.probe import Tracker
@@ -122,13 +130,18 @@ class FMELRecorder(bt.Analyzer):
         ("on_flush", None),
     )
 
+    # close() may run after a start() that failed part-way: it must not mask that failure
+    _saved_streams: tuple[Any, Any] | None = None
+    _guarded: list[tuple[Any, str]] = []  # noqa: RUF012  # replaced per instance, never mutated
+    warnings: list[str] = []  # noqa: RUF012  # same
+
     # ----------------------------------------------------------------- set-up
     def start(self) -> None:
         strat = self.strategy
         self.run_id: str = self.p.run_id or new_run_id()
         self._datas = list(strat.datas)
         self._symbols = [d._name or f"data{i}" for i, d in enumerate(self._datas)]
-        self._ind_names, self._ind_lines = _indicator_lines(strat)
+        self._ind_names, self._ind_lines, self.warnings = _indicator_lines(strat)
         self._closes = [d.lines.close for d in self._datas]
         self._header = RunHeader(
             run_id=self.run_id,
@@ -142,6 +155,7 @@ class FMELRecorder(bt.Analyzer):
         self._genesis = enc.genesis(self._symbols, self._ind_names)
         self._head = self.p.prev_hash or self._genesis
         self._writer = BatchWriter(Path(self.p.out), self._header) if self.p.out else None
+        self._background = _Background()
         self._cash = self._value = float("nan")
         self._bar = int(self.p.first_bar) - 1
         self._flat = (0.0,) * (3 * len(self._datas))
@@ -170,7 +184,6 @@ class FMELRecorder(bt.Analyzer):
             self._install_probes()
         self._log = _LogSink()
         self._logbuf = self._log.parts  # checked every bar: a plain list is quickest
-        self._saved_streams: tuple[Any, Any] | None = None
         self._bind_hot_path()
         if self.p.capture_log:
             self._saved_streams = (sys.stdout, sys.stderr)
@@ -187,7 +200,7 @@ class FMELRecorder(bt.Analyzer):
         self._guarded = [(self.strategy.cerebro, n) for n in _RUN_LOOPS]
         self._guarded.append((self.strategy, "_stop"))
         for obj, name in self._guarded:
-            setattr(obj, name, _closing_on_error(getattr(obj, name), self.close))
+            setattr(obj, name, _closing_on_error(getattr(obj, name), self._abandon))
 
     def _resume(self, root: Path) -> None:
         """Continuing a run (a paper session after a restart): carry its summary on."""
@@ -312,7 +325,10 @@ class FMELRecorder(bt.Analyzer):
         self._c_dt.append(dtl.array[dtl.idx])
         self._c_value.append(self._value)
         self._c_cash.append(self._cash)
-        self._c_ind += [ln.array[ln.idx] for ln in self._ind_lines]
+        try:
+            self._c_ind += [ln.array[ln.idx] for ln in self._ind_lines]
+        except IndexError:  # a line with no value yet (its data has not started)
+            self._c_ind += [_value_or_nan(ln) for ln in self._ind_lines]
         pos = self._pos
         self._c_pos.append(pos if pos is self._flat else self._revalue(pos))
         olist = self._orders_list
@@ -399,61 +415,79 @@ class FMELRecorder(bt.Analyzer):
 
     # ------------------------------------------------------------- batching
     def _flush(self) -> None:
+        """Cut the batch; it is encoded, hashed and written on the writer thread, so no
+        bar waits for it (paper mode flushes every few seconds on a live thread)."""
         n = len(self._c_stage)
         if not n:
             return
-        first_bar = self._bar + 1
-        stage = np.asarray(self._c_stage, dtype=np.float64)
-        ts_us = enc.bt_num_to_us(np.asarray(self._c_dt, dtype=np.float64))
-        fill_rows, order_rows, log_rows = self._c_fills, self._c_orders, self._c_log
+        batch = _Batch(
+            first_bar=self._bar + 1,
+            stage=self._c_stage,
+            dt=self._c_dt,
+            value=self._c_value,
+            cash=self._c_cash,
+            ind=self._c_ind,
+            pos=self._c_pos,
+            access=self._c_access,
+            orders=self._c_orders,
+            fills=self._c_fills,
+            logs=self._c_log,
+        )
+        self._bar += n
+        self._reset_columns()
+        self._last_flush = time.monotonic()
+        self._background.submit(self._store, batch)
+
+    def _store(self, b: _Batch) -> None:
+        """On the writer thread, one batch at a time, in order: the chain goes on here."""
+        n = len(b.stage)
+        stage = np.asarray(b.stage, dtype=np.float64)
+        ts_us = enc.bt_num_to_us(np.asarray(b.dt, dtype=np.float64))
         action = np.where(stage == 0, 0.0, 1.0)
-        if order_rows:
-            action[list(order_rows)] = 2.0
-        if fill_rows:
-            action[list(fill_rows)] = 3.0
+        if b.orders:
+            action[list(b.orders)] = 2.0
+        if b.fills:
+            action[list(b.fills)] = 3.0
         head = [
-            np.arange(first_bar, first_bar + n, dtype=np.float64),
+            np.arange(b.first_bar, b.first_bar + n, dtype=np.float64),
             stage,
             ts_us,
             action,
-            np.asarray(self._c_value, dtype=np.float64),
-            np.asarray(self._c_cash, dtype=np.float64),
+            np.asarray(b.value, dtype=np.float64),
+            np.asarray(b.cash, dtype=np.float64),
         ]
         matrix = np.hstack(
             [
                 np.column_stack(head),
-                np.asarray(self._c_ind, dtype=np.float64).reshape(n, len(self._ind_lines)),
-                np.asarray(self._c_pos, dtype=np.float64).reshape(n, len(self._flat)),
+                np.asarray(b.ind, dtype=np.float64).reshape(n, len(self._ind_lines)),
+                np.asarray(b.pos, dtype=np.float64).reshape(n, len(self._flat)),
             ]
         )
-        patterns = self._access_patterns
-        variable = [patterns[c][0] for c in self._c_access]
-        for rows, part in ((order_rows, enc.orders_part), (fill_rows, enc.fills_part)):
+        patterns = self._access_patterns[:]  # the strategy thread may append meanwhile
+        variable = [patterns[c][0] for c in b.access]
+        for rows, part in ((b.orders, enc.orders_part), (b.fills, enc.fills_part)):
             for i, items in rows.items():
                 variable[i] += part(items)
-        for i, lines in log_rows.items():
+        for i, lines in b.logs.items():
             variable[i] += enc.log_part(lines)
         state_hex, chained_hex = enc.hash_rows(matrix, variable, self._head)
         self._head = chained_hex[-64:].decode("ascii")
         self._count(action, ts_us)
-        if self._writer is not None:
-            self._writer.write_batch(
-                matrix=matrix,
-                access_codes=np.asarray(self._c_access, dtype=np.int64),
-                access_patterns=[p[1] for p in patterns],
-                orders=order_rows,
-                fills=fill_rows,
-                logs=log_rows,
-                state_hex=state_hex,
-                chained_hex=chained_hex,
-            )
-        self._bar += n
-        self._reset_columns()
-        self._last_flush = time.monotonic()
-        if self.p.on_flush is not None and self._writer is not None:
-            self._writer.drain()
+        if self._writer is None:
+            return
+        self._writer.write_batch(
+            matrix=matrix,
+            access_codes=np.asarray(b.access, dtype=np.int64),
+            access_patterns=[p[1] for p in patterns],
+            orders=b.orders,
+            fills=b.fills,
+            logs=b.logs,
+            state_hex=state_hex,
+            chained_hex=chained_hex,
+        )
+        if self.p.on_flush is not None:
             self._writer.write_summary(self.summary(), [])
-            self.p.on_flush(self._head, self._bar, self._last_ts)
+            self.p.on_flush(self._head, b.first_bar + n - 1, self._last_ts)
 
     def _count(self, action: np.ndarray, ts_us: np.ndarray) -> None:
         codes, counts = np.unique(action.astype(np.int64), return_counts=True)
@@ -486,9 +520,9 @@ class FMELRecorder(bt.Analyzer):
         self._flush()
         tail_log = self._log.take()
         self.close()
+        self._background.finish()  # every batch stored; a writer failure surfaces here
         if self._writer is not None:
             self._writer.write_summary(self.summary(), tail_log)
-            self._writer.close()
 
     def close(self) -> None:
         """Restore stdout/stderr and unwrap; safe to call twice (runners call it on errors)."""
@@ -498,6 +532,15 @@ class FMELRecorder(bt.Analyzer):
         for obj, name in getattr(self, "_guarded", ()):
             vars(obj).pop(name, None)  # back to the class's method
         self._guarded = []
+
+    def _abandon(self) -> None:
+        """The run failed: give the streams back, and let the batches already cut reach
+        the store (a failure of the writer now would only hide the run's own)."""
+        self.close()
+        background = getattr(self, "_background", None)
+        if background is not None:
+            with contextlib.suppress(Exception):
+                background.finish()
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -514,7 +557,49 @@ class FMELRecorder(bt.Analyzer):
     def get_analysis(self) -> dict[str, Any]:
         out = self.summary()
         out["path"] = str(self._writer.run_dir) if self._writer is not None else None
+        out["warnings"] = list(self.warnings)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """The column buffers of one batch, as the strategy thread cut them."""
+
+    first_bar: int
+    stage: list[int]
+    dt: list[float]
+    value: list[float]
+    cash: list[float]
+    ind: list[float]
+    pos: list[tuple[float, ...]]
+    access: list[int]
+    orders: dict[int, list[tuple[Any, ...]]]
+    fills: dict[int, list[tuple[Any, ...]]]
+    logs: dict[int, list[str]]
+
+
+class _Background:
+    """One thread that stores batches in order. A failure there is raised on the
+    strategy's thread at the next batch or at the end, never lost."""
+
+    BACKLOG = 4  # batches waiting at most: beyond it the strategy thread waits (memory)
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fmel-writer")
+        self._pending: deque[Future[None]] = deque()
+
+    def submit(self, fn: Callable[[_Batch], None], batch: _Batch) -> None:
+        pending = self._pending
+        while pending and (pending[0].done() or len(pending) >= self.BACKLOG):
+            pending.popleft().result()
+        pending.append(self._pool.submit(fn, batch))
+
+    def finish(self) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 _RUN_LOOPS = ("_runonce", "_runnext", "_runonce_old", "_runnext_old")
@@ -531,28 +616,89 @@ def _closing_on_error(method: Any, close: Any) -> Any:
     return guarded
 
 
-def _indicator_lines(strat: bt.Strategy) -> tuple[list[str], list[LineBuffer]]:
-    """Names and lines of the indicators the strategy created, named after attributes."""
+def _value_or_nan(line: Any) -> float:
+    try:
+        return float(line.array[line.idx])
+    except (IndexError, TypeError, ValueError):
+        return math.nan
+
+
+def _indicator_lines(strat: bt.Strategy) -> tuple[list[str], list[Any], list[str]]:
+    """Names and lines of every line object the strategy created, and what was left out.
+
+    ``getindicators()`` holds indicators (whose ``lines`` are a ``Lines`` object) and the
+    line objects backtrader builds for expressions (``close > sma``, ``high(-1)``,
+    ``bt.And(...)``, ``data0 / data1``), which are single line buffers themselves. Each is
+    named after the strategy attribute holding it, else after what it is and its position
+    (``gt_3``, ``delay_4``, ``sma_0``); a multi-line object adds its line aliases
+    (``macd.signal``). Anything that is not made of readable line buffers is left out, and
+    said once in the returned warnings.
+    """
     named: dict[int, str] = {}
     for attr, value in vars(strat).items():
         if attr.startswith("_"):
             continue
         for suffix, obj in _members(value):
-            if hasattr(obj, "lines"):
+            if isinstance(obj, LineRoot):
                 named.setdefault(id(obj), attr + suffix)
     names: list[str] = []
-    lines: list[LineBuffer] = []
-    for k, ind in enumerate(strat.getindicators()):
-        base = named.get(id(ind)) or f"{type(ind).__name__.lower()}_{k}"
-        aliases = ind.lines.getlinealiases() or ()
-        for li in range(ind.lines.size()):
-            line = ind.lines[li]
-            if not hasattr(line, "array"):
-                continue
-            alias = aliases[li] if li < len(aliases) else str(li)
-            names.append(base if ind.lines.size() == 1 else f"{base}.{alias}")
+    lines: list[Any] = []
+    left_out: list[str] = []
+    taken: set[str] = set()
+    for k, obj in enumerate(strat.getindicators()):
+        base = named.get(id(obj)) or _anonymous_name(obj, k)
+        members = _readable_lines(obj)
+        if not members:
+            left_out.append(base)
+            continue
+        for alias, line in members:
+            name = base if len(members) == 1 else f"{base}.{alias}"
+            if name in taken:  # an attribute called like another object's default name
+                name = f"{name}~{k}"
+            taken.add(name)
+            names.append(name)
             lines.append(line)
-    return names, lines
+    warnings = []
+    if left_out:
+        warnings.append(
+            "FMEL does not record these line objects (they hold no readable line): "
+            + ", ".join(left_out)
+        )
+    return names, lines, warnings
+
+
+def _readable_lines(obj: Any) -> list[tuple[str, Any]]:
+    """``(alias, line buffer)`` for each line of an indicator or line expression."""
+    if isinstance(obj, LineSingle):  # a line expression is its own (only) line
+        return [("", obj)] if _readable(obj) else []
+    lines = getattr(obj, "lines", None)
+    if not isinstance(lines, Lines):
+        return []
+    aliases = lines.getlinealiases() or ()
+    out = []
+    for li in range(lines.size()):
+        line = lines[li]
+        if _readable(line):
+            out.append((aliases[li] if li < len(aliases) else str(li), line))
+    return out
+
+
+def _readable(line: Any) -> bool:
+    return isinstance(line, LineBuffer) and hasattr(line, "array") and hasattr(line, "idx")
+
+
+_DELAYS = {"_LineDelay": "delay", "_LineForward": "forward", "LinesCoupler": "coupled"}
+
+
+def _anonymous_name(obj: Any, k: int) -> str:
+    """What an object no attribute names is: ``gt_3`` for ``close > sma``, ``sma_0``."""
+    kind = type(obj).__name__
+    operation = getattr(obj, "operation", None) if kind.startswith("Line") else None
+    if operation is not None:
+        label = getattr(operation, "__name__", "op").strip("_")
+    else:
+        label = _DELAYS.get(kind, kind.lower().lstrip("_"))
+    return f"{label}_{k}"
 
 
 def _members(value: Any) -> list[tuple[str, Any]]:

@@ -17,7 +17,6 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,7 +143,8 @@ def _now_us() -> int:
 
 
 class BatchWriter:
-    """Turns the recorder's column buffers into Parquet files, one per batch."""
+    """Turns the recorder's column buffers into Parquet files, one per batch (the recorder
+    calls it from its writer thread)."""
 
     def __init__(self, root: Path, header: RunHeader) -> None:
         self.header = header
@@ -156,8 +156,6 @@ class BatchWriter:
         self._nsym = nsym
         self._ind_names = list(header.indicators)
         self._access_cache = pa.array([], pa.list_(ACCESS_T))
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fmel-writer")
-        self._pending: Future[None] | None = None
 
     def write_batch(
         self,
@@ -200,28 +198,8 @@ class BatchWriter:
         table = pa.Table.from_pydict(cols, schema=DECISION_SCHEMA)
         path = self.run_dir / f"part-{self._part:05d}.parquet"
         self._part += 1
-        self._submit(table, path)
+        _atomic_write(table, path)
         return path
-
-    def _submit(self, table: pa.Table, path: Path) -> None:
-        """Write on a background thread (Parquet encoding releases the GIL), one at a time."""
-        if self._pending is not None:
-            self._pending.result()
-        self._pending = self._pool.submit(_atomic_write, table, path)
-
-    def drain(self) -> None:
-        """Wait until every batch handed in so far is on disk (paper mode saves its state
-        only for what is stored)."""
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
-
-    def close(self) -> None:
-        """Wait for the last write; errors of the writer thread surface here."""
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
-        self._pool.shutdown(wait=True)
 
     def _accesses(self, codes: np.ndarray, patterns: list[list[dict[str, Any]]]) -> pa.Array:
         if len(patterns) != len(self._access_cache):
