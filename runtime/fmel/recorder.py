@@ -156,6 +156,8 @@ class FMELRecorder(bt.Analyzer):
         self._head = self.p.prev_hash or self._genesis
         self._writer = BatchWriter(Path(self.p.out), self._header) if self.p.out else None
         self._background = _Background()
+        if self._writer is not None and self.p.flush_seconds:  # live: no bar pays for it
+            self._writer.warm_up()
         self._cash = self._value = float("nan")
         self._bar = int(self.p.first_bar) - 1
         self._flat = (0.0,) * (3 * len(self._datas))

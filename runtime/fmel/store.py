@@ -129,12 +129,16 @@ class RunHeader:
     indicators: tuple[str, ...]
 
 
+def _write_parquet(table: pa.Table, where: Any) -> None:
+    pq.write_table(
+        table, where, compression="zstd", use_dictionary=_DICT_COLUMNS, write_statistics=False
+    )
+
+
 def _atomic_write(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(
-        table, tmp, compression="zstd", use_dictionary=_DICT_COLUMNS, write_statistics=False
-    )
+    _write_parquet(table, tmp)
     os.replace(tmp, path)
 
 
@@ -169,7 +173,55 @@ class BatchWriter:
         state_hex: bytes,
         chained_hex: bytes,
     ) -> Path:
-        """Build the batch's Arrow table here; write it to Parquet on the writer thread."""
+        """Write one batch as the run's next part file."""
+        table = self._batch_table(
+            matrix=matrix,
+            access_codes=access_codes,
+            access_patterns=access_patterns,
+            orders=orders,
+            fills=fills,
+            logs=logs,
+            state_hex=state_hex,
+            chained_hex=chained_hex,
+        )
+        path = self.run_dir / f"part-{self._part:05d}.parquet"
+        self._part += 1
+        _atomic_write(table, path)
+        return path
+
+    def warm_up(self) -> None:
+        """Build and encode a throwaway batch and summary in memory, so that the first
+        flush of a live session does not pay for pyarrow's first use (tens of ms)."""
+        width = enc.N_HEAD + len(self._ind_names) + 3 * self._nsym
+        sym = self.header.symbols[0] if self.header.symbols else "?"
+        table = self._batch_table(
+            matrix=np.ones((1, width)),
+            access_codes=np.zeros(1, dtype=np.int64),
+            access_patterns=[[{"symbol": sym, "fields": ["close"], "lookback": 0, "lookahead": 0}]],
+            orders={0: [("BUY", sym, 1.0, "Market", None, 1)]},
+            fills={0: [(sym, 1.0, 1.0, 0.0, 0.0, 1)]},
+            logs={0: ["warm-up"]},
+            state_hex=b"0" * 64,
+            chained_hex=b"0" * 64,
+        )
+        _write_parquet(table, pa.BufferOutputStream())
+        self._access_cache = pa.array([], pa.list_(ACCESS_T))  # it held the throwaway's
+        summary = {"decisions": 0, "actions": {}, "first_bar": 1, "first_bar_us": None,
+                   "last_bar_us": None, "genesis": "", "chain_head": ""}  # fmt: skip
+        _write_parquet(self._summary_table(summary, []), pa.BufferOutputStream())
+
+    def _batch_table(
+        self,
+        *,
+        matrix: np.ndarray,
+        access_codes: np.ndarray,
+        access_patterns: list[list[dict[str, Any]]],
+        orders: Mapping[int, list[tuple[Any, ...]]],
+        fills: Mapping[int, list[tuple[Any, ...]]],
+        logs: Mapping[int, list[str]],
+        state_hex: bytes,
+        chained_hex: bytes,
+    ) -> pa.Table:
         n = matrix.shape[0]
         h = self.header
         nind = len(self._ind_names)
@@ -195,11 +247,7 @@ class BatchWriter:
             "state_hash": _hex_column(state_hex, n),
             "complete_state_hash": _hex_column(chained_hex, n),
         }
-        table = pa.Table.from_pydict(cols, schema=DECISION_SCHEMA)
-        path = self.run_dir / f"part-{self._part:05d}.parquet"
-        self._part += 1
-        _atomic_write(table, path)
-        return path
+        return pa.Table.from_pydict(cols, schema=DECISION_SCHEMA)
 
     def _accesses(self, codes: np.ndarray, patterns: list[list[dict[str, Any]]]) -> pa.Array:
         if len(patterns) != len(self._access_cache):
@@ -227,6 +275,10 @@ class BatchWriter:
         return pa.MapArray.from_arrays(offsets, keys, pa.array(block.reshape(-1)))
 
     def write_summary(self, summary: Mapping[str, Any], tail_log: list[str]) -> Path:
+        _atomic_write(self._summary_table(summary, tail_log), self.summary_path)
+        return self.summary_path
+
+    def _summary_table(self, summary: Mapping[str, Any], tail_log: list[str]) -> pa.Table:
         h = self.header
         first, last = summary["first_bar_us"], summary["last_bar_us"]
         row = {
@@ -248,9 +300,7 @@ class BatchWriter:
             "log": tail_log,
             "recorded_at": _now_us(),
         }
-        table = pa.Table.from_pylist([row], schema=SUMMARY_SCHEMA)
-        _atomic_write(table, self.summary_path)
-        return self.summary_path
+        return pa.Table.from_pylist([row], schema=SUMMARY_SCHEMA)
 
 
 def _next_part(run_dir: Path) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -21,9 +22,21 @@ from runtime.paper.sources import Bar, BarSource
 
 
 class Dispatcher:
-    def __init__(self, source: BarSource, symbols: tuple[str, ...]) -> None:
+    """Reads the source from the first time a feed asks for a bar: bars that came while
+    backtrader was still setting up would wait, and count as late."""
+
+    def __init__(
+        self,
+        source: BarSource,
+        symbols: tuple[str, ...],
+        *,
+        before_start: Callable[[], None] | None = None,
+    ) -> None:
         self.source = source
         self.symbols = symbols
+        self.before_start = before_start  # on backtrader's thread, just before the first bar
+        self._after: datetime | None = None
+        self._started = False
         self.pending: dict[str, collections.deque[tuple[Bar, float]]] = {
             s: collections.deque() for s in symbols
         }
@@ -34,7 +47,14 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._run, daemon=True, name="bars")
 
     def start(self, after: datetime | None) -> None:
-        self.source.start(self.symbols, after=after)
+        """Bars after ``after`` are wanted; reading begins with the first :meth:`take`."""
+        self._after = after
+
+    def _begin(self) -> None:
+        self._started = True
+        if self.before_start is not None:
+            self.before_start()
+        self.source.start(self.symbols, after=self._after)
         self._thread.start()
 
     def _run(self) -> None:
@@ -56,6 +76,8 @@ class Dispatcher:
 
     def take(self, symbol: str, wait_s: float) -> tuple[Bar, float] | bool | None:
         """The symbol's next bar and when it arrived; None: none yet; False: no more."""
+        if not self._started:
+            self._begin()
         with self.cond:
             box = self.pending[symbol]
             if not box and not self.ended and not self.stopped.is_set():

@@ -22,6 +22,7 @@ hash chain from the next bar.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -108,7 +109,10 @@ def find_resume(fmel_dir: Path, run_id: str) -> Resume | None:
 class Monitor(bt.Analyzer):
     """What /health reports, kept up to date every bar; and bar-to-order latencies."""
 
-    params = (("skip_until_us", None),)  # bars replayed after a restart are not news
+    params = (
+        ("skip_until_us", None),  # bars replayed after a restart are not news
+        ("after_bar", None),  # called once a bar is handled
+    )
 
     def start(self) -> None:
         self.state: dict[str, Any] = {"decisions": 0, "last_bar": None, "equity": None,
@@ -117,6 +121,8 @@ class Monitor(bt.Analyzer):
         self.open_orders: dict[int, dict[str, Any]] = {}
 
     def next(self) -> None:
+        if self.p.after_bar is not None:
+            self.p.after_bar()
         strat = self.strategy
         broker = strat.broker
         skip = self.p.skip_until_us
@@ -155,7 +161,10 @@ class Session:
         self.stopping = threading.Event()
         self.resume = find_resume(self.run.fmel_dir or folder / "fmel", self.run.run_id)
         self.source = source or self._source()
-        self.dispatcher = Dispatcher(self.source, self.run.symbols)
+        self.collector = Collector()
+        self.dispatcher = Dispatcher(
+            self.source, self.run.symbols, before_start=self.collector.start
+        )
         self.monitor: Monitor | None = None
         self.flushed: dict[str, Any] = {}
         self.cerebro: bt.Cerebro | None = None
@@ -209,7 +218,8 @@ class Session:
             first_bar=r.last_bar + 1 if r else 1, skip_until_us=r.last_us if r else None,
             on_flush=self._flushed,
         )  # fmt: skip
-        cerebro.addanalyzer(Monitor, _name="monitor", skip_until_us=r.last_us if r else None)
+        cerebro.addanalyzer(Monitor, _name="monitor", skip_until_us=r.last_us if r else None,
+                            after_bar=self.collector.bar)  # fmt: skip
         # a resumed replay starts from the beginning: the handled bars rebuild the state;
         # a live feed cannot, and starts after the last bar handled
         live_after = r.last_time if (r and self.run.feed == "alpaca") else None
@@ -221,7 +231,9 @@ class Session:
         return 0
 
     def _idle(self) -> None:
-        """No bar for a moment: store the decisions that wait (live bars are far apart)."""
+        """No bar for a moment: store the decisions that wait (live bars are far apart),
+        and collect garbage now rather than in the middle of a bar."""
+        self.collector.idle()
         runstrats = getattr(self.cerebro, "runningstrats", None)
         if runstrats:
             for analyzer in runstrats[0].analyzers:
@@ -320,7 +332,45 @@ def serve_health(session: Session) -> _UnixHTTPServer:
     return server
 
 
+class Collector:
+    """Python's garbage collection, kept out of the bars.
+
+    The automatic collector's full passes walk every object the session keeps (backtrader
+    holds every bar, order and trade) and stopped the strategy's thread for tens of ms in
+    the middle of a bar. Here the objects of the set-up are frozen out of collection, the
+    young generations are still collected automatically (short passes), and the full pass
+    runs when the feed is idle, or at the latest every ``FULL_EVERY_S`` seconds.
+    """
+
+    FULL_EVERY_S = 60.0
+
+    def __init__(self) -> None:
+        self._last_full = time.monotonic()
+
+    def start(self) -> None:
+        gc.collect()
+        gc.freeze()
+        young, middle, _full = gc.get_threshold()
+        gc.set_threshold(young, middle, 1_000_000_000)  # no automatic full passes
+        self._last_full = time.monotonic()
+
+    def idle(self, min_gap_s: float = 1.0) -> None:
+        if time.monotonic() - self._last_full >= min_gap_s:
+            self.full()
+
+    def bar(self) -> None:
+        if time.monotonic() - self._last_full >= self.FULL_EVERY_S:
+            self.full()
+
+    def full(self) -> None:
+        gc.collect()
+        self._last_full = time.monotonic()
+
+
 def main(folder: Path) -> int:
+    # a bar waits at most this long for the GIL while the FMEL writer thread stores a batch
+    # (Python's default is 5 ms a turn, and several threads take turns)
+    sys.setswitchinterval(0.001)
     session = Session(folder)
     server = serve_health(session)
 

@@ -75,7 +75,7 @@ def test_a_replay_session_trades_resumes_after_sigkill_and_stops_cleanly(home: P
     assert h["status"] == "ok" and h["agent_id"] == "sma" and h["mode"] == "PAPER_TRADE"
     assert {"uptime", "decisions", "last_bar", "equity", "positions"} <= set(h)
     sock = Path(first["health_url"].removeprefix("http+unix://").removesuffix("/health"))
-    assert health(sock, "/ready") == {"ready": True}
+    wait_for(lambda: health(sock, "/ready") == {"ready": True}, 10, "ready: a bar handled")
     # rows are on disk while it runs
     wait_for(lambda: len(rows(home, run_id)) > 50, 30, "FMEL rows while running")
     wait_for(lambda: any(r["fills"] for r in rows(home, run_id)), 60, "a trade")

@@ -110,7 +110,8 @@ def test_alpaca_session_orders_fills_and_a_restart_sends_nothing_twice(tmp_path:
         assert [o["side"] for o in api.orders] == ["buy"]
         assert api.positions()["SPY"][0] == 5
     # one chain across the restart; the fills are in the record
-    assert store.verify_run(folder / "fmel", run_id).ok
+    verified = store.verify_run(folder / "fmel", run_id)
+    assert verified.ok, verified
     assert [r["bar_number"] for r in got] == list(range(1, len(got) + 1))
     filled = [f for r in got for f in r["fills"]]
     assert filled and filled[0]["size"] == 5 and filled[0]["symbol"] == "SPY"
