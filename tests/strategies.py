@@ -94,8 +94,12 @@ class Observed(bt.Strategy):  # type: ignore[misc]
             if isinstance(holder, dict):
                 for key, ind in holder.items():
                     indicators[f"{name}[{key}]"] = ind.lines[0].array[ind.lines[0].idx]
-            else:
+            elif isinstance(holder.lines, list) or holder.lines.size() == 1:
                 indicators[name] = holder.lines[0].array[holder.lines[0].idx]
+            else:  # a multi-line indicator: one value per line, named by its alias
+                for li, alias in enumerate(holder.lines.getlinealiases()):
+                    line = holder.lines[li]
+                    indicators[f"{name}.{alias}"] = line.array[line.idx]
         self.bars.append(
             {
                 "bar": len(self),
@@ -232,6 +236,43 @@ class MultiSymbolStrategy(Observed):
                 self.buy(data=d, size=10)
             elif held and d.close[0] < sma:
                 self.close(data=d)
+
+
+class LineExpressionStrategy(Observed):
+    """Line objects built from expressions in ``__init__`` (backtrader samples do this):
+    comparisons, arithmetic, delayed lines, logic functions, a ratio of two datas, a
+    multi-line indicator and an indicator of an indicator. Every one is held by an
+    attribute, in creation order, so the record's names are known."""
+
+    observe = ("sma", "above", "gap", "dist", "high1", "hh", "green", "both", "either",
+               "pick", "lo", "hi", "ratio", "macd", "rsi", "rsi_sma")  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sma = bt.ind.SMA(self.data.close, period=10)
+        self.above = self.data.close > self.sma
+        self.gap = self.data.close - self.sma
+        self.dist = self.gap / self.sma
+        self.high1 = self.data.high(-1)
+        self.hh = bt.ind.Highest(self.high1, period=20)
+        self.green = self.data.close > self.data.open
+        self.both = bt.And(self.above, self.green)
+        self.either = bt.Or(self.above, self.green)
+        self.pick = bt.If(self.above, self.data.close, self.sma)
+        self.lo = bt.Min(self.data.low, self.sma)
+        self.hi = bt.Max(self.data.high, self.sma)
+        self.ratio = self.data0.close / self.data1.close
+        self.macd = bt.ind.MACD(self.data.close)
+        self.rsi = bt.ind.RSI(self.data.close, period=14)
+        self.rsi_sma = bt.ind.SMA(self.rsi, period=5)
+
+    def decide(self) -> None:
+        close = self.data.close
+        if not self.position:
+            if self.both[0] and close > self.lo and self.ratio[0] > 0:
+                self.buy(size=5)
+        elif close < self.sma or self.rsi_sma[0] > 70:
+            self.close()
 
 
 class RebalanceStrategy(Observed):

@@ -181,6 +181,8 @@ class FMELRecorder(bt.Analyzer):
         self._reset_columns()
         self._tracker = Tracker()
         self._access_codes: dict[tuple[Any, ...], int] = {(): 0}
+        self._last_seen: dict[tuple[int, str], list[int]] = {}
+        self._last_code = 0
         self._access_patterns: list[tuple[bytes, list[dict[str, Any]]]] = [(b"", [])]
         if self.p.track_data:
             self._install_probes()
@@ -218,13 +220,9 @@ class FMELRecorder(bt.Analyzer):
         self._first_ts = None if first is None else float(enc.datetime_to_us(first))
 
     def _reset_columns(self) -> None:
-        self._c_stage: list[int] = []
-        self._c_dt: list[float] = []
-        self._c_value: list[float] = []
-        self._c_cash: list[float] = []
+        # per bar: (stage, time, value, cash, positions, code of the data-access pattern)
+        self._c_rows: list[tuple[int, float, float, float, tuple[float, ...], int]] = []
         self._c_ind: list[float] = []  # flat: one value per indicator line per bar
-        self._c_pos: list[tuple[float, ...]] = []
-        self._c_access: list[int] = []  # code of the bar's data-access pattern
         self._c_orders: dict[int, list[tuple[Any, ...]]] = {}
         self._c_fills: dict[int, list[tuple[Any, ...]]] = {}
         self._c_log: dict[int, list[str]] = {}
@@ -319,20 +317,37 @@ class FMELRecorder(bt.Analyzer):
         self._value = value
 
     def _record(self, stage: int) -> None:
-        """The hot path: appends only. Rare things (orders, fills, log) go to dicts."""
-        c_stage = self._c_stage
-        i = len(c_stage)
-        c_stage.append(stage)
+        """The hot path: one row tuple and the indicator values appended. Rare things
+        (orders, fills, log) go to dicts keyed by the row."""
+        rows = self._c_rows
+        i = len(rows)
+        tracker = self._tracker
+        seen = tracker.seen
+        if seen:  # the probes start the next bar's dict; most bars read what the last did
+            tracker.seen = {}
+            code = self._last_code if seen == self._last_seen else self._access_code(seen)
+        else:
+            code = 0
         dtl = self._dtline
-        self._c_dt.append(dtl.array[dtl.idx])
-        self._c_value.append(self._value)
-        self._c_cash.append(self._cash)
-        try:
-            self._c_ind += [ln.array[ln.idx] for ln in self._ind_lines]
-        except IndexError:  # a line with no value yet (its data has not started)
-            self._c_ind += [_value_or_nan(ln) for ln in self._ind_lines]
         pos = self._pos
-        self._c_pos.append(pos if pos is self._flat else self._revalue(pos))
+        rows.append(
+            (
+                stage,
+                dtl.array[dtl.idx],
+                self._value,
+                self._cash,
+                pos if pos is self._flat else self._revalue(pos),
+                code,
+            )
+        )
+        # _idx, not the idx property (a call): -1 while a line's own clock has not started
+        # (runonce mode: reading array[-1] then would give the line's last value)
+        try:
+            self._c_ind += [
+                ln.array[ln._idx] if ln._idx >= 0 else NAN for ln in self._ind_lines
+            ]
+        except IndexError:
+            self._c_ind += [_value_or_nan(ln) for ln in self._ind_lines]
         olist = self._orders_list
         if olist is not None:
             if len(olist) != self._orders_seen:
@@ -345,8 +360,6 @@ class FMELRecorder(bt.Analyzer):
             self._pending_fills = []
         if self._logbuf:
             self._c_log[i] = self._log.take()
-        seen = self._tracker.seen
-        self._c_access.append(self._access_code(seen) if seen else 0)
         if i >= self._last_row or (
             self._flush_seconds and time.monotonic() - self._last_flush >= self._flush_seconds
         ):
@@ -356,7 +369,7 @@ class FMELRecorder(bt.Analyzer):
         """Paper mode, between bars: store what waits once ``flush_seconds`` have passed
         (a live bar may be a minute away). Call from the thread that runs the strategy."""
         flush_s = self._flush_seconds
-        if self._c_stage and flush_s and time.monotonic() - self._last_flush >= flush_s:
+        if self._c_rows and flush_s and time.monotonic() - self._last_flush >= flush_s:
             self._flush()
 
     def _take_orders(self, i: int, olist: list[bt.Order]) -> None:
@@ -367,11 +380,11 @@ class FMELRecorder(bt.Analyzer):
     def _access_code(self, seen: dict[tuple[int, str], list[int]]) -> int:
         """Number the bar's access pattern (patterns repeat: each is described once)."""
         key = tuple(sorted((k, lo, hi) for k, (lo, hi) in seen.items()))
-        seen.clear()
         code = self._access_codes.get(key)
         if code is None:
             code = self._access_codes[key] = len(self._access_patterns)
             self._access_patterns.append(self._describe_access(key))
+        self._last_seen, self._last_code = seen, code
         return code
 
     # --------------------------------------------------------------- helpers
@@ -419,18 +432,13 @@ class FMELRecorder(bt.Analyzer):
     def _flush(self) -> None:
         """Cut the batch; it is encoded, hashed and written on the writer thread, so no
         bar waits for it (paper mode flushes every few seconds on a live thread)."""
-        n = len(self._c_stage)
+        n = len(self._c_rows)
         if not n:
             return
         batch = _Batch(
             first_bar=self._bar + 1,
-            stage=self._c_stage,
-            dt=self._c_dt,
-            value=self._c_value,
-            cash=self._c_cash,
+            rows=self._c_rows,
             ind=self._c_ind,
-            pos=self._c_pos,
-            access=self._c_access,
             orders=self._c_orders,
             fills=self._c_fills,
             logs=self._c_log,
@@ -442,9 +450,10 @@ class FMELRecorder(bt.Analyzer):
 
     def _store(self, b: _Batch) -> None:
         """On the writer thread, one batch at a time, in order: the chain goes on here."""
-        n = len(b.stage)
-        stage = np.asarray(b.stage, dtype=np.float64)
-        ts_us = enc.bt_num_to_us(np.asarray(b.dt, dtype=np.float64))
+        n = len(b.rows)
+        stages, times, values, cashes, positions, access = zip(*b.rows, strict=True)
+        stage = np.asarray(stages, dtype=np.float64)
+        ts_us = enc.bt_num_to_us(np.asarray(times, dtype=np.float64))
         action = np.where(stage == 0, 0.0, 1.0)
         if b.orders:
             action[list(b.orders)] = 2.0
@@ -455,18 +464,18 @@ class FMELRecorder(bt.Analyzer):
             stage,
             ts_us,
             action,
-            np.asarray(b.value, dtype=np.float64),
-            np.asarray(b.cash, dtype=np.float64),
+            np.asarray(values, dtype=np.float64),
+            np.asarray(cashes, dtype=np.float64),
         ]
         matrix = np.hstack(
             [
                 np.column_stack(head),
                 np.asarray(b.ind, dtype=np.float64).reshape(n, len(self._ind_lines)),
-                np.asarray(b.pos, dtype=np.float64).reshape(n, len(self._flat)),
+                np.asarray(positions, dtype=np.float64).reshape(n, len(self._flat)),
             ]
         )
         patterns = self._access_patterns[:]  # the strategy thread may append meanwhile
-        variable = [patterns[c][0] for c in b.access]
+        variable = [patterns[c][0] for c in access]
         for rows, part in ((b.orders, enc.orders_part), (b.fills, enc.fills_part)):
             for i, items in rows.items():
                 variable[i] += part(items)
@@ -479,7 +488,7 @@ class FMELRecorder(bt.Analyzer):
             return
         self._writer.write_batch(
             matrix=matrix,
-            access_codes=np.asarray(b.access, dtype=np.int64),
+            access_codes=np.asarray(access, dtype=np.int64),
             access_patterns=[p[1] for p in patterns],
             orders=b.orders,
             fills=b.fills,
@@ -568,13 +577,8 @@ class _Batch:
     """The column buffers of one batch, as the strategy thread cut them."""
 
     first_bar: int
-    stage: list[int]
-    dt: list[float]
-    value: list[float]
-    cash: list[float]
+    rows: list[tuple[int, float, float, float, tuple[float, ...], int]]
     ind: list[float]
-    pos: list[tuple[float, ...]]
-    access: list[int]
     orders: dict[int, list[tuple[Any, ...]]]
     fills: dict[int, list[tuple[Any, ...]]]
     logs: dict[int, list[str]]
@@ -618,11 +622,14 @@ def _closing_on_error(method: Any, close: Any) -> Any:
     return guarded
 
 
+NAN = math.nan
+
+
 def _value_or_nan(line: Any) -> float:
     try:
-        return float(line.array[line.idx])
+        return float(line.array[line.idx]) if line.idx >= 0 else NAN
     except (IndexError, TypeError, ValueError):
-        return math.nan
+        return NAN
 
 
 def _indicator_lines(strat: bt.Strategy) -> tuple[list[str], list[Any], list[str]]:

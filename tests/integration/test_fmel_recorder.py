@@ -208,6 +208,7 @@ CASES = [
     ("multi-symbol-sample", S.MultiSymbolStrategy, {}, ("sample", "SPY", "AAPL", "QQQ"), 20),
     ("rebalance", S.RebalanceStrategy, {}, TWO, 10),
     ("printing", S.PrintingStrategy, {}, ONE, 50),
+    ("line-expressions", S.LineExpressionStrategy, {}, TWO, 5),
 ]
 
 
@@ -793,3 +794,95 @@ def test_a_bar_log_is_cut_at_its_budget(tmp_path: Path, capsys: pytest.CaptureFi
     assert rows[4]["log"] == ["quiet"]
     assert capsys.readouterr().out.count("x") == LOG_CHARS_PER_BAR * 4  # stdout got it all
     assert verify_run(tmp_path, result.fmel["run_id"]).ok
+
+
+# ------------------------------------------------- line objects of every kind
+@pytest.mark.parametrize("runonce", [True, False], ids=["runonce", "next-mode"])
+def test_line_expressions_recorded_in_both_run_modes(tmp_path: Path, runonce: bool) -> None:
+    data = frames(TWO)
+    plain = run(S.LineExpressionStrategy, data, record=False, runonce=runonce)
+    recorded = run(S.LineExpressionStrategy, data, out=tmp_path, runonce=runonce)
+    assert plain.closed >= 5
+    assert_same_behaviour(plain, recorded)
+    check_record(recorded, data)
+    assert recorded.fmel is not None and recorded.fmel["warnings"] == []
+
+
+class _LateSecondData(bt.Strategy):  # type: ignore[misc]
+    """An indicator on a data that starts 40 bars after the first."""
+
+    def __init__(self) -> None:
+        self.sma1 = bt.ind.SMA(self.data1.close, period=5)
+
+    def prenext(self) -> None:
+        self.next()
+
+    def next(self) -> None:
+        if len(self.data1) and not self.position:
+            self.buy(size=1)
+        elif self.position and len(self) % 7 == 0:
+            self.close()
+
+
+@pytest.mark.parametrize("runonce", [True, False], ids=["runonce", "next-mode"])
+def test_lines_of_a_data_that_has_not_started_are_recorded_as_nan(
+    tmp_path: Path, runonce: bool
+) -> None:
+    first = synthetic_frame(200, seed=3)
+    late = synthetic_frame(160, seed=4, start=str(first.index[40].date()))
+    data = {"SPY": first, "AAPL": late}
+    plain = run(_LateSecondData, data, record=False, runonce=runonce)
+    recorded = run(_LateSecondData, data, out=tmp_path, runonce=runonce)
+    assert recorded.value == plain.value and recorded.closed == plain.closed > 0
+    rows = recorded.rows()
+    assert len(rows) == len(recorded.strat) and verify_run(tmp_path, rows[0]["run_id"]).ok
+    assert math.isnan(dict(rows[0]["indicators"])["sma1"])
+    assert not math.isnan(dict(rows[-1]["indicators"])["sma1"])
+
+
+def test_unnamed_line_objects_get_readable_names(tmp_path: Path) -> None:
+    class Unnamed(S.MinimalStrategy):
+        def __init__(self) -> None:
+            super().__init__()
+            sma = bt.ind.SMA(self.data.close, period=5)
+            self.signal = bt.And(self.data.close > sma, self.data.high(-1) < sma * 2)
+
+    names = list(dict(run(Unnamed, frames(n=60), out=tmp_path).rows()[-1]["indicators"]))
+    assert names == ["sma_0", "gt_1", "delay_2", "mul_3", "lt_4", "signal"]
+
+
+def test_what_the_recorder_cannot_read_is_left_out_and_said_once() -> None:
+    from runtime.fmel.recorder import _indicator_lines
+
+    class Opaque:  # stands for an object backtrader lists whose lines are not buffers
+        lines = ("not", "lines")
+
+    class Strat:
+        def __init__(self) -> None:
+            self.sma = bt.ind.SMA  # a class, not a line object: never named
+            self.odd = Opaque()
+
+        def getindicators(self) -> list[Any]:
+            return [self.odd, Opaque()]
+
+    names, lines, warnings = _indicator_lines(Strat())  # type: ignore[arg-type]
+    assert names == [] and lines == []
+    assert warnings == [
+        "FMEL does not record these line objects (they hold no readable line): "
+        "opaque_0, opaque_1"
+    ]
+
+
+def test_a_failure_inside_the_recorder_is_the_platforms_and_not_masked(tmp_path: Path) -> None:
+    from runtime.errors import ErrorKind, classify
+
+    saved = sys.stdout, sys.stderr
+    try:
+        with pytest.raises(ValueError, match="invalid literal") as caught:
+            run(S.MinimalStrategy, frames(n=30), out=tmp_path, batch_rows="many")
+        assert (sys.stdout, sys.stderr) == saved
+    finally:
+        sys.stdout, sys.stderr = saved
+    error = classify(caught.value, Path(S.__file__))
+    assert error.kind is ErrorKind.PLATFORM
+    assert error.message.startswith("FMEL recorder failed: ValueError: invalid literal")
