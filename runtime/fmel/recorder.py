@@ -343,9 +343,7 @@ class FMELRecorder(bt.Analyzer):
         # _idx, not the idx property (a call): -1 while a line's own clock has not started
         # (runonce mode: reading array[-1] then would give the line's last value)
         try:
-            self._c_ind += [
-                ln.array[ln._idx] if ln._idx >= 0 else NAN for ln in self._ind_lines
-            ]
+            self._c_ind += [ln.array[ln._idx] if ln._idx >= 0 else NAN for ln in self._ind_lines]
         except IndexError:
             self._c_ind += [_value_or_nan(ln) for ln in self._ind_lines]
         olist = self._orders_list

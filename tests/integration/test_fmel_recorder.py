@@ -868,8 +868,7 @@ def test_what_the_recorder_cannot_read_is_left_out_and_said_once() -> None:
     names, lines, warnings = _indicator_lines(Strat())  # type: ignore[arg-type]
     assert names == [] and lines == []
     assert warnings == [
-        "FMEL does not record these line objects (they hold no readable line): "
-        "opaque_0, opaque_1"
+        "FMEL does not record these line objects (they hold no readable line): opaque_0, opaque_1"
     ]
 
 
