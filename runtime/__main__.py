@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from runtime.backtest import BacktestRequest, run_backtest
@@ -71,7 +72,18 @@ def _rehearse() -> None:
     sys.modules.pop("tradeops_agent_rehearsal", None)
 
 
+# Warnings our runtime or backtrader raise (a library's deprecation, a NaN in our float
+# normalising) are not the agent's to read: they would land in its log. What its own code
+# triggers (warnings attributed to the agent's module) still shows.
+PLATFORM_WARNINGS = r"(runtime|backtrader|numpy|pandas|pyarrow|matplotlib)(\.|$)"
+
+
+def quiet_platform_warnings() -> None:
+    warnings.filterwarnings("ignore", module=PLATFORM_WARNINGS)
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_platform_warnings()
     ap = argparse.ArgumentParser(prog="python -m runtime")
     sub = ap.add_subparsers(dest="command", required=True)
     bt_cmd = sub.add_parser("backtest", help="run one backtest")

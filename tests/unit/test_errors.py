@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -208,3 +209,15 @@ def test_exception_outside_the_agent_is_the_platforms(tmp_path: Path) -> None:
         assert err.message == "KeyError: 'key'"
         assert err.line is None and err.traceback is None
         assert err.hint == HINTS[ErrorKind.PLATFORM]
+
+
+def test_platform_warnings_stay_out_of_the_agents_log_and_its_own_do_not() -> None:
+    from runtime.__main__ import quiet_platform_warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_platform_warnings()
+        for module in ("runtime.fmel.encoding", "numpy", "backtrader.linebuffer", "pandas.io"):
+            warnings.warn_explicit("ours", RuntimeWarning, "x.py", 1, module=module)
+        warnings.warn_explicit("theirs", RuntimeWarning, "agent.py", 9, module="tradeops_agent_x")
+    assert [str(w.message) for w in caught] == ["theirs"]
