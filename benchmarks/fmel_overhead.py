@@ -1,11 +1,17 @@
 """FMELRecorder overhead: the same backtest with and without the recorder, alternating.
 
-    python benchmarks/fmel_overhead.py [--bars 50000] [--pairs 7] [--exactbars 0]
+    python benchmarks/fmel_overhead.py [--bars 50000] [--pairs 9] [--exactbars 0]
+    python benchmarks/fmel_overhead.py --against OTHER_VENV/bin/python [--pairs 9]
 
 Prints the median of the pairwise wall-time ratios (with / without; target <= 1.10 in
 backtrader's default mode), the same for CPU time (which also counts the recorder's
 Parquet writer thread, overlapped with the backtest in wall time), and the peak-memory
 ratio of one run of each in a fresh process (target <= 1.3).
+
+``--against PYTHON`` compares two dependency sets side by side: each pair runs in a fresh
+process of this interpreter and of the other one (a virtual environment with other numpy,
+pandas, pyarrow… and this checkout installed), alternating, and the medians of both are
+printed with their package versions.
 """
 
 from __future__ import annotations
@@ -66,13 +72,58 @@ def peak_rss_mb(bars: int, record: bool, exactbars: int) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+VERSIONS = (
+    "import numpy, pandas, pyarrow; "
+    "print(numpy.__version__, pandas.__version__, pyarrow.__version__)"
+)
+
+
+def one_pair(bars: int, exactbars: int) -> dict[str, float]:
+    """Warm up, then one run without and one with the recorder (for ``--against``)."""
+    out = tempfile.mkdtemp(prefix="fmel-bench-")
+    run_once(2_000, True, exactbars, out)
+    _, without, v0 = run_once(bars, False, exactbars, out)
+    _, with_, v1 = run_once(bars, True, exactbars, out)
+    assert v0 == v1, "recording changed the final value"
+    return {"without": without, "with": with_}
+
+
+def compare(other: str, pairs: int, bars: int, exactbars: int) -> None:
+    pythons = {"this": sys.executable, "other": other}
+    got: dict[str, list[dict[str, float]]] = {k: [] for k in pythons}
+    for i in range(pairs):
+        for name in list(pythons)[:: 1 if i % 2 == 0 else -1]:
+            cmd = [pythons[name], __file__, "--one-pair", "--bars", str(bars)]
+            done = subprocess.run([*cmd, "--exactbars", str(exactbars)], capture_output=True,
+                                  text=True, check=True)  # fmt: skip
+            got[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    med = statistics.median
+    for name, python in pythons.items():
+        versions = subprocess.run([python, "-c", VERSIONS], capture_output=True, text=True)
+        runs = got[name]
+        ratio = med(r["with"] / r["without"] for r in runs)
+        print(
+            f"{name:5} numpy/pandas/pyarrow {versions.stdout.strip()}: without "
+            f"{med(r['without'] for r in runs):.3f}s with {med(r['with'] for r in runs):.3f}s "
+            f"wall ratio {ratio:.3f}  ({pairs} pairs)"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bars", type=int, default=50_000)
-    ap.add_argument("--pairs", type=int, default=7)
+    ap.add_argument("--pairs", type=int, default=9)
     ap.add_argument("--exactbars", type=int, default=0)
+    ap.add_argument("--against", default=None, help="another venv's python: compare the two")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--one-pair", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.against:
+        compare(args.against, args.pairs, args.bars, args.exactbars)
+        return
+    if args.one_pair:
+        print(json.dumps(one_pair(args.bars, args.exactbars)))
+        return
     if args.child is not None:
         run_once(args.bars, bool(args.child), args.exactbars, tempfile.mkdtemp())
         print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
