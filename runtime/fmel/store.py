@@ -135,7 +135,8 @@ def _write_parquet(table: pa.Table, where: Any) -> None:
     )
 
 
-def _atomic_write(table: pa.Table, path: Path) -> None:
+def write_table(table: pa.Table, path: Path) -> None:
+    """Replace ``path`` with ``table`` as Parquet, atomically (readers never see half)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     _write_parquet(table, tmp)
@@ -186,7 +187,7 @@ class BatchWriter:
         )
         path = self.run_dir / f"part-{self._part:05d}.parquet"
         self._part += 1
-        _atomic_write(table, path)
+        write_table(table, path)
         return path
 
     def warm_up(self) -> None:
@@ -275,7 +276,7 @@ class BatchWriter:
         return pa.MapArray.from_arrays(offsets, keys, pa.array(block.reshape(-1)))
 
     def write_summary(self, summary: Mapping[str, Any], tail_log: list[str]) -> Path:
-        _atomic_write(self._summary_table(summary, tail_log), self.summary_path)
+        write_table(self._summary_table(summary, tail_log), self.summary_path)
         return self.summary_path
 
     def _summary_table(self, summary: Mapping[str, Any], tail_log: list[str]) -> pa.Table:
