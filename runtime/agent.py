@@ -1,7 +1,9 @@
 """Loading an agent: a Python file that defines a backtrader Strategy.
 
-The strategy is the one ``bt.Strategy`` subclass defined in the file, else the class
-named ``Agent`` (the Course-1 convention), else the one the caller names. The module is
+The strategy is the one the caller names, else the one ``bt.Strategy`` subclass defined in
+the file, else the class named ``Agent`` (the Course-1 convention), else the only one that
+no other strategy of the file derives from (a base class with helpers, and the strategy built
+on it). ``workers.validation`` reports the same choice without running the file. The module is
 registered in ``sys.modules`` before its code runs, because backtrader looks classes up
 by module name (its metaclass creates parameter classes inside the defining module).
 """
@@ -86,11 +88,15 @@ def pick_strategy(
     for cls in classes:
         if cls.__name__ == "Agent":
             return cls
+    leaves = [c for c in classes if not any(d is not c and issubclass(d, c) for d in classes)]
+    if len(leaves) == 1:
+        return leaves[0]
+    several = ", ".join(sorted(c.__name__ for c in leaves))
     raise RunFailed(
         make_error(
             ErrorKind.VALIDATION,
-            f"{where} defines several strategies ({', '.join(sorted(names))}): "
-            "name one with --strategy, or call the one to run Agent",
+            f"{where} defines several strategies ({several}): "
+            "name the one to run Agent (or pick one with --strategy on the command line)",
         )
     )
 

@@ -196,6 +196,12 @@ def load_and_check(req: BacktestRequest) -> list[prepared.PreparedSymbol]:
         raise RunFailed(make_error(ErrorKind.DATA, str(exc))) from exc
 
 
+def parameters(req: BacktestRequest, datas: list[prepared.PreparedSymbol]) -> dict[str, Any]:
+    """The run's parameters as the result states them: the request's, with the window and
+    bar size of the data actually loaded."""
+    return {**_skeleton(req)["parameters"], **_window(datas)}
+
+
 def _window(datas: list[prepared.PreparedSymbol]) -> dict[str, Any]:
     first = min(d.dates[0] for d in datas)
     last = max(d.dates[-1] for d in datas)

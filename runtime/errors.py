@@ -29,6 +29,19 @@ APPROVED_PACKAGES = (
     "enum",
     "decimal",
     "random",
+    "time",
+    "re",
+    "json",
+    "copy",
+    "bisect",
+    "heapq",
+    "calendar",
+    "string",
+    "fractions",
+    "numbers",
+    "array",
+    "abc",
+    "zoneinfo",
 )
 
 

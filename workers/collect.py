@@ -335,9 +335,14 @@ _PART = re.compile(r"part-\d{5}\.parquet")
 
 
 def read_record(
-    root: Path, trusted: Trusted, *, mode: str = "BACKTEST", limit: int = 256 << 20
+    root: Path,
+    trusted: Trusted,
+    *,
+    prefix: str = "fmel",
+    mode: str = "BACKTEST",
+    limit: int = 256 << 20,
 ) -> Record | None:
-    """The FMEL record in the box's ``fmel`` folder, verified; None when there is none.
+    """The FMEL record in ``root/prefix``, verified; None when there is none.
 
     ``limit`` bounds the bytes read in all (the run's output quota bounds them anyway).
     """
@@ -347,7 +352,7 @@ def read_record(
     from runtime.fmel import store
 
     run_id = trusted.run_id
-    folder = f"{store.DECISIONS}/{run_id}"
+    folder = f"{prefix}/{store.DECISIONS}/{run_id}"
     names = list_regular(root, folder)
     if not names:
         return None
@@ -359,7 +364,8 @@ def read_record(
         assert raw is not None
         budget -= len(raw)
         tables.append(_parquet(raw, store.DECISION_SCHEMA, f"{folder}/{name}"))
-    raw_summary = read_regular(root, f"{store.SUMMARIES}/{run_id}.parquet", min(budget, 1 << 20))
+    summary_file = f"{prefix}/{store.SUMMARIES}/{run_id}.parquet"
+    raw_summary = read_regular(root, summary_file, min(budget, 1 << 20))
     if raw_summary is None:
         raise Refused("the FMEL record has no run summary")
     summary = _parquet(raw_summary, store.SUMMARY_SCHEMA, "the FMEL run summary")

@@ -32,14 +32,29 @@ from infra.local.sandbox import (
     pids_limit_hit,
     remove_cgroup,
 )
-from runtime.backtest import BacktestRequest, error_document, load_and_check
+from runtime.agent import file_sha256
+from runtime.backtest import BacktestRequest, error_document, load_and_check, parameters
 from runtime.defaults import DEFAULT_TIMEOUT_S
 from runtime.errors import ErrorKind, RunError, RunFailed, make_error
-from runtime.fmel.store import DECISIONS, SUMMARIES
+from runtime.files import write_json
 from runtime.paths import PROGRESS_FILE as PROGRESS_FILE
 from runtime.paths import RESULT_FILE as RESULT_FILE
 from runtime.prepared import PREPARED_FILE, PreparedSymbol
 from runtime.prepared import save as save_prepared
+from workers.collect import (
+    RESULT_BYTES,
+    Refused,
+    Trusted,
+    check_against_record,
+    parse_result,
+    read_chart,
+    read_progress,
+    read_record,
+    read_regular,
+    refused_error,
+    skeleton,
+    store_record,
+)
 
 REQUEST_FILE = "request.json"
 LOG_FILE = "agent.log"
@@ -135,9 +150,13 @@ class SubprocessRunner:
             forks_capped = pids_limit_hit(job.cgroup)
         finally:
             remove_cgroup(job.cgroup)
-        doc = self._outcome(req, job.box, job.proc.returncode, timed_out, forks_capped)
+        trusted = _trusted(req, bars)
+        doc = self._outcome(trusted, job.box, job.proc.returncode, timed_out, forks_capped)
+        doc = _take_outputs(job.box, req, trusted, doc)
         doc["sandbox"] = sandbox.describe()
-        _collect(job.box, work_dir, req, doc)
+        if (progress := read_progress(job.box, PROGRESS_FILE)) is not None:
+            write_json(work_dir / PROGRESS_FILE, {"done": progress[0], "total": progress[1]})
+        write_json(work_dir / RESULT_FILE, doc)
         shutil.rmtree(job.box, ignore_errors=True)
         if self.warm_dir is not None and self.keep_warm:
             self.prewarm()
@@ -215,7 +234,7 @@ class SubprocessRunner:
                 _kill_group(proc)
                 return True
             if on_progress is not None:
-                got = _read_progress(box)
+                got = read_progress(box, PROGRESS_FILE)
                 if got is not None and got != seen:
                     seen = got
                     on_progress(*got)
@@ -225,15 +244,19 @@ class SubprocessRunner:
         return False
 
     def _outcome(
-        self, req: BacktestRequest, box: Path, code: int, timed_out: bool, forks_capped: bool
+        self, trusted: Trusted, box: Path, code: int, timed_out: bool, forks_capped: bool
     ) -> dict[str, Any]:
+        """The result document, read through the trust boundary (``workers.collect``)."""
         if timed_out:
             msg = f"TimeoutError: backtest exceeded {_duration(self.timeout_s)}"
-            return error_document(req, make_error(ErrorKind.TIMEOUT, msg))
+            return _failed(trusted, make_error(ErrorKind.TIMEOUT, msg))
         try:
-            doc: dict[str, Any] = json.loads((box / RESULT_FILE).read_text())
-        except (OSError, ValueError):
-            return error_document(req, _crash_error(code, self.sandbox.limits))
+            raw = read_regular(box, RESULT_FILE, RESULT_BYTES)
+            if raw is None:
+                return _failed(trusted, _crash_error(code, self.sandbox.limits))
+            doc = parse_result(raw, trusted)
+        except Refused as exc:
+            return _failed(trusted, refused_error(str(exc)))
         if forks_capped and doc.get("error") and doc["error"]["kind"] == ErrorKind.AGENT:
             doc["error"]["message"] += (
                 f" (the process limit of {self.sandbox.limits.processes} was reached)"
@@ -349,28 +372,54 @@ class _Job:
         shutil.rmtree(self.box, ignore_errors=True)
 
 
-def _collect(box: Path, work_dir: Path, req: BacktestRequest, doc: dict[str, Any]) -> None:
-    """Move what the run produced out of its box: FMEL rows, chart, progress, result."""
-    fmel = box / "fmel"
-    if req.fmel_dir is not None and fmel.is_dir():
-        for kind, name in ((DECISIONS, req.run_id), (SUMMARIES, f"{req.run_id}.parquet")):
-            src = fmel / kind / name
-            if src.exists() and not src.is_symlink():
-                dst = req.fmel_dir / kind / name
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.rmtree(dst, ignore_errors=True)
-                shutil.move(str(src), dst)
-    chart = box / "chart.png"
-    made = chart.is_file() and not chart.is_symlink()
-    if doc.get("chart") and req.chart_path is not None and made:
-        req.chart_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(chart), req.chart_path)
-        doc["chart"] = str(req.chart_path)
-    else:
-        doc["chart"] = None
-    if (box / PROGRESS_FILE).is_file():
-        shutil.copyfile(box / PROGRESS_FILE, work_dir / PROGRESS_FILE)
-    (work_dir / RESULT_FILE).write_text(json.dumps(doc))
+def _trusted(req: BacktestRequest, bars: list[PreparedSymbol]) -> Trusted:
+    """What this side knows of the run: nothing of it comes from the box."""
+    return Trusted(
+        run_id=req.run_id,
+        agent_id=req.resolved_agent_id,
+        agent_version=str(req.agent_version),
+        user_id=req.user_id,
+        agent_sha256=file_sha256(req.agent_file),
+        parameters=parameters(req, bars),
+        data_checks=[c for b in bars for c in b.checks],
+        symbols=[b.symbol for b in bars],
+    )
+
+
+def _failed(trusted: Trusted, error: RunError) -> dict[str, Any]:
+    doc = skeleton(trusted)
+    doc["error"] = error.to_dict()
+    doc["monitoring"] = {"execution_time_s": None, "peak_memory_mb": None, "cpu_avg_pct": None,
+                         "decision_count": 0, "errors": 1}  # fmt: skip
+    return doc
+
+
+def _take_outputs(
+    box: Path, req: BacktestRequest, trusted: Trusted, doc: dict[str, Any]
+) -> dict[str, Any]:
+    """Take the run's decisions and chart out of its box, verified; the document says
+    what was stored. A record that does not verify fails the run, and is not stored."""
+    try:
+        record = None if doc["error"] else read_record(box, trusted)
+        if not doc["error"]:
+            check_against_record(doc, record)
+    except Refused as exc:
+        return _failed(trusted, refused_error(str(exc)))
+    if record is not None and req.fmel_dir is not None:
+        store_record(req.fmel_dir, req.run_id, record)
+    wanted = doc["chart"] and req.chart_path is not None
+    doc["chart"] = None
+    if wanted and req.chart_path is not None:
+        try:
+            png = read_chart(box)
+        except Refused as exc:
+            doc["warnings"].append(f"chart not shown: {exc}")
+            png = None
+        if png is not None:
+            req.chart_path.parent.mkdir(parents=True, exist_ok=True)
+            req.chart_path.write_bytes(png)
+            doc["chart"] = str(req.chart_path)
+    return doc
 
 
 def _duration(seconds: float) -> str:
@@ -381,14 +430,6 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-
-
-def _read_progress(work_dir: Path) -> tuple[int, int | None] | None:
-    try:
-        doc = json.loads((work_dir / PROGRESS_FILE).read_text())
-        return int(doc["done"]), doc.get("total")
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 class _LogPump:

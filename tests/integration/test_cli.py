@@ -48,7 +48,7 @@ RESULT_KEYS = {
 }  # fmt: skip
 DOC_KEYS = {
     "run_id", "agent_id", "agent_sha256", "parameters", "strategy", "results",
-    "data_checks", "fmel", "chart", "monitoring", "error", "sandbox", "validation",
+    "data_checks", "warnings", "fmel", "chart", "monitoring", "error", "sandbox", "validation",
 }  # fmt: skip
 SAMPLE_SYMBOLS = ("AAPL", "GLD", "MSFT", "QQQ", "SPY", "TLT")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
