@@ -121,8 +121,8 @@ def run_backtest(req: BacktestRequest, progress: Progress | None = None) -> dict
         doc["parameters"].update(_window(datas))
         strat = _run(req, agent, datas, progress, recorder)
         _fill(doc, req, strat)
-    except Exception as exc:  # RunFailed carries its error; otherwise classify says whose fault
-        error = classify(exc, req.agent_file)
+    except (Exception, SystemExit) as exc:  # RunFailed carries its error; else classify says
+        error = classify(exc, req.agent_file)  # whose fault (an agent's exit() is its own)
         if error.kind is ErrorKind.PLATFORM:  # ours: the whole story goes to the run's log
             traceback.print_exception(exc, file=sys.stderr)
         doc["error"] = error.to_dict()

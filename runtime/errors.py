@@ -111,6 +111,10 @@ def classify(exc: BaseException, agent_file: Path | None) -> RunError:
     frames = _agent_frames(exc.__traceback__, agent_file)
     line = frames[-1].lineno if frames else None
     trimmed = _format(exc, frames) if frames else None
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        return make_error(ErrorKind.AGENT, f"the agent ended the run with exit({code!r})", line,
+                          traceback=trimmed)  # fmt: skip
     if isinstance(exc, MemoryError):
         return make_error(ErrorKind.MEMORY, "MemoryError: the agent ran out of memory", line)
     if isinstance(exc, ModuleNotFoundError | ImportError) and frames:

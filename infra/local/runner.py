@@ -257,10 +257,17 @@ class SubprocessRunner:
             doc = parse_result(raw, trusted)
         except Refused as exc:
             return _failed(trusted, refused_error(str(exc)))
-        if forks_capped and doc.get("error") and doc["error"]["kind"] == ErrorKind.AGENT:
-            doc["error"]["message"] += (
-                f" (the process limit of {self.sandbox.limits.processes} was reached)"
-            )
+        error = doc.get("error")
+        if forks_capped and error and error["kind"] in (ErrorKind.AGENT, ErrorKind.PLATFORM):
+            # what failed (the agent's fork, or our writer's thread) failed for want of a
+            # process: the agent used them up
+            limit = self.sandbox.limits.processes
+            doc["error"] = make_error(
+                ErrorKind.AGENT,
+                f"{error['message']} (the process limit of {limit} was reached)",
+                error["line"],
+                traceback=error.get("traceback"),
+            ).to_dict()
         return doc
 
 

@@ -406,3 +406,115 @@ def test_cgroups_left_by_a_dead_runner_are_swept() -> None:
     finally:
         remove_cgroup(mine)
         remove_cgroup(orphan)
+
+
+# ---------------------------------------------------- what the box hands back
+# The runtime runs in the same process as the agent, so a hostile agent can change what it
+# writes. These agents patch the runtime from inside the box (validation would refuse them;
+# the trusted collect step in workers/collect.py must hold on its own).
+FORGE_RESULT = """
+import sys
+_main = sys.modules["__main__"]
+_write = _main.write_json
+
+def _forge(path, doc, **kw):
+    if path.name == "result.json" and doc.get("results"):
+        doc["run_id"] = "forged-run"
+        doc["agent_id"] = "somebody-else"
+        doc["agent_sha256"] = "0" * 64
+        doc["data_checks"] = ["<!channel> not a check"]
+        doc["parameters"] = {"symbols": ["X"], "initial_cash": -1}
+        {change}
+    return _write(path, doc, **kw)
+
+_main.write_json = _forge
+"""
+
+
+def test_identity_parameters_and_data_checks_come_from_the_request(run: Any) -> None:
+    out = run(hostile(FORGE_RESULT.replace("{change}", "pass")))
+    doc = out.doc
+    assert doc["error"] is None, doc["error"]
+    assert doc["run_id"] != "forged-run" and doc["agent_id"] != "somebody-else"
+    assert doc["agent_sha256"] != "0" * 64 and len(doc["agent_sha256"]) == 64
+    assert doc["parameters"]["symbols"] == ["SYN"] and doc["parameters"]["initial_cash"] > 0
+    assert all(isinstance(c, dict) for c in doc["data_checks"])
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ('doc["results"]["final_value"] *= 100', "final value is not the recorded"),
+        ('doc["fmel"]["decisions"] += 1', "FMEL figures are not those"),
+        ('doc["results"]["sharpe_ratio"] = "high"', "results.sharpe_ratio is not a number"),
+        ('doc["results"]["bonus"] = 1', "not have exactly the known figures"),
+        ('doc["error"] = {"kind": "nope", "message": "x", "hint": "y"}', "error.kind"),
+    ],
+    ids=["figures", "decisions", "type", "unknown-key", "error-kind"],
+)
+def test_a_forged_or_malformed_result_fails_the_run_and_stores_nothing(
+    run: Any, home: Path, change: str, why: str
+) -> None:
+    from runtime.fmel.store import read_rows
+
+    out = run(hostile(FORGE_RESULT.replace("{change}", change)))
+    assert out.kind == "agent", out.doc["error"]
+    assert "refused" in out.doc["error"]["message"] and why in out.doc["error"]["message"]
+    assert out.doc["results"] is None
+    assert read_rows(home / "fmel", out.doc["run_id"]) == []
+    normal_run_still_works(run)
+
+
+def test_a_linked_fmel_part_cannot_serve_another_runs_decisions(run: Any, home: Path) -> None:
+    from runtime.fmel.store import read_rows
+
+    victim = run(SMA_CROSS.read_text()).doc["run_id"]
+    body = f"""
+import os
+from runtime.fmel import store
+_summary = store.BatchWriter.write_summary
+
+def _swap(self, summary, tail):
+    out = _summary(self, summary, tail)
+    part = self.run_dir / "part-00000.parquet"
+    os.remove(part)
+    os.symlink("../{victim}/part-00000.parquet", part)
+    return out
+
+store.BatchWriter.write_summary = _swap
+"""
+    out = run(hostile(body))
+    assert out.kind == "agent" and "not a regular file" in out.doc["error"]["message"]
+    assert read_rows(home / "fmel", out.doc["run_id"]) == []
+    assert not [p for p in (home / "fmel").rglob("*") if p.is_symlink()]
+    assert len(read_rows(home / "fmel", victim)) > 0
+
+
+def test_a_linked_progress_file_does_not_copy_a_host_file(run: Any, home: Path) -> None:
+    canary = home / "root-only.txt"
+    canary.write_text(FILE_SECRET)
+    canary.chmod(0o600)
+    out = run(hostile(f"import os\nos.symlink({str(canary)!r}, 'progress.json')"))
+    assert out.doc["error"] is None
+    copied = home / "runs" / out.doc["run_id"] / "progress.json"
+    assert not copied.exists() or FILE_SECRET not in copied.read_text()
+
+
+@pytest.mark.parametrize("name", ["result.json", "progress.json"])
+def test_a_fifo_in_the_box_never_blocks_the_runner(run: Any, name: str) -> None:
+    body = f"import os\nos.mkfifo({name!r})\n" + ("os._exit(0)\n" if name == "result.json" else "")
+    out = run(hostile(body), timeout_s=30)
+    assert out.seconds < 25
+    if name == "result.json":
+        assert out.kind == "agent" and "not a regular file" in out.doc["error"]["message"]
+    else:
+        assert out.doc["error"] is None
+    normal_run_still_works(run)
+
+
+def test_the_agents_own_exit_is_the_agents(run: Any) -> None:
+    out = run(
+        PRELUDE + "\nclass Quits(bt.Strategy):\n    def next(self):\n        raise SystemExit(3)\n"
+    )
+    assert out.kind == "agent", out.doc["error"]
+    assert "exit(3)" in out.doc["error"]["message"] and out.doc["error"]["line"]
