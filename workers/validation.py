@@ -4,9 +4,13 @@ Agents are backtrader strategy files written by other people and uploaded from c
 so they are hostile until proven otherwise. This module reads the source as bytes, as
 text and as a syntax tree; it never imports or executes it (and imports nothing heavy:
 no backtrader). It refuses everything it can see — imports outside the allow-list, the
-builtins that evaluate code, open files or look attributes up by string, double
-underscore attributes (the usual way out of a Python sandbox), and modules reached
-through attributes of allowed packages (``bt.feed.os``, which needs no import) — and
+builtins that evaluate code, open files or look attributes up by string (getattr only
+with a literal name, as plain attribute access), double underscore attributes (the usual
+way out of a Python sandbox), modules reached through attributes of allowed packages
+(``bt.feed.os``, which needs no import) and their private names (``dataclasses._create_fn``),
+the evaluators of strings (annotations through ``singledispatch``, format fields that read
+attributes: ``"{0.__class__}".format``), unpickling however its argument is passed
+(``np.load(f, None, True)``), and changes to the broker's cash, commission and fills — and
 says what would run: the strategy class, its parameters and the indicators it uses.
 
 It is the first filter, not the wall. Python is too dynamic for a static check to be
@@ -28,6 +32,7 @@ import tokenize
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +295,19 @@ class Policy:
     def may_import(self, module: str) -> bool:
         top = module.split(".")[0]
         return top == "__future__" or top in self.allowed_imports
+
+    @cached_property
+    def refusable_names(self) -> frozenset[str]:
+        """Every name without a leading _ that some attribute rule refuses somewhere."""
+        return (
+            self.banned_modules
+            | self.banned_submodules
+            | self.banned_attributes
+            | self.unpicklers
+            | self.loaders
+            | self.broker_mutators
+            | FORMAT_METHODS
+        )
 
     def refuses_module_attribute(self, module: str, name: str) -> bool:
         """Whether ``module.name`` is refused, ``module`` being a module's full name: what
@@ -775,6 +793,8 @@ def _getattr_problem(obj: ast.expr, name: str, ctx: _Context) -> tuple[str, str]
         problem = _attribute_problem(name, ctx.policy, subject)
     if problem:
         return problem
+    if _is_dunder(name):
+        return "double-underscore names are not looked up by name", HINT_DUNDER
     if name.startswith("_"):
         return "private names are read as obj._name", HINT_BY_NAME["getattr"]
     if name in FORMAT_METHODS:
@@ -803,6 +823,9 @@ def _check_attribute(node: ast.Attribute, ctx: _Context) -> Iterator[Finding]:
 
 
 def _attribute_node_problem(node: ast.Attribute, ctx: _Context) -> tuple[str, str] | None:
+    name, storing = node.attr, isinstance(node.ctx, ast.Store | ast.Del)
+    if not (name.startswith("_") or name in ctx.policy.refusable_names or storing):
+        return None  # the common case, decided without looking further
     if _reads_class_name(node, ctx):
         return None
     subject = _attribute_subject(node, ctx)
@@ -821,7 +844,7 @@ def _attribute_node_problem(node: ast.Attribute, ctx: _Context) -> tuple[str, st
     # module path, format is the module's own (np.lib.format)
     if node.attr in FORMAT_METHODS and not literal and module is None:
         return f"'.{node.attr}' on a format that is not a literal is not allowed", HINT_FORMAT
-    if isinstance(node.ctx, ast.Store | ast.Del) and _reaches_broker(node, ctx.bindings.brokers):
+    if storing and _reaches_broker(node, ctx.bindings.brokers):
         return f"changing {subject} is not allowed", HINT_BROKER
     return None
 
@@ -846,7 +869,8 @@ def _attribute_subject(node: ast.Attribute, ctx: _Context) -> str:
         return f"'.{node.attr}'"
     if chain.length <= len(chain.head):
         return f"'{'.'.join([chain.root, *chain.head])}'"
-    parts, expr = [], node  # the last parts, read back from the node
+    parts: list[str] = []  # the last parts, read back from the node
+    expr: ast.expr = node
     while isinstance(expr, ast.Attribute) and len(parts) < MAX_SHOWN:
         parts.append(expr.attr)
         expr = expr.value

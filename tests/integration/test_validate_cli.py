@@ -41,6 +41,38 @@ class Slow(bt.Strategy):
         pass
 """
 
+BASE_AND_LEAF = """
+import backtrader as bt
+
+
+class Base(bt.Strategy):
+    def log(self, text):
+        print(f"{self.__class__.__name__} {bt.__version__}: {text}")
+
+
+class Mine(Base):
+    params = (("period", 20),)
+
+    def next(self):
+        if len(self) > getattr(self.p, "period", 10):
+            self.log("bar")
+"""
+
+# The passes the security review found (issue 11), one a line.
+REVIEWED_PASSES = """
+import dataclasses
+import backtrader as bt
+import numpy as np
+
+
+class Agent(bt.Strategy):
+    def next(self):
+        dataclasses._create_fn("f", [], ["return 1"])
+        self.data.close.array = np.load("x.npy", None, True)
+        "{0.__class__.__mro__}".format(self)
+        self.broker.add_cash(1_000_000)
+"""
+
 SCIPY = """
 import backtrader as bt
 import scipy
@@ -109,6 +141,26 @@ def test_strategy_picks_one_of_several(validate: RunCli, write_agent: WriteAgent
     res = validate(path, "--strategy", "Slow")
     assert res.code == 0, res.stdout
     assert "strategy Slow" in res.stdout and "period=50" in res.stdout
+
+
+def test_a_base_strategy_and_the_one_built_on_it(validate: RunCli, write_agent: WriteAgent) -> None:
+    res = validate(write_agent(BASE_AND_LEAF))
+    assert res.code == 0, res.stdout
+    assert res.stdout.startswith("Valid agent · strategy Mine")
+    assert "period=20" in res.stdout
+
+
+def test_the_reviewed_passes_are_refused_each_at_its_line(
+    validate: RunCli, write_agent: WriteAgent
+) -> None:
+    res = validate(write_agent(REVIEWED_PASSES), "--json")
+    assert res.code == 1
+    errors = json.loads(res.stdout)["errors"]
+    assert [(e["line"], e["column"]) for e in errors] == [(8, 21), (9, 36), (10, 9), (11, 21)]
+    assert "private to its module" in errors[0]["message"]
+    assert "np.load" in errors[1]["hint"]
+    assert "f-string" in errors[2]["hint"]
+    assert "cash=N" in errors[3]["hint"]
 
 
 def test_a_missing_file_is_a_usage_error(validate: RunCli, tmp_path: Path) -> None:

@@ -126,6 +126,59 @@ def test_several_strategies_without_agent_fail_naming_all(write_agent: WriteAgen
     assert load_agent(path, "Zeta").name == "Zeta"
 
 
+def test_the_only_strategy_no_other_derives_from_is_picked(write_agent: WriteAgent) -> None:
+    """A base class with helpers and the strategy built on it: the one at the end runs."""
+    path = write_agent(
+        """
+        import backtrader as bt
+
+
+        class Base(bt.Strategy):
+            def log(self, text):
+                print(text)
+
+
+        class Middle(Base):
+            pass
+
+
+        class Mine(Middle):
+            def next(self):
+                self.log("bar")
+        """
+    )
+    assert load_agent(path).name == "Mine"
+    assert load_agent(path, "Base").name == "Base"  # a name still picks any of them
+
+
+def test_several_strategies_no_other_derives_from_fail_naming_them(
+    write_agent: WriteAgent,
+) -> None:
+    path = write_agent(
+        """
+        import backtrader as bt
+
+
+        class Base(bt.Strategy):
+            pass
+
+
+        class Fast(Base):
+            pass
+
+
+        class Slow(Base):
+            pass
+        """,
+        name="two.py",
+    )
+    err = load_error(path)
+    assert err.kind is ErrorKind.VALIDATION
+    assert "several strategies (Fast, Slow)" in err.message  # Base is no candidate
+    assert "name the one to run Agent" in err.message
+    assert err.message.index("Agent") < err.message.index("--strategy")  # chat has no flag
+
+
 def test_wanted_name_overrides_agent(write_agent: WriteAgent) -> None:
     path = write_agent(
         """
