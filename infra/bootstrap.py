@@ -27,8 +27,7 @@ def build_services(settings: Settings, notifier: Notifier) -> Services:
         artifacts=artifacts,
         registry=SqliteRegistry(settings.home / "state.db"),
         runner=SubprocessRunner(
-            timeout_s=limits.timeout_s,
-            log_limit=limits.log_bytes,
+            limits=limits,
             warm_dir=settings.home / "warm",  # the worker keeps a sandbox ready between jobs
         ),
         notifier=notifier,
@@ -42,6 +41,7 @@ def build_services(settings: Settings, notifier: Notifier) -> Services:
             data_dir=settings.data_dir,
             fmel_dir=settings.fmel_dir,
             artifacts=artifacts,
+            limits=limits,
         ),
     )
 

@@ -30,7 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from infra.local.sandbox import process_alive
+from infra.local.sandbox import Limits, process_alive
 from runtime.files import write_json
 from workers.ports import PaperConflict, PaperSession, PaperSpec, SessionStatus
 
@@ -53,8 +53,10 @@ class LocalPaperCluster:
         artifacts: Any,
         allow_unsafe: bool = False,
         flush_seconds: float = 2.0,
+        limits: Limits | None = None,
     ) -> None:
         self.root = home / "paper"
+        self.limits = limits  # the sandbox settings; a session has no CPU-time or wall limit
         self.data_dir = data_dir
         self.fmel_dir = fmel_dir
         self.artifacts = artifacts
@@ -92,6 +94,8 @@ class LocalPaperCluster:
                            "start": spec.start, "bar_seconds": spec.bar_seconds},
         }, allow_nan=True)  # fmt: skip
         cmd = [sys.executable, "-m", "infra.local.paper", "supervise", str(folder)]
+        if self.limits is not None:  # on the command line: the session's folder is its own
+            cmd += ["--limits", json.dumps(_session_limits(self.limits))]
         if self.allow_unsafe:
             cmd.append("--unsafe")
         with open(folder / "supervisor.log", "ab") as log:
@@ -210,14 +214,27 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
 
 # ---------------------------------------------------------------------- supervisor
-def supervise(folder: Path, allow_unsafe: bool = False) -> int:
+FOREVER_S = 10 * 365 * 24 * 3600  # a session runs until stopped: no CPU-time or wall cap
+
+
+def _session_limits(limits: Limits) -> dict[str, Any]:
+    """The sandbox settings a paper session keeps (all but time: it runs until stopped)."""
+    chosen = asdict(limits)
+    for timed in ("cpu_seconds", "timeout_s"):
+        chosen.pop(timed)
+    return chosen
+
+
+def supervise(
+    folder: Path, allow_unsafe: bool = False, limits: dict[str, Any] | None = None
+) -> int:
     """Run the session, restarting it with back-off when it dies, until SIGTERM."""
     from infra.local.runner import child_env
-    from infra.local.sandbox import Limits, Mount, Sandbox
+    from infra.local.sandbox import Mount, Sandbox
 
     spec = json.loads((folder / "spec.json").read_text())
-    forever = 10 * 365 * 24 * 3600  # a session runs until stopped: no CPU-time cap
-    sandbox = Sandbox.detect(Limits(cpu_seconds=forever), allow_unsafe=allow_unsafe)
+    chosen = Limits(**(limits or {}), cpu_seconds=FOREVER_S, timeout_s=FOREVER_S)
+    sandbox = Sandbox.detect(chosen, allow_unsafe=allow_unsafe)
     stopping = False
     child: subprocess.Popen[bytes] | None = None
 
@@ -365,6 +382,8 @@ def session_dict(session: PaperSession) -> dict[str, Any]:
 if __name__ == "__main__":
     args = sys.argv[1:]
     if len(args) >= 2 and args[0] == "supervise":
-        sys.exit(supervise(Path(args[1]), allow_unsafe="--unsafe" in args))
-    print("usage: python -m infra.local.paper supervise DIR [--unsafe]", file=sys.stderr)
+        limits = json.loads(args[args.index("--limits") + 1]) if "--limits" in args else None
+        sys.exit(supervise(Path(args[1]), allow_unsafe="--unsafe" in args, limits=limits))
+    print("usage: python -m infra.local.paper supervise DIR [--limits JSON] [--unsafe]",
+          file=sys.stderr)  # fmt: skip
     sys.exit(2)

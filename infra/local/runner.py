@@ -95,6 +95,7 @@ class SubprocessRunner:
         self,
         *,
         sandbox: Sandbox | None = None,
+        limits: Limits | None = None,
         python: str = sys.executable,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         log_limit: int = DEFAULT_LOG_LIMIT,
@@ -104,8 +105,10 @@ class SubprocessRunner:
         keep_warm: bool = True,
     ) -> None:
         self.python = python
-        self.timeout_s = timeout_s
-        self.log_limit = log_limit
+        # every sandbox setting (memory, CPU, processes, file size, log) when given
+        self.limits = limits or Limits(timeout_s=timeout_s, log_bytes=log_limit)
+        self.timeout_s = self.limits.timeout_s
+        self.log_limit = self.limits.log_bytes
         self.poll_s = poll_s
         self._sandbox = sandbox
         self.allow_unsafe = allow_unsafe
@@ -116,8 +119,7 @@ class SubprocessRunner:
     @property
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            limits = Limits(timeout_s=self.timeout_s, log_bytes=self.log_limit)
-            self._sandbox = Sandbox.detect(limits, allow_unsafe=self.allow_unsafe)
+            self._sandbox = Sandbox.detect(self.limits, allow_unsafe=self.allow_unsafe)
         return self._sandbox
 
     def run(
