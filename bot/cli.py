@@ -317,9 +317,9 @@ def _quiet(event: Any) -> None:
 
 
 def _one_line(event: Any) -> str:
-    from bot.console import format_event
+    from bot.console import format_event_or_say
 
-    return format_event(event).splitlines()[0]
+    return format_event_or_say(event).splitlines()[0]
 
 
 def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
@@ -620,7 +620,7 @@ def _local_services(settings: Settings) -> Any:
 
 
 def cmd_agents(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.console import format_agents, format_event
+    from bot.console import format_agents, format_event_or_say
     from workers import jobs
 
     services = _local_services(settings)
@@ -641,7 +641,7 @@ def cmd_agents(args: argparse.Namespace, settings: Settings) -> int:
     event = jobs.register_agent(
         job_id=f"cli-{name}", owner=_cli_user(), name=name, source=args.file.read_bytes()
     )
-    print(event.to_json() if args.json else format_event(event))
+    print(event.to_json() if args.json else format_event_or_say(event))
     return 0 if event.kind == "agent_registered" else 1
 
 
@@ -776,7 +776,7 @@ def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_paper(args: argparse.Namespace, settings: Settings) -> int:
     """The same paper jobs as the chat commands, through the queue or in this process."""
-    from bot.console import format_event
+    from bot.console import format_event_or_say
     from bot.desk import Desk
     from workers import events as ev
 
@@ -812,7 +812,7 @@ def cmd_paper(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "json", False) and isinstance(final, ev.PaperStatus):
         print(json.dumps(final.sessions, indent=2, default=str))
     else:
-        print(format_event(final))
+        print(format_event_or_say(final))
     return 1 if final.kind in ("paper_failed", "job_failed") else 0
 
 

@@ -5,11 +5,14 @@ What Slack shows as Block Kit, the console shows as text, from the same Events.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from workers.validation import Finding, ValidationReport
+
+log = logging.getLogger(__name__)
 
 
 def _pct(x: float | None, sign: bool = True) -> str:
@@ -204,6 +207,18 @@ def format_runs(runs: Sequence[Any]) -> str:
         for r in runs
     ]
     return format_table(["run", "agent", "kind", "status", "created (UTC)", "outcome"], rows)
+
+
+def format_event_or_say(event: Any) -> str:
+    """:func:`format_event`, or one line saying it could not be shown (logged): a bad
+    field in one event never stops the console."""
+    try:
+        return format_event(event)
+    except Exception:
+        log.exception("could not show a %s event", getattr(event, "kind", "?"))
+        run = getattr(event, "run_id", "") or ""
+        what = str(getattr(event, "kind", "event")).replace("_", " ")
+        return f"tradeops could not show this {what}" + (f" for run {run}" if run else "")
 
 
 def format_event(event: Any) -> str:

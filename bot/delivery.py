@@ -55,7 +55,9 @@ class Deliverer:
     # ------------------------------------------------------------------ the loop
     def ensure_group(self) -> None:
         try:
-            self.conn.xgroup_create(EVENTS_STREAM, GROUP, id="$", mkstream=True)
+            # from the stream's start: what workers sent before the bot's first start (a
+            # scheduled digest, a backtest's result) is delivered too
+            self.conn.xgroup_create(EVENTS_STREAM, GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -112,8 +114,23 @@ class Deliverer:
                 return  # stays pending: retried later
             self.conn.rpush(UNDELIVERED, event.to_json())
             log.error("delivery of %s (%s) given up after %d attempt(s)", key, event.kind, attempts)
+        except Exception:  # a rendering fault or a field no renderer expected: never fatal
+            self.failed += 1
+            log.exception("delivery of %s (%s) failed; the event is parked", key, event.kind)
+            self.conn.rpush(UNDELIVERED, event.to_json())
+            self._say_unshowable(event, key)
         self.conn.xack(EVENTS_STREAM, GROUP, key)
         self.conn.hdel("tradeops:slack:attempts", key)
+
+    def _say_unshowable(self, event: ev.Event, key: str) -> None:
+        where = event.reply_to
+        if not where.get("channel"):
+            return
+        try:
+            message = render.render_unshowable(event)
+            self._once(key, "unshowable", lambda: self._post(where, message))
+        except Exception:  # Slack down as well: the parked event is the record
+            log.exception("could not tell the thread of %s that it was not shown", key)
 
     # ------------------------------------------------------------------ one event
     def deliver(self, event: ev.Event, key: str = "") -> None:

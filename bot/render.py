@@ -136,6 +136,15 @@ def render_refusal(message: str) -> Message:
     return fit([_section(f"🚫 {esc(message)}")], f"🚫 {esc(message)}")
 
 
+def render_unshowable(event: ev.Event) -> Message:
+    """What the thread gets when an event cannot be shown (a rendering fault, a bad field):
+    one line, nothing of the event's content, and delivery goes on for everybody else."""
+    run = getattr(event, "run_id", "") or ""
+    what = esc(event.kind.replace("_", " ")) + (f" for run {code(run)}" if run else "")
+    text = f"⚠️ tradeops could not show this {what}; an operator has been told."
+    return fit([_section(text)], text)
+
+
 def render_thread_root(user_id: str, command_text: str) -> Message:
     """The channel message that opens a job's thread: ``<@U123> ran `/backtest sma SPY```."""
     text = f"{_user(user_id)} ran {code(command_text)}"
@@ -773,7 +782,7 @@ def _signed(x: Any) -> str:
 
 def _data_checks(doc: Mapping[str, Any]) -> Lines | None:
     checks = doc.get("data_checks") or []
-    items = [f"• {esc(c.get('message') or c)}" for c in checks]
+    items = [f"• {esc(c.get('message') if isinstance(c, dict) else str(c))}" for c in checks]
     title = f"*⚠️ Data checks* · {_plural(len(items), 'problem')} in the data"
     return Lines(items, title=title, noun="data check") if items else None
 

@@ -130,7 +130,7 @@ class Shell:
 
     def _follow(self, ticket: Ticket) -> None:
         def show(event: ev.Event) -> None:
-            text = console.format_event(event)
+            text = console.format_event_or_say(event)
             (self.progress if isinstance(event, ev.BacktestProgress) else self.reply)(text)
 
         self.last = self.desk.follow(ticket, show, on_wait=self.reply)

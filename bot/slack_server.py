@@ -113,13 +113,25 @@ def make_handler(bot: Bot) -> type[BaseHTTPRequestHandler]:
             if path != EVENTS_PATH:
                 self._send(404, b"not found", "text/plain")
                 return
-            length = int(self.headers.get("Content-Length") or 0)
+            length_text = self.headers.get("Content-Length") or "0"
+            if not length_text.isdigit():
+                self._send(400, b"bad Content-Length", "text/plain")
+                return
+            length = int(length_text)
             if length > MAX_BODY:
                 self._send(413, b"too large", "text/plain")
                 return
             body = self.rfile.read(length).decode("utf-8", errors="replace")
+            if not (self.headers.get("X-Slack-Request-Timestamp") or "").isdigit():
+                self._send(401, b"missing or malformed request timestamp", "text/plain")
+                return
             headers: dict[str, Any] = {k.lower(): [v] for k, v in self.headers.items()}
-            resp = bot.app.dispatch(BoltRequest(body=body, query=query, headers=headers))
+            try:  # bolt parses the body as it builds the request
+                resp = bot.app.dispatch(BoltRequest(body=body, query=query, headers=headers))
+            except Exception:  # a malformed body, signed or not: the sender's, never a 500
+                log.warning("a request bolt could not read was refused", exc_info=True)
+                self._send(400, b"malformed request", "text/plain")
+                return
             content_type = (resp.headers.get("content-type") or ["text/plain"])[0]
             self._send(resp.status, (resp.body or "").encode(), content_type)
 

@@ -93,6 +93,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     api = SlackAPI().start()
     env = _env(home, api, data)
     EmbeddedRedis(home).ensure_running()
+    _news_before_the_bot(home)
     procs: list[subprocess.Popen[str]] = []
     try:
         procs.append(subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], cwd=REPO_ROOT,
@@ -124,6 +125,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         for pid in processes_mentioning(str(home)):
             os.kill(pid, signal.SIGKILL)
         subprocess.run(["rm", "-rf", str(home)], check=False)
+
+
+EARLY_NEWS = "sent before the bot ever started"
+
+
+def _news_before_the_bot(home: Path) -> None:
+    """A worker's event on the stream before the bot's first start (a scheduled digest)."""
+    import redis as redis_lib
+
+    from infra.local.notifier import RedisNotifier
+    from workers import events as ev
+
+    conn = redis_lib.Redis.from_url(EmbeddedRedis(home).url)
+    RedisNotifier(conn).send(ev.JobFailed(job_id="early-1", work="digest", error={
+        "kind": "platform", "message": EARLY_NEWS, "hint": "h"},
+        reply_to={"channel": "C5"}))  # fmt: skip
+
+
+def test_what_workers_sent_before_the_bots_first_start_is_delivered(stack: Stack) -> None:
+    stack.api.wait_for("chat.postMessage", timeout=20,
+                       where=lambda c: EARLY_NEWS in json.dumps(c.args))  # fmt: skip
 
 
 def upload(stack: Stack, file_id: str, name: str, content: bytes, *, user: str = "U1",
@@ -217,6 +239,25 @@ def _wait_upload(stack: Stack, thread_ts: str, timeout: float) -> Any:
 def test_a_bad_signature_is_refused(stack: Stack) -> None:
     status, _, _ = stack.post(slash_command_body("/agents", ""), secret="not-the-secret")
     assert status == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "expected"),
+    [
+        (slash_command_body("/agents", ""), {"X-Slack-Request-Timestamp": "soon"}, 401),
+        (slash_command_body("/agents", ""), {"X-Slack-Request-Timestamp": ""}, 401),
+        ('{"type": "event_callback", "event": ', {}, 400),  # signed, not JSON
+        ("[1, 2, 3]", {"Content-Type": "application/json"}, 400),  # signed, not an object
+    ],
+    ids=["timestamp-not-a-number", "no-timestamp", "signed-broken-json", "signed-json-list"],
+)
+def test_malformed_requests_get_a_4xx_and_no_traceback(
+    stack: Stack, body: str, headers: dict[str, str], expected: int
+) -> None:
+    status, text, _ = stack.post(body, headers=headers)
+    assert status == expected, text
+    assert "Traceback" not in text
+    assert stack.post(slash_command_body("/agents", ""))[0] == 200  # the bot lives on
 
 
 def test_usage_errors_are_one_line_replies(stack: Stack) -> None:
@@ -355,6 +396,33 @@ def test_a_non_python_file_gets_an_answer_only_in_a_dm(stack: Stack) -> None:
     assert not [c for c in stack.api.calls_to("chat.postMessage")
                 if c.args.get("thread_ts") == in_channel]  # fmt: skip
     assert stack.api.downloads["F9"] == stack.api.downloads["F10"] == 0
+
+
+def test_an_event_that_cannot_be_shown_is_parked_and_delivery_goes_on(stack: Stack) -> None:
+    import redis as redis_lib
+
+    from infra.local.notifier import RedisNotifier
+    from workers import events as ev
+
+    conn = redis_lib.Redis.from_url(EmbeddedRedis(stack.home).url)
+    notifier = RedisNotifier(conn)
+    # a result no renderer expects (what a hostile box could once hand back)
+    poisoned = ev.BacktestFinished(job_id="poison-1", run_id="run-poison", reply_to={
+        "channel": "C4", "thread_ts": "1.1"}, result={"results": ["x"], "data_checks": 5})  # fmt: skip
+    after = ev.JobFailed(job_id="after-1", work="digest", error={
+        "kind": "platform", "message": "still delivered", "hint": "h"},
+        reply_to={"channel": "C4", "thread_ts": "1.2"})  # fmt: skip
+    notifier.send(poisoned)
+    notifier.send(after)
+    said = stack.api.wait_for("chat.postMessage", timeout=20,
+                              where=lambda c: c.args.get("thread_ts") == "1.1")  # fmt: skip
+    assert "could not show this backtest finished" in json.dumps(said[0].args)
+    assert "Traceback" not in json.dumps(said[0].args)
+    stack.api.wait_for("chat.postMessage", timeout=20,
+                       where=lambda c: "still delivered" in json.dumps(c.args))  # fmt: skip
+    parked = [json.loads(e) for e in conn.lrange("tradeops:slack:undelivered", 0, -1)]
+    assert any(p.get("run_id") == "run-poison" for p in parked)
+    conn.delete("tradeops:slack:undelivered")
 
 
 def test_parked_events_can_be_posted_again(stack: Stack) -> None:
