@@ -35,6 +35,7 @@ class Settings:
     sandbox_processes: int = 0
     sandbox_file_mb: int = 0
     sandbox_log_bytes: int = 0
+    sandbox_output_mb: int = 0
     # how often a busy worker says it is alive; a job whose worker is silent for about
     # four of these is declared lost (TRADEOPS_WORKER_HEARTBEAT_S)
     worker_heartbeat_s: float = 5.0
@@ -58,6 +59,7 @@ class Settings:
             "processes": self.sandbox_processes,
             "file_mb": self.sandbox_file_mb,
             "log_bytes": self.sandbox_log_bytes,
+            "output_mb": self.sandbox_output_mb,
         }
         return Limits(timeout_s=timeout_s, **{k: v for k, v in chosen.items() if v})
 
@@ -125,6 +127,7 @@ _SANDBOX_VARS = {
     "sandbox_processes": "TRADEOPS_SANDBOX_PROCESSES",
     "sandbox_file_mb": "TRADEOPS_SANDBOX_FILE_MB",
     "sandbox_log_bytes": "TRADEOPS_SANDBOX_LOG_BYTES",
+    "sandbox_output_mb": "TRADEOPS_SANDBOX_OUTPUT_MB",
 }
 
 

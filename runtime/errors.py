@@ -91,7 +91,9 @@ class RunError:
 
 
 def make_error(kind: ErrorKind, message: str, line: int | None = None, **kw: Any) -> RunError:
-    return RunError(kind=kind, message=message, hint=HINTS[kind], line=line, **kw)
+    """An error of ``kind`` with that kind's hint (or ``hint=`` for a more precise one)."""
+    hint = kw.pop("hint", None) or HINTS[kind]
+    return RunError(kind=kind, message=message, hint=hint, line=line, **kw)
 
 
 class RunFailed(Exception):

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
@@ -106,7 +107,11 @@ class SubprocessRunner:
     ) -> None:
         self.python = python
         # every sandbox setting (memory, CPU, processes, file size, log) when given
-        self.limits = limits or Limits(timeout_s=timeout_s, log_bytes=log_limit)
+        self.limits = (
+            limits
+            or (sandbox.limits if sandbox is not None else None)
+            or Limits(timeout_s=timeout_s, log_bytes=log_limit)
+        )
         self.timeout_s = self.limits.timeout_s
         self.log_limit = self.limits.log_bytes
         self.poll_s = poll_s
@@ -147,13 +152,13 @@ class SubprocessRunner:
             assert job.proc.stdout is not None
             log = _LogPump(job.proc.stdout, work_dir / LOG_FILE, self.log_limit)
             job.hand_over()
-            timed_out = self._wait(job.proc, job.box, on_progress)
+            stopped = self._wait(job.proc, job.box, on_progress)
             log.join()
             forks_capped = pids_limit_hit(job.cgroup)
         finally:
             remove_cgroup(job.cgroup)
         trusted = _trusted(req, bars)
-        doc = self._outcome(trusted, job.box, job.proc.returncode, timed_out, forks_capped)
+        doc = self._outcome(trusted, job.box, job.proc.returncode, stopped, forks_capped)
         doc = _take_outputs(job.box, req, trusted, doc)
         doc["sandbox"] = sandbox.describe()
         if (progress := read_progress(job.box, PROGRESS_FILE)) is not None:
@@ -228,13 +233,20 @@ class SubprocessRunner:
         if warm is not None:
             warm.discard()
 
-    def _wait(self, proc: subprocess.Popen[bytes], box: Path, on_progress: Progress | None) -> bool:
+    def _wait(
+        self, proc: subprocess.Popen[bytes], box: Path, on_progress: Progress | None
+    ) -> Stop | None:
+        """Until the run ends, or why it was stopped: the wall clock, or its output quota."""
         deadline = time.monotonic() + self.timeout_s
         seen: tuple[int, int | None] | None = None
+        limits = self.limits
         while proc.poll() is None:
             if time.monotonic() >= deadline:
                 _kill_group(proc)
-                return True
+                return Stop.TIMEOUT
+            if over_quota(box, limits.output_mb << 20, limits.output_files):
+                _kill_group(proc)
+                return Stop.QUOTA
             if on_progress is not None:
                 got = read_progress(box, PROGRESS_FILE)
                 if got is not None and got != seen:
@@ -243,15 +255,22 @@ class SubprocessRunner:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=self.poll_s)  # returns as soon as the run ends
         _kill_group(proc)  # anything the agent left behind in its group
-        return False
+        if over_quota(box, limits.output_mb << 20, limits.output_files):
+            return Stop.QUOTA  # written in its last moments
+        return None
 
     def _outcome(
-        self, trusted: Trusted, box: Path, code: int, timed_out: bool, forks_capped: bool
+        self, trusted: Trusted, box: Path, code: int, stopped: Stop | None, forks_capped: bool
     ) -> dict[str, Any]:
         """The result document, read through the trust boundary (``workers.collect``)."""
-        if timed_out:
+        if stopped is Stop.TIMEOUT:
             msg = f"TimeoutError: backtest exceeded {_duration(self.timeout_s)}"
             return _failed(trusted, make_error(ErrorKind.TIMEOUT, msg))
+        if stopped is Stop.QUOTA:
+            quota = self.limits.output_mb
+            msg = (f"the run's files passed its output quota of {quota} MB or "
+                   f"{self.limits.output_files} files (TRADEOPS_SANDBOX_OUTPUT_MB)")  # fmt: skip
+            return _failed(trusted, make_error(ErrorKind.AGENT, msg, hint=HINT_QUOTA))
         try:
             raw = read_regular(box, RESULT_FILE, RESULT_BYTES)
             if raw is None:
@@ -271,6 +290,40 @@ class SubprocessRunner:
                 traceback=error.get("traceback"),
             ).to_dict()
         return doc
+
+
+class Stop(Enum):
+    """Why the runner stopped a run before it ended by itself."""
+
+    TIMEOUT = "timeout"
+    QUOTA = "quota"
+
+
+HINT_QUOTA = (
+    "An agent needs no files of its own: keep values in memory, print less, and let "
+    "tradeops record the decisions."
+)
+
+
+def over_quota(box: Path, max_bytes: int, max_files: int) -> bool:
+    """Whether the files in ``box`` (links not followed) take more room or are more
+    numerous than allowed. Allocated blocks count, so a sparse file cannot hide."""
+    used, files = 0, 0
+    folders = [str(box)]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    files += 1
+                    info = entry.stat(follow_symlinks=False)
+                    used += info.st_blocks * 512
+                    if used > max_bytes or files > max_files:
+                        return True
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.path)
+        except OSError:  # removed while looking: what is left is counted
+            continue
+    return False
 
 
 def _crash_error(code: int, limits: Limits) -> RunError:

@@ -60,6 +60,8 @@ class Limits:
     file_mb: int = 256  # largest file the run may write
     open_files: int = 256
     log_bytes: int = 1 << 20  # the agent's output kept as its log
+    output_mb: int = 512  # all the files a run leaves in its writable folder, together
+    output_files: int = 10_000  # and how many
     timeout_s: float = DEFAULT_TIMEOUT_S
     tmpfs_mb: int = 256
 

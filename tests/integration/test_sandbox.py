@@ -518,3 +518,20 @@ def test_the_agents_own_exit_is_the_agents(run: Any) -> None:
     )
     assert out.kind == "agent", out.doc["error"]
     assert "exit(3)" in out.doc["error"]["message"] and out.doc["error"]["line"]
+
+
+def test_the_output_quota_stops_a_run_that_fills_the_disk(run: Any, home: Path) -> None:
+    body = """
+import os
+chunk = b"x" * (1 << 20)
+for n in range(12):
+    with open(f"fill-{n}.bin", "wb") as f:
+        for _ in range(40):
+            f.write(chunk)
+"""
+    out = run(hostile(body), limits=Limits(timeout_s=60, output_mb=100))
+    assert out.kind == "agent", out.doc["error"]
+    assert "output quota of 100 MB" in out.doc["error"]["message"]
+    assert "TRADEOPS_SANDBOX_OUTPUT_MB" in out.doc["error"]["message"]
+    assert not list((home / "runs" / out.doc["run_id"]).rglob("fill-*"))  # the box is gone
+    normal_run_still_works(run)
