@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -348,7 +349,11 @@ def summary_json(path: Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ reading back
 def decision_files(root: Path, run_id: str) -> list[Path]:
-    return sorted((root / DECISIONS / run_id).glob("part-*.parquet"))
+    """The run's part files: regular files only. A paper session's folder (the store links
+    to it) is written by its agent, so a part that is a link (to another run's rows, say)
+    or a FIFO is never read."""
+    parts = sorted((root / DECISIONS / run_id).glob("part-*.parquet"))
+    return [p for p in parts if stat.S_ISREG(p.lstat().st_mode)]
 
 
 def connect(root: Path) -> Any:

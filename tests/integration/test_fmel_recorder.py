@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping
@@ -885,3 +886,19 @@ def test_a_failure_inside_the_recorder_is_the_platforms_and_not_masked(tmp_path:
     error = classify(caught.value, Path(S.__file__))
     assert error.kind is ErrorKind.PLATFORM
     assert error.message.startswith("FMEL recorder failed: ValueError: invalid literal")
+
+
+def test_a_part_that_is_a_link_or_a_fifo_is_never_read(tmp_path: Path) -> None:
+    """A paper session's folder is its agent's to write: its parts are not trusted."""
+    victim = run(S.MinimalStrategy, frames(n=40), out=tmp_path).fmel
+    attacker = run(S.MinimalStrategy, frames(n=30, seed=5), out=tmp_path).fmel
+    assert victim is not None and attacker is not None
+    own = decision_files(tmp_path, attacker["run_id"])
+    assert own
+    for part in own:
+        part.unlink()
+    folder = tmp_path / "trading_decisions" / attacker["run_id"]
+    (folder / "part-00000.parquet").symlink_to(f"../{victim['run_id']}/part-00000.parquet")
+    os.mkfifo(folder / "part-00001.parquet")
+    assert read_rows(tmp_path, attacker["run_id"]) == []
+    assert len(read_rows(tmp_path, victim["run_id"])) == 40

@@ -407,8 +407,12 @@ def test_an_event_that_cannot_be_shown_is_parked_and_delivery_goes_on(stack: Sta
     conn = redis_lib.Redis.from_url(EmbeddedRedis(stack.home).url)
     notifier = RedisNotifier(conn)
     # a result no renderer expects (what a hostile box could once hand back)
-    poisoned = ev.BacktestFinished(job_id="poison-1", run_id="run-poison", reply_to={
-        "channel": "C4", "thread_ts": "1.1"}, result={"results": ["x"], "data_checks": 5})  # fmt: skip
+    poisoned = ev.BacktestFinished(
+        job_id="poison-1",
+        run_id="run-poison",
+        reply_to={"channel": "C4", "thread_ts": "1.1"},
+        result={"results": ["x"], "data_checks": 5},
+    )
     after = ev.JobFailed(job_id="after-1", work="digest", error={
         "kind": "platform", "message": "still delivered", "hint": "h"},
         reply_to={"channel": "C4", "thread_ts": "1.2"})  # fmt: skip
