@@ -13,12 +13,13 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -74,6 +75,13 @@ def child_env() -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     env["MPLBACKEND"] = "Agg"
+    # The memory limit is on address space: pyarrow's jemalloc reserves about 1 GB of it up
+    # front and every OpenBLAS thread and malloc arena more, so a run under a tight
+    # TRADEOPS_SANDBOX_MEMORY_MB used to die (or hang starting a thread) before the agent
+    # allocated anything. With these a run starts in about 450 MB of address space.
+    env["ARROW_DEFAULT_MEMORY_POOL"] = "system"
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    env["MALLOC_ARENA_MAX"] = "2"
     return env
 
 
@@ -279,16 +287,23 @@ class SubprocessRunner:
         except Refused as exc:
             return _failed(trusted, refused_error(str(exc)))
         error = doc.get("error")
-        if forks_capped and error and error["kind"] in (ErrorKind.AGENT, ErrorKind.PLATFORM):
-            # what failed (the agent's fork, or our writer's thread) failed for want of a
-            # process: the agent used them up
-            limit = self.sandbox.limits.processes
-            doc["error"] = make_error(
-                ErrorKind.AGENT,
-                f"{error['message']} (the process limit of {limit} was reached)",
-                error["line"],
-                traceback=error.get("traceback"),
-            ).to_dict()
+        if not error or error["kind"] not in (ErrorKind.AGENT, ErrorKind.PLATFORM):
+            return doc
+        # what failed (the agent's code, or our writer's thread) failed for want of what the
+        # agent used up: name the limit, and the fault is the agent's
+        limits = self.sandbox.limits
+        if forks_capped:
+            hit = f"the process limit of {limits.processes} was reached"
+        elif largest_file(box) >= limits.file_mb << 20:
+            hit = f"the file size limit ({limits.file_mb} MB) was reached"
+        else:
+            return doc
+        doc["error"] = make_error(
+            ErrorKind.AGENT,
+            f"{error['message']} ({hit})",
+            error["line"],
+            traceback=error.get("traceback"),
+        ).to_dict()
         return doc
 
 
@@ -305,25 +320,33 @@ HINT_QUOTA = (
 )
 
 
-def over_quota(box: Path, max_bytes: int, max_files: int) -> bool:
-    """Whether the files in ``box`` (links not followed) take more room or are more
-    numerous than allowed. Allocated blocks count, so a sparse file cannot hide."""
-    used, files = 0, 0
+def _entries(box: Path) -> Iterator[os.stat_result]:
+    """What is in ``box``, every level, links not followed (vanishing entries skipped)."""
     folders = [str(box)]
     while folders:
         try:
             with os.scandir(folders.pop()) as entries:
                 for entry in entries:
-                    files += 1
-                    info = entry.stat(follow_symlinks=False)
-                    used += info.st_blocks * 512
-                    if used > max_bytes or files > max_files:
-                        return True
+                    yield entry.stat(follow_symlinks=False)
                     if entry.is_dir(follow_symlinks=False):
                         folders.append(entry.path)
         except OSError:  # removed while looking: what is left is counted
             continue
+
+
+def over_quota(box: Path, max_bytes: int, max_files: int) -> bool:
+    """Whether the files in ``box`` take more room or are more numerous than allowed.
+    Allocated blocks count, so a sparse file cannot hide."""
+    used = 0
+    for files, info in enumerate(_entries(box), start=1):
+        used += info.st_blocks * 512
+        if used > max_bytes or files > max_files:
+            return True
     return False
+
+
+def largest_file(box: Path) -> int:
+    return max((i.st_size for i in _entries(box) if stat.S_ISREG(i.st_mode)), default=0)
 
 
 def _crash_error(code: int, limits: Limits) -> RunError:

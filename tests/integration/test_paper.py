@@ -171,3 +171,33 @@ def test_a_hung_session_is_reported_and_restarted(tmp_path: Path) -> None:
         tradeops(home, "paper", "stop", "hangs")
         for pid in processes_mentioning(str(home)):
             os.kill(pid, signal.SIGKILL)
+
+
+BIG = """
+import backtrader as bt
+import numpy as np
+
+class Big(bt.Strategy):
+    def next(self):
+        if len(self) == 3:
+            self.block = np.ones(250_000_000)  # 2 GB: fine under the default 4096 MB
+"""
+
+
+@pytest.mark.slow
+def test_the_sandbox_settings_reach_a_paper_session(tmp_path: Path) -> None:
+    home = tmp_path / "hm"
+    agent = tmp_path / "big.py"
+    agent.write_text(BIG)
+    env = {"TRADEOPS_SANDBOX_MEMORY_MB": "1500"}
+    try:
+        assert tradeops(home, "agents", "add", str(agent), env=env).returncode == 0
+        out = tradeops(home, "paper", "start", "big", "--bar-seconds", "0.05", env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        wait_for(lambda: status(home, "big")["restarts"] >= 1, 60, "the session to crash")
+        logs = tradeops(home, "paper", "logs", "big").stdout
+        assert "MemoryError" in logs, logs[-2000:]
+    finally:
+        tradeops(home, "paper", "stop", "big")
+        for pid in processes_mentioning(str(home)):
+            os.kill(pid, signal.SIGKILL)

@@ -63,3 +63,63 @@ def test_unknown_queue_is_a_usage_error(home: Path, synthetic_data: Path) -> Non
     )  # fmt: skip
     assert done.returncode == 2
     assert "expected queues from validate,backtest,paper,digest" in done.stderr
+
+
+# ------------------------------------------------ sandbox settings through a worker
+LIMITED = {
+    "mem": ("import numpy as np\n",
+            "if len(self) == 5:\n            self.block = np.ones(250_000_000)"),
+    "cpu": ("", "while len(self) > 3:\n            pass"),
+    "procs": ("import threading\n", "if len(self) == 5:\n            self.pool = [threading.Thread("
+              "target=threading.Event().wait, args=(30,), daemon=True) for _ in range(100)]\n"
+              "            for t in self.pool:\n                t.start()"),
+    "file": ("import numpy as np\n", "if len(self) == 5:\n            "
+             "np.zeros(30 << 20, dtype=np.uint8).tofile('big.bin')"),
+    "output": ("import numpy as np\n", "if len(self) < 8:\n            "
+               "np.zeros(12 << 20, dtype=np.uint8).tofile(f'part{len(self)}.bin')"),
+    "log": ("", "print('x' * 5000)"),
+}  # fmt: skip
+SETTINGS = {
+    "TRADEOPS_SANDBOX_MEMORY_MB": "1500",  # the default (4096) holds the 2 GB block
+    "TRADEOPS_SANDBOX_CPU_SECONDS": "3",
+    "TRADEOPS_SANDBOX_PROCESSES": "40",
+    "TRADEOPS_SANDBOX_FILE_MB": "20",
+    "TRADEOPS_SANDBOX_OUTPUT_MB": "50",
+    "TRADEOPS_SANDBOX_LOG_BYTES": "20000",
+    "TRADEOPS_ALLOWED_IMPORTS": "threading",
+}
+
+
+@pytest.mark.slow
+def test_every_sandbox_setting_reaches_a_workers_runs(home: Path, synthetic_data: Path) -> None:
+    conn = redis.Redis.from_url(EmbeddedRedis(home).ensure_running())
+    jobs = {}
+    for name, (imports, body) in LIMITED.items():
+        source = (f"import backtrader as bt\n{imports}\n\nclass Limited(bt.Strategy):\n"
+                  f"    def next(self):\n        {body}\n")  # fmt: skip
+        submit(conn, "validate", "workers.jobs.register_agent",
+               job_id=job_id_for("validate", name), timeout_s=60,
+               kwargs={"job_id": f"u-{name}", "owner": "U1", "name": name,
+                       "source": source.encode()})  # fmt: skip
+        jobs[name] = submit(conn, "backtest", "workers.jobs.run_backtest",
+                            job_id=job_id_for("backtest", name), timeout_s=300,
+                            kwargs={"job_id": f"b-{name}", "run_id": f"run-{name}",
+                                    "owner": "U1", "agent": name,
+                                    "parameters": {"symbols": ["SYN"]}})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "worker", "--burst"],
+        env=cli_env(home, synthetic_data) | SETTINGS, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    errors = {}
+    for name, sub in jobs.items():
+        event = sub.job.return_value()
+        errors[name] = event.error if isinstance(event, ev.BacktestFailed) else None
+    assert errors["mem"] and errors["mem"]["kind"] == "memory", errors["mem"]
+    assert errors["cpu"] and "CPU time limit (3 s)" in errors["cpu"]["message"], errors["cpu"]
+    assert errors["procs"] and "process limit of 40" in errors["procs"]["message"], errors["procs"]
+    assert errors["file"] and "limit (20 MB)" in errors["file"]["message"], errors["file"]
+    assert errors["output"] and "quota of 50 MB" in errors["output"]["message"], errors["output"]
+    assert errors["log"] is None
+    log = (home / "runs" / "run-log" / "agent.log").read_bytes()
+    assert 20000 <= len(log) < 20200 and b"log truncated" in log
