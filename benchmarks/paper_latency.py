@@ -58,7 +58,7 @@ def main() -> None:
         }))  # fmt: skip
         subprocess.run([sys.executable, "-m", "runtime", "paper", "--session", str(folder)],
                        check=True, capture_output=True, timeout=600)  # fmt: skip
-        got = json.loads((folder / "latency.json").read_text())
+        got = json.loads((folder / "out" / "latency.json").read_text())
         latencies += got
         medians.append(statistics.median(got))
     ms = 1000

@@ -9,3 +9,7 @@ EXAMPLES_DIR = PACKAGE_DIR / "examples"
 # the files of `python -m runtime backtest --out DIR`, read back by the runners
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.json"
+
+# a paper session's folder: it writes only in OUT (rows, state, health socket, latencies)
+PAPER_OUT = "out"
+HEALTH_SOCKET = "health.sock"

@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -32,6 +33,8 @@ from typing import Any
 
 from infra.local.sandbox import Limits, process_alive
 from runtime.files import write_json
+from runtime.paths import HEALTH_SOCKET
+from runtime.paths import PAPER_OUT as OUT
 from workers.ports import PaperConflict, PaperSession, PaperSpec, SessionStatus
 
 SUPERVISOR_FILE = "supervisor.json"
@@ -150,7 +153,7 @@ class LocalPaperCluster:
             sup and process_alive(int(sup))
         ):
             status = SessionStatus.CRASHED  # the supervisor itself is gone
-        sock = folder / "health.sock"
+        sock = folder / OUT / HEALTH_SOCKET
         return PaperSession(
             agent=agent,
             owner=str(doc.get("owner", "")),
@@ -169,14 +172,15 @@ class LocalPaperCluster:
         """The run's place in the FMEL store points into the session's own folder."""
         from runtime.fmel.store import DECISIONS, SUMMARIES
 
-        rows = folder / "fmel" / DECISIONS / run_id
-        summary = folder / "fmel" / SUMMARIES / f"{run_id}.parquet"
+        out = folder / OUT
+        rows = out / "fmel" / DECISIONS / run_id
+        summary = out / "fmel" / SUMMARIES / f"{run_id}.parquet"
         rows.mkdir(parents=True, exist_ok=True)
         summary.parent.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:  # the sandbox runs as a real unprivileged uid: it writes these
             from infra.local.sandbox import SANDBOX_UID
 
-            for path in (folder, folder / "fmel", rows.parent, rows, summary.parent):
+            for path in (out, out / "fmel", rows.parent, rows, summary.parent):
                 os.chown(path, SANDBOX_UID, SANDBOX_UID)
         links = ((self.fmel_dir / DECISIONS / run_id, rows),
                  (self.fmel_dir / SUMMARIES / f"{run_id}.parquet", summary))  # fmt: skip
@@ -188,7 +192,15 @@ class LocalPaperCluster:
 
 
 def health(sock: Path, path: str = "/health", timeout_s: float = 2.0) -> dict[str, Any] | None:
-    """GET a session's health document over its unix socket; None when it does not answer."""
+    """GET a session's health document over its unix socket; None when it does not answer.
+
+    The socket is in the session's own folder: a link there (to another socket of this
+    host) or anything but a socket is never connected to."""
+    try:
+        if not stat.S_ISSOCK(sock.lstat().st_mode):
+            return None
+    except OSError:
+        return None
     conn = _UnixHTTPConnection(str(sock), timeout_s)
     try:
         conn.request("GET", path)
@@ -250,7 +262,10 @@ def supervise(
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    mounts = [Mount(folder, str(folder), writable=True)]
+    # the folder (spec, agent, the supervisor's record and logs) is read-only to the session;
+    # it writes only in its out/ folder, which nothing trusted reads without checking
+    (folder / OUT).mkdir(exist_ok=True)
+    mounts = [Mount(folder, str(folder)), Mount(folder / OUT, str(folder / OUT), writable=True)]
     if spec.get("data_dir"):
         mounts.append(Mount(Path(spec["data_dir"]), spec["data_dir"]))
     env = {**child_env(), "HOME": "/tmp"}  # noqa: S108 - the sandbox's own tmpfs
@@ -269,7 +284,7 @@ def supervise(
         began = time.monotonic()
         _update(folder / SUPERVISOR_FILE, status=SessionStatus.RUNNING.value, pid=child.pid,
                 restarts=restarts)  # fmt: skip
-        code, hung = _wait_watching(child, folder / "health.sock", lambda: stopping)
+        code, hung = _wait_watching(child, folder / OUT / HEALTH_SOCKET, lambda: stopping)
         if stopping:
             break
         if hung:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from runtime.fmel import encoding as enc
@@ -356,6 +357,17 @@ def decision_files(root: Path, run_id: str) -> list[Path]:
     return [p for p in parts if stat.S_ISREG(p.lstat().st_mode)]
 
 
+def _stored_file(path: Path) -> bool:
+    """A regular file, or the store's one link to a paper session's regular file (a link
+    that session made in its folder, to another run's summary say, is not followed)."""
+    try:
+        if path.is_symlink():
+            path = path.parent / os.readlink(path)
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
 def connect(root: Path) -> Any:
     """A DuckDB connection with views ``trading_decisions`` and ``run_summaries``.
 
@@ -386,7 +398,7 @@ def _sql_str(text: str) -> str:
 
 def read_summary(root: Path, run_id: str) -> dict[str, Any] | None:
     path = root / SUMMARIES / f"{run_id}.parquet"
-    if not path.exists():
+    if not _stored_file(path):
         return None
     row: dict[str, Any] = pq.read_table(path).to_pylist()[0]
     row["actions"] = dict(row["actions"] or [])
@@ -400,8 +412,13 @@ def read_rows(
     files = decision_files(root, run_id)
     if not files:
         return []
-    table = pq.ParquetDataset([str(f) for f in files]).read(columns=list(columns or []) or None)
-    table = table.sort_by("bar_number")
+    wanted = list(columns or [])
+    read = [*wanted, "run_id"] if wanted and "run_id" not in wanted else wanted
+    table = pq.ParquetDataset([str(f) for f in files]).read(columns=read or None)
+    # a paper session writes its own parts: rows that claim another run are not this run's
+    table = table.filter(pc.equal(table["run_id"], run_id)).sort_by("bar_number")
+    if wanted and "run_id" not in wanted:
+        table = table.drop_columns(["run_id"])
     if last is not None:
         table = table.slice(max(0, table.num_rows - last))
     rows: list[dict[str, Any]] = table.to_pylist()

@@ -2,15 +2,16 @@
 
     python -m runtime paper --session DIR
 
-``DIR/spec.json`` says what to run (written by the supervisor). The session:
+``DIR/spec.json`` says what to run (written by the supervisor; the session writes only in
+``DIR/out``, the rest of the folder is read-only to it). The session:
 
 - feeds the agent live bars (replay or Alpaca) through backtrader's live machinery, with the
   simulated paper broker (backtrader's own broker: market orders fill at the next bar's
   open, cash and positions tracked) or Alpaca's paper broker;
 - records every decision (FMEL, mode ``PAPER``), flushing rows every couple of seconds; once
-  a batch is stored it writes ``DIR/state.json`` (positions, cash, the last bar handled, open
+  a batch is stored it writes ``DIR/out/state.json`` (positions, cash, the last bar handled, open
   orders, the chain head), so what the state says is always on disk;
-- answers ``GET /health`` and ``GET /ready`` on the unix socket ``DIR/health.sock`` (the
+- answers ``GET /health`` and ``GET /ready`` on the unix socket ``DIR/out/health.sock`` (the
   sandbox has no network to listen on);
 - stops cleanly on SIGTERM: the feed ends, the last rows and the summary are written, exit 0.
 
@@ -41,10 +42,11 @@ import backtrader as bt
 from runtime.files import write_json
 from runtime.paper.feed import Dispatcher, LiveFeed
 from runtime.paper.sources import BarSource
+from runtime.paths import HEALTH_SOCKET, PAPER_OUT
 
 SPEC_FILE = "spec.json"
+OUT = PAPER_OUT  # the session's only writable folder
 STATE_FILE = "state.json"
-HEALTH_SOCKET = "health.sock"
 LATENCY_FILE = "latency.json"
 MODE = "PAPER_TRADE"
 
@@ -78,7 +80,7 @@ class PaperRun:
             start=date.fromisoformat(doc["start"]) if doc.get("start") else None,
             bar_seconds=float(doc.get("bar_seconds", 1.0)),
             data_dir=Path(doc["data_dir"]) if doc.get("data_dir") else None,
-            fmel_dir=session / "fmel",
+            fmel_dir=session / OUT / "fmel",
             agent_version=str(doc.get("agent_version") or ""),
             user_id=str(doc.get("user_id") or ""),
             flush_seconds=float(doc.get("flush_seconds", 2.0)),
@@ -155,11 +157,13 @@ class Monitor(bt.Analyzer):
 class Session:
     def __init__(self, folder: Path, source: BarSource | None = None) -> None:
         self.folder = folder
+        self.out = folder / OUT  # the rest of the folder is the supervisor's, read-only here
+        self.out.mkdir(exist_ok=True)
         self.run = PaperRun.load(folder)
         self.started = time.time()
         self.ready = threading.Event()
         self.stopping = threading.Event()
-        self.resume = find_resume(self.run.fmel_dir or folder / "fmel", self.run.run_id)
+        self.resume = find_resume(self.run.fmel_dir or self.out / "fmel", self.run.run_id)
         self.source = source or self._source()
         self.collector = Collector()
         self.dispatcher = Dispatcher(
@@ -227,7 +231,7 @@ class Session:
         strat = cerebro.run(runonce=False, preload=False, quicknotify=True)[0]
         self.monitor = strat.analyzers.monitor
         self._save_state(final=True)
-        (self.folder / LATENCY_FILE).write_text(json.dumps(self.monitor.latencies))
+        (self.out / LATENCY_FILE).write_text(json.dumps(self.monitor.latencies))
         return 0
 
     def _idle(self) -> None:
@@ -264,7 +268,7 @@ class Session:
             "stopped": final,
             "saved_at": time.time(),
         }
-        write_json(self.folder / STATE_FILE, doc, allow_nan=True)
+        write_json(self.out / STATE_FILE, doc, allow_nan=True)
 
     def _monitor(self) -> Monitor | None:
         if self.monitor is not None:
@@ -300,7 +304,7 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
 
 
 def serve_health(session: Session) -> _UnixHTTPServer:
-    path = session.folder / HEALTH_SOCKET
+    path = session.out / HEALTH_SOCKET
     path.unlink(missing_ok=True)
 
     class Handler(BaseHTTPRequestHandler):
@@ -383,6 +387,6 @@ def main(folder: Path) -> int:
         code = session.run_until_stopped()
     finally:
         server.shutdown()
-        (folder / HEALTH_SOCKET).unlink(missing_ok=True)
+        (folder / OUT / HEALTH_SOCKET).unlink(missing_ok=True)
     print(f"paper session {session.run.run_id} stopped", file=sys.stderr)
     return code

@@ -902,3 +902,25 @@ def test_a_part_that_is_a_link_or_a_fifo_is_never_read(tmp_path: Path) -> None:
     os.mkfifo(folder / "part-00001.parquet")
     assert read_rows(tmp_path, attacker["run_id"]) == []
     assert len(read_rows(tmp_path, victim["run_id"])) == 40
+
+
+def test_a_paper_sessions_links_and_borrowed_rows_are_not_its_record(tmp_path: Path) -> None:
+    """The store links a paper run to its session's folder; what the session puts there is
+    read only as its own: no further link is followed, no other run's rows are taken."""
+    store_root, session = tmp_path / "store", tmp_path / "session"
+    victim = run(S.MinimalStrategy, frames(n=40), out=store_root).fmel
+    assert victim is not None
+    paper = "paper-run-1"
+    rows_dir = session / "trading_decisions" / paper
+    rows_dir.mkdir(parents=True)
+    (session / "run_summaries").mkdir()
+    shutil.copy(decision_files(store_root, victim["run_id"])[0], rows_dir / "part-00000.parquet")
+    victim_summary = store_root / SUMMARIES / f"{victim['run_id']}.parquet"
+    (session / "run_summaries" / f"{paper}.parquet").symlink_to(victim_summary)
+    (store_root / "trading_decisions" / paper).symlink_to(rows_dir)
+    (store_root / SUMMARIES / f"{paper}.parquet").symlink_to(
+        session / "run_summaries" / f"{paper}.parquet"
+    )
+    assert read_rows(store_root, paper) == []
+    assert read_summary(store_root, paper) is None
+    assert read_summary(store_root, victim["run_id"]) is not None

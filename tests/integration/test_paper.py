@@ -108,7 +108,7 @@ def test_a_replay_session_trades_resumes_after_sigkill_and_stops_cleanly(home: P
     assert out.returncode == 0 and "Paper stopped" in out.stdout, out.stdout + out.stderr
     assert status(home)["status"] == "stopped"
     session = home / "paper" / "paper-sma"
-    assert json.loads((session / "state.json").read_text())["stopped"] is True
+    assert json.loads((session / "out" / "state.json").read_text())["stopped"] is True
     assert "stopped" in (session / "session.log").read_text().splitlines()[-1]
 
     # one chain across the restart, every bar once, no order twice
@@ -199,5 +199,45 @@ def test_the_sandbox_settings_reach_a_paper_session(tmp_path: Path) -> None:
         assert "MemoryError" in logs, logs[-2000:]
     finally:
         tradeops(home, "paper", "stop", "big")
+        for pid in processes_mentioning(str(home)):
+            os.kill(pid, signal.SIGKILL)
+
+
+SCRIBBLER = """
+import os
+import backtrader as bt
+
+for name in ("supervisor.json", "session.log", "spec.json"):
+    try:
+        os.remove(name)
+        os.symlink("/etc/hostname", name)
+        print("replaced", name, flush=True)
+    except OSError as exc:
+        print("refused", name, exc.strerror, flush=True)
+
+class Scribbler(bt.Strategy):
+    def next(self):
+        pass
+"""
+
+
+@pytest.mark.slow
+def test_a_session_cannot_touch_its_supervisors_files(tmp_path: Path) -> None:
+    home = tmp_path / "hs"
+    agent = tmp_path / "scribbler.py"
+    agent.write_text(SCRIBBLER)
+    env = {"TRADEOPS_ALLOWED_IMPORTS": "os"}
+    folder = home / "paper" / "paper-scribbler"
+    try:
+        assert tradeops(home, "agents", "add", str(agent), env=env).returncode == 0
+        out = tradeops(home, "paper", "start", "scribbler", "--bar-seconds", "0.05", env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        wait_for(lambda: status(home, "scribbler")["health"], 30, "the session's health")
+        logs = tradeops(home, "paper", "logs", "scribbler").stdout
+        for name in ("supervisor.json", "session.log", "spec.json"):
+            assert f"refused {name}" in logs, logs[-2000:]
+            assert not (folder / name).is_symlink()
+    finally:
+        tradeops(home, "paper", "stop", "scribbler")
         for pid in processes_mentioning(str(home)):
             os.kill(pid, signal.SIGKILL)

@@ -50,14 +50,14 @@ def push(api: AlpacaAPI, start: datetime, first: int, count: int) -> None:
 
 def wait_rows(folder: Path, run_id: str, n: int, api: AlpacaAPI) -> list[dict[str, Any]]:
     def enough() -> bool:
-        return len(store.read_rows(folder / "fmel", run_id)) >= n
+        return len(store.read_rows(folder / "out" / "fmel", run_id)) >= n
 
     try:
         api.wait_for(f"{n} FMEL rows", enough, timeout=30)
     except AssertionError:
-        have = store.read_rows(folder / "fmel", run_id)
+        have = store.read_rows(folder / "out" / "fmel", run_id)
         raise AssertionError(f"{len(have)} rows of {n}; last {have[-1:]}") from None
-    return store.read_rows(folder / "fmel", run_id)
+    return store.read_rows(folder / "out" / "fmel", run_id)
 
 
 def test_alpaca_session_orders_fills_and_a_restart_sends_nothing_twice(tmp_path: Path) -> None:
@@ -110,9 +110,9 @@ def test_alpaca_session_orders_fills_and_a_restart_sends_nothing_twice(tmp_path:
         assert [o["side"] for o in api.orders] == ["buy"]
         assert api.positions()["SPY"][0] == 5
     # one chain across the restart; the fills are in the record
-    verified = store.verify_run(folder / "fmel", run_id)
+    verified = store.verify_run(folder / "out" / "fmel", run_id)
     assert verified.ok, verified
     assert [r["bar_number"] for r in got] == list(range(1, len(got) + 1))
     filled = [f for r in got for f in r["fills"]]
     assert filled and filled[0]["size"] == 5 and filled[0]["symbol"] == "SPY"
-    assert "ALPACA" not in (folder / "state.json").read_text()
+    assert "ALPACA" not in (folder / "out" / "state.json").read_text()
