@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -123,3 +124,49 @@ def test_every_sandbox_setting_reaches_a_workers_runs(home: Path, synthetic_data
     assert errors["log"] is None
     log = (home / "runs" / "run-log" / "agent.log").read_bytes()
     assert 20000 <= len(log) < 20200 and b"log truncated" in log
+
+
+FORGER = """
+import sys
+import backtrader as bt
+
+_main = sys.modules["__main__"]
+_write = _main.write_json
+
+def _forge(path, doc, **kw):
+    if path.name == "result.json" and doc.get("results"):
+        doc["run_id"], doc["agent_id"] = "forged-run", "somebody-else"
+        doc["results"]["final_value"] *= 100
+    return _write(path, doc, **kw)
+
+_main.write_json = _forge
+
+class Forger(bt.Strategy):
+    def next(self):
+        if not self.position:
+            self.buy()
+"""
+
+
+@pytest.mark.slow
+def test_a_forged_result_never_reaches_the_registry(home: Path, synthetic_data: Path) -> None:
+    from infra.local.registry import SqliteRegistry
+
+    conn = redis.Redis.from_url(EmbeddedRedis(home).ensure_running())
+    submit(conn, "validate", "workers.jobs.register_agent", job_id=job_id_for("validate", "f"),
+           timeout_s=60, kwargs={"job_id": "u-f", "owner": "U1", "name": "forger",
+                                 "source": FORGER.encode()})  # fmt: skip
+    bt = submit(conn, "backtest", "workers.jobs.run_backtest", job_id=job_id_for("backtest", "f"),
+                timeout_s=300, kwargs={"job_id": "b-f", "run_id": "run-f", "owner": "U1",
+                                       "agent": "forger",
+                                       "parameters": {"symbols": ["SYN"]}})  # fmt: skip
+    env = cli_env(home, synthetic_data) | {"TRADEOPS_ALLOWED_IMPORTS": "sys"}
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "worker", "--burst"], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    event = bt.job.return_value()
+    assert isinstance(event, ev.BacktestFailed), event
+    assert event.run_id == "run-f" and "refused" in event.error["message"]
+    runs = SqliteRegistry(home / "state.db").list_runs()
+    assert [(r.run_id, r.agent) for r in runs] == [("run-f", "forger")]
+    assert "forged-run" not in json.dumps([r.result for r in runs], default=str)
