@@ -4,6 +4,7 @@ intact and no order repeated, and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -146,16 +147,26 @@ class Hangs(bt.Strategy):
 """
 
 
-@pytest.mark.slow
-def test_a_hung_session_is_reported_and_restarted(tmp_path: Path) -> None:
-    home = tmp_path / "hh"
-    agent = tmp_path / "hangs.py"
-    agent.write_text(HANGS)
-    env = {"TRADEOPS_PAPER_HEALTH_S": "0.5"}
+@contextlib.contextmanager
+def session_of(tmp_path: Path, name: str, source: str, env: dict[str, str]) -> Iterator[Path]:
+    """A home where agent ``name`` (``source``) paper-trades with ``env``; stopped after."""
+    home = tmp_path / "h"  # short: the health socket path must fit in 107 bytes
+    agent = tmp_path / f"{name}.py"
+    agent.write_text(source)
     try:
         assert tradeops(home, "agents", "add", str(agent), env=env).returncode == 0
-        out = tradeops(home, "paper", "start", "hangs", "--bar-seconds", "0.05", env=env)
+        out = tradeops(home, "paper", "start", name, "--bar-seconds", "0.05", env=env)
         assert out.returncode == 0, out.stdout + out.stderr
+        yield home
+    finally:
+        tradeops(home, "paper", "stop", name)
+        for pid in processes_mentioning(str(home)):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_hung_session_is_reported_and_restarted(tmp_path: Path) -> None:
+    with session_of(tmp_path, "hangs", HANGS, {"TRADEOPS_PAPER_HEALTH_S": "0.5"}) as home:
         doc = wait_for(lambda: (s := status(home, "hangs"))["restarts"] >= 1 and s, 60,
                        "a restart of the hung session")  # fmt: skip
         from infra.local.notifier import RedisNotifier
@@ -167,10 +178,6 @@ def test_a_hung_session_is_reported_and_restarted(tmp_path: Path) -> None:
         assert news and news[0].health["status"] == "unhealthy"
         sup = json.loads((home / "paper" / "paper-hangs" / "supervisor.json").read_text())
         assert sup["last_problem"] == "stopped answering /health"
-    finally:
-        tradeops(home, "paper", "stop", "hangs")
-        for pid in processes_mentioning(str(home)):
-            os.kill(pid, signal.SIGKILL)
 
 
 BIG = """
@@ -186,21 +193,10 @@ class Big(bt.Strategy):
 
 @pytest.mark.slow
 def test_the_sandbox_settings_reach_a_paper_session(tmp_path: Path) -> None:
-    home = tmp_path / "hm"
-    agent = tmp_path / "big.py"
-    agent.write_text(BIG)
-    env = {"TRADEOPS_SANDBOX_MEMORY_MB": "1500"}
-    try:
-        assert tradeops(home, "agents", "add", str(agent), env=env).returncode == 0
-        out = tradeops(home, "paper", "start", "big", "--bar-seconds", "0.05", env=env)
-        assert out.returncode == 0, out.stdout + out.stderr
+    with session_of(tmp_path, "big", BIG, {"TRADEOPS_SANDBOX_MEMORY_MB": "1500"}) as home:
         wait_for(lambda: status(home, "big")["restarts"] >= 1, 60, "the session to crash")
         logs = tradeops(home, "paper", "logs", "big").stdout
         assert "MemoryError" in logs, logs[-2000:]
-    finally:
-        tradeops(home, "paper", "stop", "big")
-        for pid in processes_mentioning(str(home)):
-            os.kill(pid, signal.SIGKILL)
 
 
 SCRIBBLER = """
@@ -223,21 +219,10 @@ class Scribbler(bt.Strategy):
 
 @pytest.mark.slow
 def test_a_session_cannot_touch_its_supervisors_files(tmp_path: Path) -> None:
-    home = tmp_path / "hs"
-    agent = tmp_path / "scribbler.py"
-    agent.write_text(SCRIBBLER)
     env = {"TRADEOPS_ALLOWED_IMPORTS": "os"}
-    folder = home / "paper" / "paper-scribbler"
-    try:
-        assert tradeops(home, "agents", "add", str(agent), env=env).returncode == 0
-        out = tradeops(home, "paper", "start", "scribbler", "--bar-seconds", "0.05", env=env)
-        assert out.returncode == 0, out.stdout + out.stderr
+    with session_of(tmp_path, "scribbler", SCRIBBLER, env) as home:
         wait_for(lambda: status(home, "scribbler")["health"], 30, "the session's health")
         logs = tradeops(home, "paper", "logs", "scribbler").stdout
         for name in ("supervisor.json", "session.log", "spec.json"):
             assert f"refused {name}" in logs, logs[-2000:]
-            assert not (folder / name).is_symlink()
-    finally:
-        tradeops(home, "paper", "stop", "scribbler")
-        for pid in processes_mentioning(str(home)):
-            os.kill(pid, signal.SIGKILL)
+            assert not (home / "paper" / "paper-scribbler" / name).is_symlink()
