@@ -484,7 +484,7 @@ class FMELRecorder(bt.Analyzer):
         self._count(action, ts_us)
         if self._writer is None:
             return
-        self._writer.write_batch(
+        table = self._writer.batch_table(
             matrix=matrix,
             access_codes=np.asarray(access, dtype=np.int64),
             access_patterns=[p[1] for p in patterns],
@@ -494,6 +494,7 @@ class FMELRecorder(bt.Analyzer):
             state_hex=state_hex,
             chained_hex=chained_hex,
         )
+        self._writer.write_part(table)
         if self.p.on_flush is not None:
             self._writer.write_summary(self.summary(), [])
             self.p.on_flush(self._head, b.first_bar + n - 1, self._last_ts)

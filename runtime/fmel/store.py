@@ -164,29 +164,8 @@ class BatchWriter:
         self._ind_names = list(header.indicators)
         self._access_cache = pa.array([], pa.list_(ACCESS_T))
 
-    def write_batch(
-        self,
-        *,
-        matrix: np.ndarray,
-        access_codes: np.ndarray,
-        access_patterns: list[list[dict[str, Any]]],
-        orders: Mapping[int, list[tuple[Any, ...]]],
-        fills: Mapping[int, list[tuple[Any, ...]]],
-        logs: Mapping[int, list[str]],
-        state_hex: bytes,
-        chained_hex: bytes,
-    ) -> Path:
-        """Write one batch as the run's next part file."""
-        table = self._batch_table(
-            matrix=matrix,
-            access_codes=access_codes,
-            access_patterns=access_patterns,
-            orders=orders,
-            fills=fills,
-            logs=logs,
-            state_hex=state_hex,
-            chained_hex=chained_hex,
-        )
+    def write_part(self, table: pa.Table) -> Path:
+        """Write one batch's table (:meth:`batch_table`) as the run's next part file."""
         path = self.run_dir / f"part-{self._part:05d}.parquet"
         self._part += 1
         write_table(table, path)
@@ -197,7 +176,7 @@ class BatchWriter:
         flush of a live session does not pay for pyarrow's first use (tens of ms)."""
         width = enc.N_HEAD + len(self._ind_names) + 3 * self._nsym
         sym = self.header.symbols[0] if self.header.symbols else "?"
-        table = self._batch_table(
+        table = self.batch_table(
             matrix=np.ones((1, width)),
             access_codes=np.zeros(1, dtype=np.int64),
             access_patterns=[[{"symbol": sym, "fields": ["close"], "lookback": 0, "lookahead": 0}]],
@@ -213,7 +192,7 @@ class BatchWriter:
                    "last_bar_us": None, "genesis": "", "chain_head": ""}  # fmt: skip
         _write_parquet(self._summary_table(summary, []), pa.BufferOutputStream())
 
-    def _batch_table(
+    def batch_table(
         self,
         *,
         matrix: np.ndarray,
