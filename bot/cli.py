@@ -87,11 +87,21 @@ def _fraction(text: str) -> float:
 
 
 # ----------------------------------------------------------------------- parser
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tradeops")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="tradeops",
         description="Backtest, paper-trade and explain backtrader agents.",
     )
+    ap.add_argument("--version", action="version", version=f"tradeops {_version()}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     b = sub.add_parser("backtest", help="backtest an agent file", description=(
@@ -853,6 +863,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tradeops: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tradeops runs | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit
+        return 0
 
 
 if __name__ == "__main__":

@@ -69,9 +69,8 @@ def format_result(doc: Mapping[str, Any]) -> str:
     ]  # fmt: skip
     for check in doc.get("data_checks") or ():
         rows.append(("Data check", check["message"]))
-    for warning in doc.get("warnings") or ():
-        rows.append(("Warning", str(warning)))
-    lines = [head] + [f"  {k:<15} {v}" for k, v in rows]
+    warnings = [f"  ⚠ {w}" for w in doc.get("warnings") or ()]  # first: they change the reading
+    lines = [head, *warnings] + [f"  {k:<15} {v}" for k, v in rows]
     lines += _fmel_lines(doc)
     if doc.get("chart"):
         lines.append(f"Chart  {doc['chart']}")

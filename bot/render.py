@@ -685,10 +685,10 @@ def _result_draft(doc: Mapping[str, Any], fmel_rows: Sequence[Mapping[str, Any]]
     parts = _compact([
         _header(f"Backtest · {doc.get('agent_id')}" + (f" · {strategy}" if strategy else "")),
         _context(_run_line(doc)),
+        _warnings(doc),  # first: they change how every figure below reads
         _fields(_metrics(r)),
         *_breakdown(doc),
         _data_checks(doc),
-        _warnings(doc),
         *_fmel_parts(doc, fmel_rows),
         _context(_monitoring_line(doc)),
         _actions(_again_button(doc), _paper_button(doc)),

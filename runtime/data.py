@@ -17,7 +17,7 @@ import re
 import warnings
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -70,9 +70,14 @@ class DataCheck:
     kind: CheckKind
     count: int
     message: str
+    # the bars it concerns (epoch ns, first and last) when that is known: a check outside a
+    # backtest's window is not that backtest's news
+    span: tuple[int, int] | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        out = asdict(self)
+        del out["span"]
+        return out
 
 
 # eq=False: a generated __eq__/__hash__ would compare DataFrames, which raises.
@@ -363,7 +368,8 @@ def _drop_stray_rows(symbol: str, rows: _Rows) -> tuple[_Rows, DataCheck | None]
         f"{symbol}: {_plural(count, 'stray row')} before {_fmt(kept.dates[0], daily)} "
         f"dropped ({dropped})"
     )
-    return kept, DataCheck(symbol, "stray_rows", count, message)
+    span = (int(rows.dates[0]), int(rows.dates[count - 1]))
+    return kept, DataCheck(symbol, "stray_rows", count, message, span)
 
 
 def _find_gaps(symbol: str, dates: np.ndarray) -> DataCheck | None:
@@ -424,7 +430,26 @@ def _window(data: SymbolData, start: date | None, end: date | None) -> SymbolDat
             f"no bars for {data.symbol} {_describe_window(start, end)} "
             f"(data covers {index[0].date()} to {index[-1].date()})"
         )
-    return SymbolData(data.symbol, data.frame[keep], data.checks)
+    kept = data.frame[keep]
+    return SymbolData(data.symbol, kept, _checks_within(data, kept, first, after))
+
+
+def _checks_within(
+    data: SymbolData, kept: pd.DataFrame, first: pd.Timestamp, after: pd.Timestamp | None
+) -> tuple[DataCheck, ...]:
+    """The checks that concern the window: gaps found again within it, a check whose bars
+    lie outside it dropped (stray rows from 2018 are no news to a 2022 backtest)."""
+    lo, hi = first.value, (after.value if after is not None else None)
+    out = []
+    for check in data.checks:
+        if check.kind == "gaps":
+            continue
+        span = check.span
+        if span is not None and (span[1] < lo or (hi is not None and span[0] >= hi)):
+            continue
+        out.append(check)
+    gaps = _find_gaps(data.symbol, kept.index.values.astype("datetime64[ns]"))
+    return tuple(out + ([gaps] if gaps is not None else []))
 
 
 def _describe_window(start: date | None, end: date | None) -> str:

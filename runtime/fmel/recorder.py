@@ -182,6 +182,8 @@ class FMELRecorder(bt.Analyzer):
         self._tracker = Tracker()
         self._access_codes: dict[tuple[Any, ...], int] = {(): 0}
         self._last_seen: dict[tuple[int, str], list[int]] = {}
+        self._lookahead: dict[int, list[tuple[str, str, int]]] = {}  # code -> what, how far
+        self._lookahead_bars = 0
         self._last_code = 0
         self._access_patterns: list[tuple[bytes, list[dict[str, Any]]]] = [(b"", [])]
         if self.p.track_data:
@@ -382,6 +384,9 @@ class FMELRecorder(bt.Analyzer):
         if code is None:
             code = self._access_codes[key] = len(self._access_patterns)
             self._access_patterns.append(self._describe_access(key))
+            ahead = [(self._symbols[di], f, hi) for (di, f), _lo, hi in key if hi > 0]
+            if ahead:  # read from bars that had not happened yet: said in the warnings
+                self._lookahead[code] = ahead
         self._last_seen, self._last_code = seen, code
         return code
 
@@ -482,6 +487,9 @@ class FMELRecorder(bt.Analyzer):
         state_hex, chained_hex = enc.hash_rows(matrix, variable, self._head)
         self._head = chained_hex[-64:].decode("ascii")
         self._count(action, ts_us)
+        if self._lookahead:
+            ahead = self._lookahead.copy()
+            self._lookahead_bars += sum(1 for c in access if c in ahead)
         if self._writer is None:
             return
         table = self._writer.batch_table(
@@ -567,8 +575,25 @@ class FMELRecorder(bt.Analyzer):
     def get_analysis(self) -> dict[str, Any]:
         out = self.summary()
         out["path"] = str(self._writer.run_dir) if self._writer is not None else None
-        out["warnings"] = list(self.warnings)
+        out["warnings"] = self._lookahead_warnings() + list(self.warnings)
         return out
+
+    def _lookahead_warnings(self) -> list[str]:
+        if not self._lookahead_bars:
+            return []
+        reads: dict[tuple[str, str], int] = {}
+        for items in self._lookahead.values():
+            for sym, field, ahead in items:
+                reads[(sym, field)] = max(ahead, reads.get((sym, field), 0))
+        what = ", ".join(
+            f"{field} of {sym} {n} bar{'s' if n > 1 else ''} ahead"
+            for (sym, field), n in sorted(reads.items())
+        )
+        return [
+            f"look-ahead: the strategy read future bars on {self._lookahead_bars} of "
+            f"{self._decisions} bars ({what}, e.g. close[1]); figures built on prices not yet "
+            "known cannot be traded"
+        ]
 
 
 @dataclass(frozen=True, slots=True)

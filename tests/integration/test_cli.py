@@ -688,3 +688,12 @@ def test_snooping_agent_is_refused_before_it_runs(runs: Runs) -> None:
     assert doc["error"]["kind"] == "import" and doc["error"]["line"] == 1
     assert "canary" not in out.stdout + out.stderr
     assert not (runs.ctx.home("shared") / "runs" / doc["run_id"] / "agent.log").exists()
+
+
+def test_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    from tests.conftest import run_cli_in
+
+    out = run_cli_in(tmp_path / "home", ["--version"])
+    assert out.code == 0 and out.stdout.strip() == f"tradeops {version('tradeops')}"

@@ -417,11 +417,21 @@ def test_timestamps_are_the_bars_own(tmp_path: Path, start: str, freq: str) -> N
     check_record(outcome, {"SPY": frame})
 
 
-def test_look_ahead_is_recorded(tmp_path: Path) -> None:
-    rows = run(S.LookAheadReader, frames(n=60), out=tmp_path).rows()
+def test_look_ahead_is_recorded_and_said(tmp_path: Path) -> None:
+    outcome = run(S.LookAheadReader, frames(n=60), out=tmp_path)
+    rows = outcome.rows()
     spans = [(a["lookback"], a["lookahead"]) for r in rows for a in r["data_accessed"]]
     assert spans == [(0, 1)] + [(1, 1)] * 58 + [(1, 0)]
     assert all(a["fields"] == ["close"] for r in rows for a in r["data_accessed"])
+    assert outcome.fmel is not None
+    (warning,) = outcome.fmel["warnings"]
+    assert warning.startswith("look-ahead: the strategy read future bars on 59 of 60 bars")
+    assert "close of SPY 1 bar ahead" in warning
+
+
+def test_no_look_ahead_no_warning(tmp_path: Path) -> None:
+    fmel = run(S.MinimalStrategy, frames(n=60), out=tmp_path).fmel
+    assert fmel is not None and fmel["warnings"] == []
 
 
 def test_held_line_is_probed_only_while_recording_data(tmp_path: Path) -> None:

@@ -651,3 +651,14 @@ def test_to_feed_intraday_bars() -> None:
     assert (quarter.p.timeframe, quarter.p.compression) == (bt.TimeFrame.Minutes, 15)
     daily = to_feed(SymbolData("D", synthetic_frame(5, seed=2), ()))
     assert (daily.p.timeframe, daily.p.compression) == (bt.TimeFrame.Days, 1)
+
+
+def test_checks_outside_the_window_are_not_the_windows_news(tmp_path: Path) -> None:
+    spy = load_symbol(DEFAULT_DATA_DIR, "SPY", start=date(2022, 1, 1))
+    assert not [c for c in spy.checks if c.kind == "stray_rows"]
+
+    days = weekdays(10) + weekdays(10, start="2021-06-01")  # a gap in spring 2021
+    write_csv(tmp_path, "MID", [bar(day) for day in days])
+    assert only_check(load_symbol(tmp_path, "MID", end=date(2021, 12, 31)), "gaps").count == 1
+    assert not load_symbol(tmp_path, "MID", start=date(2021, 6, 1)).checks
+    assert "span" not in only_check(load_symbol(tmp_path, "MID"), "gaps").to_dict()
