@@ -74,6 +74,7 @@ def paper_start(
         found = _known_version(s, agent, version)
         spec = _spec(found, owner, _paper_run_id(s, job_id, agent), dict(parameters or {}))
         spec = replace(spec, reply_to=route)
+        _check_data(s, spec)
         session = _own_session(cluster, spec) or _start(cluster, spec)
     except _Refused as refused:
         return _refused_event(refused, job_id=job_id, owner=owner, route=route, agent=agent)
@@ -188,6 +189,20 @@ def _spec(found: AgentVersion, owner: str, run_id: str, params: dict[str, Any]) 
         run_id=run_id, symbols=symbols, cash=cash, feed=chosen, start=start,
         bar_seconds=bar_seconds,
     )  # fmt: skip
+
+
+def _check_data(s: Services, spec: PaperSpec) -> None:
+    """A replay session plays the data folder: what it could not play is refused now, in
+    one line, as a backtest's request is (not after a start that only crashes)."""
+    if spec.feed != "replay":
+        return
+    from runtime import data as market
+
+    start = date.fromisoformat(spec.start) if spec.start else None
+    try:
+        market.load(s.data_dir, list(spec.symbols), start, None)
+    except market.DataError as exc:
+        raise _bad_parameters(str(exc)) from None
 
 
 def _bad_parameters(message: str) -> _Refused:

@@ -33,7 +33,7 @@ from typing import Any
 
 from infra.local.sandbox import Limits, process_alive
 from runtime.files import write_json
-from runtime.paths import HEALTH_SOCKET
+from runtime.paths import CANNOT_START_PREFIX, HEALTH_SOCKET, PAPER_CANNOT_START
 from runtime.paths import PAPER_OUT as OUT
 from workers.ports import PaperConflict, PaperSession, PaperSpec, SessionStatus
 
@@ -275,7 +275,7 @@ def supervise(
     argv = [sys.executable, "-m", "runtime", "paper", "--session", str(folder)]
     restarts = 0
     while not stopping:
-        sandbox.prepare_writable(folder)
+        sandbox.prepare_writable(folder / OUT)
         cmd = sandbox.command(argv, mounts, env, cwd=str(folder), network=network)
         with open(folder / LOG_FILE, "ab") as log:
             child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -290,6 +290,12 @@ def supervise(
         if hung:
             code = -signal.SIGKILL
             _update(folder / SUPERVISOR_FILE, last_problem="stopped answering /health")
+        if code == PAPER_CANNOT_START:  # the same request would fail the same way again
+            reason = _cannot_start_reason(folder / LOG_FILE)
+            _update(folder / SUPERVISOR_FILE, status=SessionStatus.CRASHED.value, pid=None,
+                    stopped_at=time.time(), last_exit=code, last_problem=reason)  # fmt: skip
+            _tell_crash(spec, restarts, code, 0.0, "failed", reason=reason)
+            return 1
         if code == 0:  # the feed ended (a replay played to its end)
             _update(folder / SUPERVISOR_FILE, status=SessionStatus.STOPPED.value, pid=None,
                     stopped_at=time.time())  # fmt: skip
@@ -332,8 +338,26 @@ def _wait_watching(child: subprocess.Popen[bytes], sock: Path, stopping: Any) ->
                 return -signal.SIGKILL, True
 
 
+def _cannot_start_reason(log: Path) -> str:
+    """The session's one line on why it could not start (its own output: bounded text)."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - 8192))
+            tail = f.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        tail = []
+    said = [line for line in tail if line.startswith(CANNOT_START_PREFIX)]
+    return said[-1].removeprefix(CANNOT_START_PREFIX)[:300] if said else "see the session's log"
+
+
 def _tell_crash(
-    spec: dict[str, Any], restarts: int, code: int, wait_s: float, status: str = "crashed"
+    spec: dict[str, Any],
+    restarts: int,
+    code: int,
+    wait_s: float,
+    status: str = "crashed",
+    *,
+    reason: str | None = None,
 ) -> None:
     """An unhealthy session is news for its owner: a PaperHealth event into the thread
     that started it (the bot posts it), or the event stream digests read."""
@@ -355,6 +379,7 @@ def _tell_crash(
                     "restarts": restarts,
                     "restart_in_s": wait_s,
                     "run_id": spec["run_id"],
+                    **({"reason": reason} if reason else {}),
                 },
             )
         )

@@ -50,6 +50,11 @@ class Dispatcher:
         """Bars after ``after`` are wanted; reading begins with the first :meth:`take`."""
         self._after = after
 
+    @property
+    def started(self) -> bool:
+        """Whether bars have begun to flow (backtrader asked for its first)."""
+        return self._started
+
     def _begin(self) -> None:
         self._started = True
         if self.before_start is not None:

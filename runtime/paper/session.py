@@ -31,6 +31,7 @@ import socketserver
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler
@@ -42,7 +43,7 @@ import backtrader as bt
 from runtime.files import write_json
 from runtime.paper.feed import Dispatcher, LiveFeed
 from runtime.paper.sources import BarSource
-from runtime.paths import HEALTH_SOCKET, PAPER_OUT
+from runtime.paths import CANNOT_START_PREFIX, HEALTH_SOCKET, PAPER_CANNOT_START, PAPER_OUT
 
 SPEC_FILE = "spec.json"
 OUT = PAPER_OUT  # the session's only writable folder
@@ -375,7 +376,10 @@ def main(folder: Path) -> int:
     # a bar waits at most this long for the GIL while the FMEL writer thread stores a batch
     # (Python's default is 5 ms a turn, and several threads take turns)
     sys.setswitchinterval(0.001)
-    session = Session(folder)
+    try:
+        session = Session(folder)
+    except Exception as exc:
+        return _cannot_start(exc)
     server = serve_health(session)
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -385,8 +389,20 @@ def main(folder: Path) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         code = session.run_until_stopped()
+    except Exception as exc:
+        if session.dispatcher.started:
+            raise  # it ran: a crash, restarted by the supervisor
+        return _cannot_start(exc)
     finally:
         server.shutdown()
         (folder / OUT / HEALTH_SOCKET).unlink(missing_ok=True)
     print(f"paper session {session.run.run_id} stopped", file=sys.stderr)
     return code
+
+
+def _cannot_start(exc: Exception) -> int:
+    """Failed before its first bar: the whole story in the log, then one line saying why."""
+    traceback.print_exception(exc)
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    print(CANNOT_START_PREFIX + reason, file=sys.stderr, flush=True)
+    return PAPER_CANNOT_START

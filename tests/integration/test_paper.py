@@ -226,3 +226,39 @@ def test_a_session_cannot_touch_its_supervisors_files(tmp_path: Path) -> None:
         for name in ("supervisor.json", "session.log", "spec.json"):
             assert f"refused {name}" in logs, logs[-2000:]
             assert not (home / "paper" / "paper-scribbler" / name).is_symlink()
+
+
+BROKEN = """
+import backtrader as bt
+
+class Broken(bt.Strategy):
+    def __init__(self):
+        raise ValueError("threshold missing")  # before the first bar, every time
+"""
+
+
+@pytest.mark.slow
+def test_a_session_that_cannot_start_is_not_restarted_and_says_why(tmp_path: Path) -> None:
+    with session_of(tmp_path, "broken", BROKEN, {}) as home:
+        doc = wait_for(lambda: (s := status(home, "broken"))["status"] == "crashed" and s, 30,
+                       "the session to fail")  # fmt: skip
+        time.sleep(2.0)  # a restart would have come by now (back-off starts at 0.5 s)
+        again = status(home, "broken")
+        assert again["restarts"] == 0 and again["status"] == "crashed"
+        sup = json.loads((home / "paper" / "paper-broken" / "supervisor.json").read_text())
+        assert sup["last_problem"] == "ValueError: threshold missing"
+        from infra.local.notifier import RedisNotifier
+        from infra.local.queue import connect
+        from infra.settings import Settings
+
+        conn = connect(Settings.from_env({"TRADEOPS_HOME": str(home)}))
+        (news,) = RedisNotifier(conn).events(f"paper-broken-{doc['run_id']}")
+        assert news.health["status"] == "failed" and news.health["reason"] == sup["last_problem"]
+
+
+def test_paper_start_refuses_what_the_data_cannot_play(home: Path) -> None:
+    for args in (["--symbols", "FOO"], ["--start", "2031-01-01"]):
+        out = tradeops(home, "paper", "start", "sma", *args)
+        assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr
+        assert "no data for symbol 'FOO'" in out.stdout or "no bars for SPY" in out.stdout
+    assert not (home / "paper" / "paper-sma").exists()  # nothing was started
