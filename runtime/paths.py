@@ -13,6 +13,7 @@ PROGRESS_FILE = "progress.json"
 # a paper session's folder: it writes only in OUT (rows, state, health socket, latencies)
 PAPER_OUT = "out"
 HEALTH_SOCKET = "health.sock"
+PAPER_STATE = "state.json"
 # a paper session's exit status when it cannot start (bad data, an agent that fails before
 # its first bar): the same request fails the same way, so it is not restarted
 PAPER_CANNOT_START = 3

@@ -291,7 +291,7 @@ def _finish(s: Services, run: Run, summary: dict[str, Any]) -> None:
 
 def _session_doc(session: PaperSession, run: Run | None) -> dict[str, Any]:
     """The session as data, with what a reader asks first: its version, P&L and decisions."""
-    health = session.health or {}
+    health = session.health or session.final or {}
     return {
         **asdict(session),
         "status": session.status.value,

@@ -277,6 +277,9 @@ class PaperSession:
     started_at: float
     stopped_at: float | None
     parameters: dict[str, Any]  # symbols, cash, feed, start, bar_seconds of its spec
+    # when it is not running: its last saved state ("equity", "cash", "decisions",
+    # "last_bar", "positions"), so a stopped session still shows how it ended
+    final: dict[str, Any] | None = None
 
 
 class PaperCluster(Protocol):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import math
 import os
 import shutil
 import signal
@@ -35,6 +36,7 @@ from infra.local.sandbox import Limits, process_alive
 from runtime.files import write_json
 from runtime.paths import CANNOT_START_PREFIX, HEALTH_SOCKET, PAPER_CANNOT_START
 from runtime.paths import PAPER_OUT as OUT
+from runtime.paths import PAPER_STATE as STATE_FILE
 from workers.ports import PaperConflict, PaperSession, PaperSpec, SessionStatus
 
 SUPERVISOR_FILE = "supervisor.json"
@@ -166,6 +168,7 @@ class LocalPaperCluster:
             started_at=float(doc.get("started_at") or 0.0),
             stopped_at=doc.get("stopped_at"),
             parameters=dict(doc.get("parameters") or {}),
+            final=None if status is SessionStatus.RUNNING else _final_state(folder / OUT),
         )
 
     def _link_fmel(self, folder: Path, run_id: str) -> None:
@@ -189,6 +192,38 @@ class LocalPaperCluster:
             if link.is_symlink() or link.exists():
                 continue
             link.symlink_to(target)
+
+
+def _final_state(out: Path) -> dict[str, Any] | None:
+    """The last state the session saved, read as its own (hostile) output: a regular file,
+    bounded, and only the figures a reader shows."""
+    from workers.collect import Refused, read_regular
+
+    try:
+        raw = read_regular(out, STATE_FILE, 1 << 20)
+        doc = json.loads(raw) if raw else None
+    except (Refused, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+
+    def number(key: str) -> float | None:
+        x = doc.get(key)
+        if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+            return None
+        return float(x)
+
+    positions = doc.get("positions")
+    pairs = list(positions.items())[:100] if isinstance(positions, dict) else []
+    held = {str(sym)[:20]: p for sym, p in pairs if isinstance(p, dict)}
+    last = doc.get("last_bar_time")
+    return {
+        "equity": number("equity"),
+        "cash": number("cash"),
+        "decisions": int(n) if (n := number("last_bar_number")) is not None else None,
+        "last_bar": last[:40] if isinstance(last, str) else None,
+        "positions": {s: {k: p.get(k) for k in ("size", "price")} for s, p in held.items()},
+    }
 
 
 def health(sock: Path, path: str = "/health", timeout_s: float = 2.0) -> dict[str, Any] | None:

@@ -43,11 +43,17 @@ import backtrader as bt
 from runtime.files import write_json
 from runtime.paper.feed import Dispatcher, LiveFeed
 from runtime.paper.sources import BarSource
-from runtime.paths import CANNOT_START_PREFIX, HEALTH_SOCKET, PAPER_CANNOT_START, PAPER_OUT
+from runtime.paths import (
+    CANNOT_START_PREFIX,
+    HEALTH_SOCKET,
+    PAPER_CANNOT_START,
+    PAPER_OUT,
+    PAPER_STATE,
+)
 
 SPEC_FILE = "spec.json"
 OUT = PAPER_OUT  # the session's only writable folder
-STATE_FILE = "state.json"
+STATE_FILE = PAPER_STATE
 LATENCY_FILE = "latency.json"
 MODE = "PAPER_TRADE"
 

@@ -125,6 +125,11 @@ def test_a_replay_session_trades_resumes_after_sigkill_and_stops_cleanly(home: P
     summary = store.read_summary(home / "fmel", run_id)
     assert summary is not None and summary["decisions"] == len(got)
     assert summary["chain_head"] == got[-1]["complete_state_hash"]
+    # a stopped session still says how it ended
+    final = status(home)
+    assert final["pnl"] is not None and final["pnl"]["equity"] > 0, final
+    assert final["decisions"] == len(got)
+    assert "P&L n/a" not in out.stdout
 
 
 def test_paper_commands_answer_in_one_line(home: Path) -> None:
