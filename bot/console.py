@@ -268,6 +268,9 @@ def format_event(event: Any) -> str:
 
 def _format_paper(event: Any) -> str | None:
     kind = event.kind
+    if kind in ("paper_started", "paper_stopped"):
+        x = event.session if kind == "paper_started" else event.summary
+        return _session_sentence("Paper started" if kind == "paper_started" else "Paper stopped", x)
     if kind == "paper_failed":
         err = event.error
         who = f" {event.agent_id}" if event.agent_id else ""
@@ -297,6 +300,24 @@ def _format_paper(event: Any) -> str | None:
                          f"{err.get('kind')}: {err.get('message')}")  # fmt: skip
         return "\n".join(lines)
     return None
+
+
+def _session_sentence(what: str, x: Mapping[str, Any]) -> str:
+    """``Paper stopped · sma v1 · SPY · P&L -28.56 (-0.29%) · 65 decisions · run …``."""
+    p = x.get("parameters") or {}
+    pnl = x.get("pnl")
+    bits = [f"{what} · {x.get('agent')} v{x.get('version') or '?'}",
+            ", ".join(p.get("symbols") or []) or "-",
+            f"{p.get('feed') or 'replay'} feed"
+            + (f" from {p['start']}" if p.get("start") else "")
+            + (f", a bar every {p['bar_seconds']:g} s" if p.get("bar_seconds") else ""),
+            f"cash {_num(p.get('cash'))}"]  # fmt: skip
+    if pnl:
+        bits.append(f"P&L {pnl['pnl']:+,.2f} ({pnl['pnl_pct']:+.2f}%)")
+    if x.get("decisions") is not None:
+        bits.append(f"{x['decisions']} decisions")
+    bits.append(f"run {x.get('run_id') or '-'}")
+    return " · ".join(bits)
 
 
 def _session_row(x: Mapping[str, Any]) -> list[str]:

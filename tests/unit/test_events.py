@@ -71,3 +71,20 @@ def test_extra_fields_from_a_newer_version_are_ignored() -> None:
 def test_no_markup_in_the_model() -> None:
     text = " ".join(e.to_json() for e in SAMPLES)
     assert "*" not in text and "<" not in text  # front-ends format, not jobs
+
+
+def test_paper_start_and_stop_read_as_one_sentence_not_a_dict() -> None:
+    from bot.console import format_event
+
+    session = {"agent": "sma", "version": 2, "status": "stopped", "run_id": "paper-1",
+               "parameters": {"symbols": ["SPY", "QQQ"], "cash": 5000.0, "feed": "replay",
+                              "start": "2024-01-02", "bar_seconds": 1.0},
+               "pnl": {"equity": 5100.0, "cash": 5000.0, "pnl": 100.0, "pnl_pct": 2.0},
+               "decisions": 42}  # fmt: skip
+    stopped = format_event(ev.PaperStopped(job_id="j", agent_id="sma", summary=session))
+    assert stopped == (
+        "Paper stopped · sma v2 · SPY, QQQ · replay feed from 2024-01-02, a bar every 1 s · "
+        "cash 5,000.00 · P&L +100.00 (+2.00%) · 42 decisions · run paper-1"
+    )
+    started = format_event(ev.PaperStarted(job_id="j", agent_id="sma", session=session))
+    assert started.startswith("Paper started · sma v2") and "{" not in started
