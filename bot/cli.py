@@ -210,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Run RQ's cron scheduler with one job per digest in TRADEOPS_DIGESTS "
         "(CHANNEL@HH:MM, UTC, comma-separated); workers on the digest queue run them. "
         "Runs until SIGTERM; several schedulers enqueue each digest once."))  # fmt: skip
+    r = sub.add_parser("redis", help="the embedded Redis of $TRADEOPS_HOME: status or stop",
+                       description=(
+        "The embedded redis-server (started by the first process that needs a queue when "
+        "REDIS_URL is unset) runs until stopped: `tradeops redis stop` shuts it down, its "
+        "queued jobs kept on disk for the next start."))  # fmt: skip
+    r.add_argument("action", choices=["status", "stop"])
     return ap
 
 
@@ -748,6 +754,11 @@ class _ProgressLine:
             print(file=sys.stderr)
 
 
+def _in_home(exc: OSError, settings: Settings) -> bool:
+    """The state folder cannot be made or written (a path that cannot exist, no rights)."""
+    return bool(exc.filename) and str(exc.filename).startswith(str(settings.home))
+
+
 def _expected(exc: Exception) -> bool:
     """Failures a user can act on (the queue is unreachable…): one line, no traceback."""
     import redis
@@ -832,6 +843,23 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     return run_scheduler(settings)
 
 
+def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.local.redis_server import EmbeddedRedis
+
+    if settings.redis_url:
+        raise CliError("REDIS_URL is set: that Redis is not tradeops' to stop")
+    server = EmbeddedRedis(settings.home)
+    pid = server.pid() if server.running() else None
+    if args.action == "stop" and pid is not None:
+        server.stop()
+        print(f"tradeops: stopped the embedded Redis of {settings.home} (pid {pid})")
+    elif pid is not None:
+        print(f"tradeops: the embedded Redis of {settings.home} runs (pid {pid}, {server.url})")
+    else:
+        print(f"tradeops: no embedded Redis runs for {settings.home}")
+    return 0
+
+
 COMMANDS = {
     "backtest": cmd_backtest,
     "fmel": cmd_fmel,
@@ -844,11 +872,13 @@ COMMANDS = {
     "scheduler": cmd_scheduler,
     "bot": cmd_bot,
     "paper": cmd_paper,
+    "redis": cmd_redis,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings: Settings | None = None
     try:
         settings = Settings.from_env()
         return COMMANDS[args.command](args, settings)
@@ -856,6 +886,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tradeops: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        if settings is not None and isinstance(exc, OSError) and _in_home(exc, settings):
+            print(f"tradeops: error: TRADEOPS_HOME {settings.home}: {exc.strerror}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
         if not _expected(exc):
             raise  # a bug: its traceback is what whoever fixes it needs
         print(f"tradeops: error: {exc}", file=sys.stderr)

@@ -148,6 +148,25 @@ def make_handler(bot: Bot) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _bot(settings: Settings, mode: str) -> Bot:
+    """The bot, or one line on why Slack would not have it (bolt checks the token at start)."""
+    from urllib.error import URLError
+
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        return Bot(settings, mode)
+    except SlackApiError as exc:
+        said = exc.response.get("error") if exc.response is not None else exc
+        raise SettingsError(f"SLACK_BOT_TOKEN: Slack refused the bot token ({said})") from None
+    except (URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SettingsError(
+            f"cannot reach Slack at {settings.slack_api_url} ({reason}); check SLACK_API_URL "
+            "and the network"
+        ) from None
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # a burst of commands must not meet a full listen backlog (5)
@@ -155,7 +174,7 @@ class Server(ThreadingHTTPServer):
 
 def run_http(settings: Settings, port: int, host: str = "0.0.0.0") -> int:  # noqa: S104
     settings.require("slack_bot_token", "slack_signing_secret")
-    bot = Bot(settings, "http")
+    bot = _bot(settings, "http")
     server = Server((host, port), make_handler(bot))
     bot.start_delivery()
     _stop_on_signals(server.shutdown)
@@ -177,7 +196,7 @@ def run_socket(settings: Settings) -> int:
     settings.require("slack_bot_token", "slack_app_token")
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    bot = Bot(settings, "socket")
+    bot = _bot(settings, "socket")
     handler = SocketModeHandler(bot.app, settings.slack_app_token, web_client=bot.client)
     bot.start_delivery()
     done = threading.Event()

@@ -697,3 +697,36 @@ def test_version(tmp_path: Path) -> None:
 
     out = run_cli_in(tmp_path / "home", ["--version"])
     assert out.code == 0 and out.stdout.strip() == f"tradeops {version('tradeops')}"
+
+
+def test_an_uncreatable_home_is_one_line(tmp_path: Path) -> None:
+    from tests.conftest import run_cli_in
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = run_cli_in(blocker / "home", ["agents", "list"])
+    assert out.code == 2 and "Traceback" not in out.stderr
+    said = f"tradeops: error: TRADEOPS_HOME {blocker / 'home'}: Not a directory"
+    assert out.stderr.strip() == said
+
+
+def test_slack_unreachable_at_start_is_one_line(tmp_path: Path) -> None:
+    from tests.conftest import run_cli_in
+
+    env = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s",
+           "SLACK_API_URL": "http://127.0.0.1:9/api/"}  # fmt: skip
+    out = run_cli_in(tmp_path / "home", ["bot", "--http", "--port", "0"], env=env, timeout=60)
+    assert out.code == 2 and "Traceback" not in out.stderr
+    assert "tradeops: error: cannot reach Slack at http://127.0.0.1:9/api/" in out.stderr
+
+
+def test_the_embedded_redis_can_be_stopped(redis_home: Path) -> None:
+    from infra.local.redis_server import EmbeddedRedis
+    from tests.conftest import run_cli_in
+
+    EmbeddedRedis(redis_home).ensure_running()
+    assert "runs (pid" in run_cli_in(redis_home, ["redis", "status"]).stdout
+    stopped = run_cli_in(redis_home, ["redis", "stop"])
+    assert stopped.code == 0 and "stopped the embedded Redis" in stopped.stdout
+    assert not EmbeddedRedis(redis_home).running()
+    assert "no embedded Redis runs" in run_cli_in(redis_home, ["redis", "status"]).stdout
