@@ -19,7 +19,7 @@ from datetime import date
 from typing import Any, Literal
 
 from workers import events as ev
-from workers.jobs import Services, emit, services
+from workers.jobs import Services, emit, services, unknown_version
 from workers.ports import (
     AgentVersion,
     PaperCluster,
@@ -120,7 +120,7 @@ def paper_status(
     try:
         cluster = _cluster(s)
         if agent and s.registry.get_agent(agent) is None:
-            raise _unknown_agent(agent)
+            raise _unknown_agent(s, agent)
     except _Refused as refused:
         return _refused_event(refused, job_id=job_id, owner=owner, route=route, agent=agent or "")
     sessions = [_session_doc(x, s.registry.get_run(x.run_id)) for x in cluster.status(agent)]
@@ -137,19 +137,18 @@ def _cluster(s: Services) -> PaperCluster:
     return s.cluster
 
 
-def _unknown_agent(agent: str, version: int | None = None) -> _Refused:
-    which = f"{agent}@v{version}" if version else agent
+def _unknown_agent(s: Services, agent: str, version: int | None = None) -> _Refused:
     return _Refused(
         "validation",
-        f"no agent {which}: upload it first",
-        "Upload the agent file, then start paper trading again.",
+        unknown_version(s, agent, version),
+        "Upload the agent file (or name a version it has), then start paper trading again.",
     )
 
 
 def _known_version(s: Services, agent: str, version: int | None) -> AgentVersion:
     found = s.registry.get_version(agent, version)
     if found is None:
-        raise _unknown_agent(agent, version)
+        raise _unknown_agent(s, agent, version)
     return found
 
 
@@ -262,7 +261,8 @@ def _spec_parameters(spec: PaperSpec) -> dict[str, Any]:
 def _stop(s: Services, cluster: PaperCluster, agent: str) -> PaperSession:
     found = cluster.status(agent)
     if not found:
-        raise _unknown_agent(agent) if s.registry.get_agent(agent) is None else _not_running(agent)
+        known = s.registry.get_agent(agent) is not None
+        raise _not_running(agent) if known else _unknown_agent(s, agent)
     if found[0].status is not SessionStatus.STOPPED:  # running, starting, or crashed
         try:
             return cluster.stop(agent)

@@ -106,10 +106,9 @@ def run_backtest(
     params = dict(parameters or {})
     found = s.registry.get_version(agent, version)
     if found is None:
-        which = f"{agent}@v{version}" if version else agent
         error = {
             "kind": "validation",
-            "message": f"no agent {which}: upload it first",
+            "message": unknown_version(s, agent, version),
             "hint": "Upload the agent file, then run the backtest again.",
             "line": None,
         }
@@ -164,6 +163,14 @@ def run_backtest(
     return emit(
         ev.BacktestFinished(job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, result=doc)
     )
+
+
+def unknown_version(s: Services, agent: str, version: int | None) -> str:
+    """Why ``agent[@vN]`` is not there: no such agent, or no such version of one."""
+    latest = s.registry.get_version(agent, None) if version else None
+    if latest is not None:
+        return f"{agent} has no version {version} (its latest is v{latest.version})"
+    return f"no agent {agent}: upload it first"
 
 
 def _date(text: Any) -> Any:

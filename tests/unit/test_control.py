@@ -141,7 +141,8 @@ def test_start_a_given_version_with_defaults(world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    ("agent", "version", "named"), [("nope", None, "nope"), ("sma", 9, "sma@v9")]
+    ("agent", "version", "named"),
+    [("nope", None, "nope"), ("sma", 9, "sma has no version 9 (its latest is v")],
 )
 def test_start_an_unknown_agent_or_version_fails(
     world: World, agent: str, version: int | None, named: str

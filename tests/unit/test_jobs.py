@@ -115,7 +115,7 @@ def test_unknown_agent(wired: Any) -> None:
     _, _, runner = wired({"error": None})
     out = jobs.run_backtest(job_id="j", run_id="r", owner="U1", agent="ghost", version=3)
     assert isinstance(out, ev.BacktestFailed)
-    assert "ghost@v3" in out.error["message"]
+    assert out.error["message"] == "no agent ghost: upload it first"
     assert runner.requests == []
 
 
