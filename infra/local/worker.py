@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
@@ -59,12 +61,14 @@ class Worker(SimpleWorker):
             target=self._beat, args=(job, execution, stop), name="rq-heartbeat", daemon=True
         )
         beats.start()
+        began = time.monotonic()
         try:
             self.perform_job(job, queue, execution)
         finally:
             stop.set()
             beats.join()
         self.set_state(WorkerStatus.IDLE)
+        print(job_line(job, time.monotonic() - began), file=sys.stderr, flush=True)
 
     def _beat(self, job: Job, execution: Execution, stop: threading.Event) -> None:
         while not stop.wait(self.heartbeat_s):
@@ -72,6 +76,24 @@ class Worker(SimpleWorker):
                 self.maintain_heartbeats(job, execution)
             except redis.RedisError as exc:  # Redis away for a moment: try on the next beat
                 log.warning("worker %s: heartbeat for job %s failed: %s", self.name, job.id, exc)
+
+
+def job_line(job: Job, seconds: float) -> str:
+    """One line per job for the operator: what ran, for which agent, how it ended, how long."""
+    kwargs = job.kwargs or {}
+    work = (job.func_name or "?").rsplit(".", 1)[-1]
+    who = kwargs.get("agent") or kwargs.get("name") or kwargs.get("channel") or "-"
+    try:
+        result = job.return_value()
+    except Exception:  # an old or unreadable result: the status says enough
+        result = None
+    if result is not None and hasattr(result, "kind"):
+        error = getattr(result, "error", None)
+        outcome = result.kind + (f" ({error.get('kind')})" if isinstance(error, dict) else "")
+    else:
+        outcome = str(job.get_status(refresh=True) or "?")
+    run = kwargs.get("run_id") or job.id
+    return f"tradeops worker: {work} {who} {run}: {outcome} in {seconds:.2f} s"
 
 
 def on_job_failure(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,10 @@ def test_a_burst_worker_registers_and_backtests(home: Path, synthetic_data: Path
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "tradeops worker: queues validate, backtest" in done.stderr
+    # one line a job for the operator: what, for whom, how it ended, how long
+    assert re.search(r"tradeops worker: register_agent sma \S+: agent_registered in \d+\.\d\d s",
+                     done.stderr), done.stderr  # fmt: skip
+    assert re.search(r"run_backtest sma run-w1: backtest_finished in \d+\.\d\d s", done.stderr)
     assert isinstance(up.job.return_value(), ev.AgentRegistered)
     result = bt.job.return_value()
     assert isinstance(result, ev.BacktestFinished), result
