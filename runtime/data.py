@@ -56,7 +56,7 @@ CheckKind = Literal["unsorted", "duplicates", "gaps", "stray_rows", "bad_rows"]
 class DataError(ValueError):
     """Bad data request or unreadable data: message is ONE line a user can act on.
 
-    Examples: "no data for symbol 'XYZ' in /path (available: AAPL, GLD, ...)",
+    Examples: "no data for symbol 'XYZ' in the data folder (available: AAPL, GLD, ...)",
     "no bars for SPY between 2030-01-01 and 2030-12-31 (data covers 2020-07-27 to 2025-04-04)",
     "SPY.csv has no usable rows (line 2: bad number 'abc' in column Close)".
     """
@@ -141,7 +141,8 @@ def _missing_error(data_dir: Path, missing: Sequence[str], available: Sequence[s
     else:
         shown = ", ".join(available[:_MAX_LISTED_SYMBOLS])
         hint = f"available: {shown}, ... ({len(available)} in all)"
-    return DataError(f"no data for {what} {names} in {data_dir} ({hint})")
+    # no folder path: the message reaches chat, and the host's layout is nobody's business there
+    return DataError(f"no data for {what} {names} in the data folder ({hint})")
 
 
 def _resolve_files(data_dir: Path, symbols: Sequence[str]) -> dict[str, Path]:

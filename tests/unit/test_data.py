@@ -159,8 +159,7 @@ def test_unknown_symbol_lists_what_is_available() -> None:
 
     message = assert_one_line(error)
     assert message == (
-        f"no data for symbol 'XYZ' in {DEFAULT_DATA_DIR} "
-        "(available: AAPL, GLD, MSFT, QQQ, SPY, TLT)"
+        "no data for symbol 'XYZ' in the data folder (available: AAPL, GLD, MSFT, QQQ, SPY, TLT)"
     )
 
 
