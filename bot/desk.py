@@ -86,6 +86,9 @@ class Desk:
         if self.roles is None:
             return
         found = self._local_services().registry.get_agent(agent) if agent else None
+        if agent and found is None and rule is not policy.check_upload:
+            # a mistake answers only its sender: no thread is opened, nothing is queued
+            raise policy.Refused(f"no agent {agent}: upload it first (see /agents)")
         rule(self.roles, self.user, found)
 
     # ------------------------------------------------------------------ the queue

@@ -260,6 +260,18 @@ def test_malformed_requests_get_a_4xx_and_no_traceback(
     assert stack.post(slash_command_body("/agents", ""))[0] == 200  # the bot lives on
 
 
+def test_an_unknown_agent_answers_only_the_sender(stack: Stack) -> None:
+    before = len(stack.api.calls_to("chat.postMessage"))
+    status, body, _ = stack.command("/backtest", "nosuch SYN", user="U1", channel="C1")
+    assert status == 200
+    doc = json.loads(body)
+    assert doc.get("response_type", "ephemeral") == "ephemeral"
+    assert "no agent nosuch: upload it first" in doc["text"]
+    time.sleep(1.0)
+    posted = stack.api.calls_to("chat.postMessage")[before:]
+    assert not [c for c in posted if "nosuch" in json.dumps(c.args)]
+
+
 def test_usage_errors_are_one_line_replies(stack: Stack) -> None:
     status, body, _ = stack.command("/backtest", "")
     assert status == 200
