@@ -25,6 +25,7 @@ from infra.local.runner import SubprocessRunner
 from infra.local.scheduler import build_scheduler
 from infra.local.worker import Worker
 from infra.settings import Settings
+from runtime.paths import DEFAULT_DATA_DIR
 from tests.conftest import REPO_ROOT, cli_env
 from tests.fakes import InMemoryPaperCluster
 from workers import control, jobs
@@ -89,7 +90,7 @@ def test_a_due_digest_is_enqueued_once_and_a_worker_turns_it_into_a_digest_event
             registry=registry,
             runner=SubprocessRunner(timeout_s=60),
             notifier=notifier,
-            data_dir=tmp_path,
+            data_dir=DEFAULT_DATA_DIR,  # paper start checks its symbols against the data
             fmel_dir=tmp_path / "fmel",
             runs_dir=tmp_path / "runs",
             cluster=cluster,  # the local paper supervisor comes later
