@@ -1,7 +1,8 @@
 """The chat command grammar (DESIGN.md section 4), shared by Slack and the console shell.
 
     /backtest <agent>[@vN] [SYM,SYM…] [start=YYYY-MM-DD] [end=YYYY-MM-DD] [cash=N]
-    /paper-start <agent> [SYM,…] [cash=N]     /paper-stop <agent>     /paper-status [agent]
+    /paper-start <agent>[@vN] [SYM,…] [cash=N] [feed=replay|alpaca] [start=YYYY-MM-DD] [speed=S]
+    /paper-stop <agent>     /paper-status [agent]
     /agents     /runs [agent]     /fmel <agent|run> [last=N] [verify]     /digest     /help
 
 ``parse`` turns a command and its text into a :class:`Command`, or raises
@@ -21,7 +22,10 @@ MAX_SYMBOLS = 20
 
 USAGE: dict[str, str] = {
     "backtest": "/backtest <agent>[@vN] [SYM,SYM…] [start=YYYY-MM-DD] [end=YYYY-MM-DD] [cash=N]",
-    "paper-start": "/paper-start <agent>[@vN] [SYM,…] [cash=N]",
+    "paper-start": (
+        "/paper-start <agent>[@vN] [SYM,…] [cash=N] [feed=replay|alpaca] [start=YYYY-MM-DD] "
+        "[speed=S]"
+    ),
     "paper-stop": "/paper-stop <agent>",
     "paper-status": "/paper-status [agent]",
     "agents": "/agents",
@@ -33,7 +37,10 @@ USAGE: dict[str, str] = {
 
 HELP: dict[str, str] = {
     "backtest": "backtest an agent on daily bars (default SPY, all the data, cash 10000)",
-    "paper-start": "start paper trading an agent (needs the trader role)",
+    "paper-start": (
+        "start paper trading an agent (needs the trader role): replayed bars from start=, "
+        "one every speed= seconds, or Alpaca's live bars with feed=alpaca"
+    ),
     "paper-stop": "stop an agent's paper trading",
     "paper-status": "health, P&L and decisions of paper sessions",
     "agents": "the registered agents and their latest versions",
@@ -57,6 +64,8 @@ class Command:
     start: date | None = None
     end: date | None = None
     cash: float | None = None
+    feed: str | None = None  # /paper-start: replay or alpaca
+    speed: float | None = None  # /paper-start: seconds between replayed bars
     last: int | None = None
     verify: bool = False
 
@@ -71,6 +80,10 @@ class Command:
             out["end"] = self.end.isoformat()
         if self.cash is not None:
             out["cash"] = self.cash
+        if self.feed:
+            out["feed"] = self.feed
+        if self.speed is not None:
+            out["bar_seconds"] = self.speed
         return out
 
 
@@ -165,6 +178,10 @@ def _run_like(name: str, words: list[str], allowed: tuple[str, ...]) -> Command:
             raise UsageError(f"{key}= given twice")
         elif key in ("start", "end"):
             fields[key] = _date(key, value)
+        elif key == "feed":
+            fields[key] = _feed(value)
+        elif key == "speed":
+            fields[key] = _speed(value)
         else:
             fields[key] = _cash(value)
     start, end = fields.get("start"), fields.get("end")
@@ -178,7 +195,26 @@ def _backtest(name: str, words: list[str]) -> Command:
 
 
 def _paper_start(name: str, words: list[str]) -> Command:
-    return _run_like(name, words, ("cash",))
+    return _run_like(name, words, ("cash", "feed", "start", "speed"))
+
+
+FEEDS = ("replay", "alpaca")
+
+
+def _feed(value: str) -> str:
+    if value.lower() not in FEEDS:
+        raise UsageError(f"feed= is {' or '.join(FEEDS)}, got {value!r}")
+    return value.lower()
+
+
+def _speed(value: str) -> float:
+    try:
+        seconds = float(value.lower().removesuffix("s"))
+    except ValueError:
+        raise UsageError(f"speed= expects seconds between bars, got {value!r}") from None
+    if not 0.01 <= seconds <= 86_400:  # also refuses nan and inf
+        raise UsageError(f"speed= must be from 0.01 to 86400 seconds a bar, got {value!r}")
+    return seconds
 
 
 def _one_agent(name: str, words: list[str], *, required: bool) -> Command:

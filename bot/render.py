@@ -840,7 +840,10 @@ def _again_button(doc: Mapping[str, Any]) -> Block | None:
 def _paper_button(doc: Mapping[str, Any]) -> Block | None:
     if not doc.get("agent_id"):
         return None
-    value = {"agent": doc["agent_id"], "version": _version(doc)}
+    p = doc.get("parameters") or {}
+    value = {"agent": doc["agent_id"], "version": _version(doc),
+             "parameters": {"symbols": list(p.get("symbols") or [])[:20],
+                            "cash": p.get("initial_cash")}}  # fmt: skip
     return _button("Start paper trading", PAPER_START, value, style="primary")
 
 

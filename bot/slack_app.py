@@ -312,6 +312,7 @@ class Handlers:
                 "paper_start",
                 agent=agent,
                 version=value.get("version"),
+                parameters=_button_parameters(value),
                 request_id=rid,
                 reply_to=where,
             ),
@@ -405,6 +406,21 @@ def _not_text(source: bytes, limit: int) -> str | None:
     except UnicodeDecodeError:
         return "this is not UTF-8 text"
     return None
+
+
+def _button_parameters(value: dict[str, Any]) -> dict[str, Any]:
+    """The backtest's symbols and cash a "Start paper trading" button carries (a button's
+    value comes back from the client: the job checks them again as any request)."""
+    given = value.get("parameters")
+    given = given if isinstance(given, dict) else {}
+    out: dict[str, Any] = {}
+    symbols = given.get("symbols")
+    if isinstance(symbols, list) and symbols and all(isinstance(x, str) for x in symbols):
+        out["symbols"] = symbols[:20]
+    cash = given.get("cash")
+    if isinstance(cash, int | float) and not isinstance(cash, bool):
+        out["cash"] = float(cash)
+    return out
 
 
 def _json(text: Any) -> dict[str, Any]:

@@ -464,10 +464,10 @@ def test_parked_events_can_be_posted_again(stack: Stack) -> None:
 def test_paper_trading_from_slack_start_status_and_the_stop_button(stack: Stack) -> None:
     ts = upload(stack, "F11", "papered.py", SMA_CROSS.read_bytes(), user="U1", channel="C2")
     registered(stack, ts, channel="C2")
-    status, body, _ = stack.command("/paper-start", "papered SYN cash=5000", user="U1",
-                                    channel="C2")  # fmt: skip
+    status, body, _ = stack.command("/paper-start", "papered SYN cash=5000 speed=0.2",
+                                    user="U1", channel="C2")  # fmt: skip
     assert status == 200 and "trader" not in body
-    root = stack.root_of("/paper-start papered SYN cash=5000", channel="C2")
+    root = stack.root_of("/paper-start papered SYN cash=5000 speed=0.2", channel="C2")
     started = stack.api.wait_for("chat.postMessage", timeout=60,
                                  where=lambda c: c.args.get("thread_ts") == root)[0]  # fmt: skip
     text = json.dumps(started.args)
@@ -487,7 +487,9 @@ def test_paper_trading_from_slack_start_status_and_the_stop_button(stack: Stack)
                                  and "stopped" in json.dumps(c.args).lower())  # fmt: skip
     assert stopped
     session = stack.home / "paper" / "paper-papered"
-    assert json.loads((session / "supervisor.json").read_text())["status"] == "stopped"
+    sup = json.loads((session / "supervisor.json").read_text())
+    assert sup["status"] == "stopped"
+    assert sup["parameters"]["bar_seconds"] == 0.2 and sup["parameters"]["cash"] == 5000
 
 
 @pytest.mark.slow

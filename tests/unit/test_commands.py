@@ -209,6 +209,19 @@ HAPPY = [
         id="paper-start-everything",
     ),
     pytest.param(
+        "/paper-start",
+        "sma SPY feed=Alpaca start=2024-01-02 speed=0.5s",
+        Command(
+            name="paper-start",
+            agent="sma",
+            symbols=("SPY",),
+            feed="alpaca",
+            start=date(2024, 1, 2),
+            speed=0.5,
+        ),
+        id="paper-start-feed-start-speed",
+    ),
+    pytest.param(
         "/paper-start", "sma", Command(name="paper-start", agent="sma"), id="paper-start-bare"
     ),
     pytest.param(
@@ -331,6 +344,12 @@ PARAMETERS = [
         {"symbols": ["QQQ"], "cash": 2500.0},
         id="paper-start",
     ),
+    pytest.param(
+        "/paper-start",
+        "sma feed=replay start=2024-01-02 speed=2",
+        {"feed": "replay", "start": "2024-01-02", "bar_seconds": 2.0},
+        id="paper-start-feed-start-speed",
+    ),
     pytest.param("/paper-stop", "sma", {}, id="paper-stop"),
     pytest.param("/fmel", "sma last=5 verify", {}, id="fmel-has-no-job-parameters"),
     pytest.param("/agents", "", {}, id="agents"),
@@ -452,16 +471,14 @@ ERRORS = [
     ),
     pytest.param(
         "/paper-start",
-        "sma start=2020-01-01",
-        ["unknown option start=", "options: cash"],
-        id="paper-start-no-start",
-    ),
-    pytest.param(
-        "/paper-start",
         "sma END=2020-01-01",
-        ["unknown option end=", "options: cash"],
+        ["unknown option end=", "options: cash, feed, start, speed"],
         id="paper-start-no-end",
     ),
+    pytest.param("/paper-start", "sma feed=ib", ["feed= is replay or alpaca"], id="bad-feed"),
+    pytest.param("/paper-start", "sma speed=fast", ["speed= expects seconds"], id="bad-speed"),
+    pytest.param("/paper-start", "sma speed=0", ["from 0.01 to 86400"], id="speed-zero"),
+    pytest.param("/paper-start", "sma speed=nan", ["from 0.01 to 86400"], id="speed-nan"),
     pytest.param("/backtest", "sma cash=1 cash=2", ["cash= given twice"], id="repeated-cash"),
     pytest.param(
         "/backtest",

@@ -661,7 +661,9 @@ def test_result_buttons_run_again_as_the_command_would_and_start_paper() -> None
     assert value["agent"] == "sma_cross" and value["version"] == 3
     typed = parse("backtest", "sma_cross SPY,QQQ start=2020-07-27 end=2025-04-04 cash=10000")
     assert value["parameters"] == typed.parameters()  # what the job takes, as /backtest says
-    assert json.loads(paper["value"]) == {"agent": "sma_cross", "version": 3}
+    started = parse("paper-start", "sma_cross SPY,QQQ cash=10000").parameters()
+    assert json.loads(paper["value"]) == {"agent": "sma_cross", "version": 3,
+                                          "parameters": started}  # the backtest's, for paper
     assert " " not in again["value"]  # compact
 
 
