@@ -135,7 +135,11 @@ def run_backtest(req: BacktestRequest, progress: Progress | None = None) -> dict
 
 def error_document(req: BacktestRequest, error: RunError) -> dict[str, Any]:
     """A result document for a run that failed outside the runtime (timeout, crash)."""
-    doc = _skeleton(req)
+    return with_error(_skeleton(req), error)
+
+
+def with_error(doc: dict[str, Any], error: RunError) -> dict[str, Any]:
+    """``doc`` (a skeleton) as the document of a run that failed before it could say more."""
     doc["error"] = error.to_dict()
     doc["monitoring"] = {
         "execution_time_s": None,

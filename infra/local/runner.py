@@ -35,7 +35,13 @@ from infra.local.sandbox import (
     remove_cgroup,
 )
 from runtime.agent import file_sha256
-from runtime.backtest import BacktestRequest, error_document, load_and_check, parameters
+from runtime.backtest import (
+    BacktestRequest,
+    error_document,
+    load_and_check,
+    parameters,
+    with_error,
+)
 from runtime.defaults import DEFAULT_TIMEOUT_S
 from runtime.errors import ErrorKind, RunError, RunFailed, make_error
 from runtime.files import write_json
@@ -472,11 +478,7 @@ def _trusted(req: BacktestRequest, bars: list[PreparedSymbol]) -> Trusted:
 
 
 def _failed(trusted: Trusted, error: RunError) -> dict[str, Any]:
-    doc = skeleton(trusted)
-    doc["error"] = error.to_dict()
-    doc["monitoring"] = {"execution_time_s": None, "peak_memory_mb": None, "cpu_avg_pct": None,
-                         "decision_count": 0, "errors": 1}  # fmt: skip
-    return doc
+    return with_error(skeleton(trusted), error)
 
 
 def _take_outputs(
@@ -484,26 +486,27 @@ def _take_outputs(
 ) -> dict[str, Any]:
     """Take the run's decisions and chart out of its box, verified; the document says
     what was stored. A record that does not verify fails the run, and is not stored."""
-    try:
-        record = None if doc["error"] else read_record(box, trusted)
-        if not doc["error"]:
+    record = None
+    if not doc["error"]:  # a failed run has no summary to verify its rows against
+        try:
+            record = read_record(box, trusted)
             check_against_record(doc, record)
-    except Refused as exc:
-        return _failed(trusted, refused_error(str(exc)))
+        except Refused as exc:
+            return _failed(trusted, refused_error(str(exc)))
     if record is not None and req.fmel_dir is not None:
         store_record(req.fmel_dir, req.run_id, record)
-    wanted = doc["chart"] and req.chart_path is not None
+    chart_path = req.chart_path if doc["chart"] else None
     doc["chart"] = None
-    if wanted and req.chart_path is not None:
+    if chart_path is not None:
         try:
             png = read_chart(box)
         except Refused as exc:
             doc["warnings"].append(f"chart not shown: {exc}")
             png = None
         if png is not None:
-            req.chart_path.parent.mkdir(parents=True, exist_ok=True)
-            req.chart_path.write_bytes(png)
-            doc["chart"] = str(req.chart_path)
+            chart_path.parent.mkdir(parents=True, exist_ok=True)
+            chart_path.write_bytes(png)
+            doc["chart"] = str(chart_path)
     return doc
 
 
