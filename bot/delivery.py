@@ -152,8 +152,33 @@ class Deliverer:
             self._once(key, "chart", lambda: self._chart(event))
             return
         message = render.render_event(event)
-        if message is not None:
-            self._once(key, "post", lambda: self._post(where, message))
+        if message is None:
+            return
+        if isinstance(event, ev.PaperHealth) and _is_number(event.health.get("streak")):
+            self._streak(event, message)
+            return
+        self._once(key, "post", lambda: self._post(where, message))
+
+    def _streak(self, event: ev.PaperHealth, message: dict[str, Any]) -> None:
+        """A session's crashes in a row are one message, updated at each crash; news of an
+        earlier crash arriving late (a retried delivery) does not overwrite a later one."""
+        where = event.reply_to
+        slot = f"tradeops:slack:streak:{event.job_id}:{event.health['streak']}"
+        count = event.health.get("in_a_row")
+        n = int(count) if isinstance(count, int | float) else 0
+        known: Any = self.conn.hgetall(slot)
+        ts = (known.get(b"ts") or b"").decode()
+        if ts and n <= int(known.get(b"n") or 0):
+            return
+        if ts:
+            self.client.chat_update(channel=where["channel"], ts=ts, **message)
+        else:
+            posted = self.client.chat_postMessage(
+                channel=where["channel"], thread_ts=where.get("thread_ts"), **message
+            )
+            ts = str(posted["ts"])
+        self.conn.hset(slot, mapping={"ts": ts, "n": n})
+        self.conn.expire(slot, KEEP_S)
 
     def _result(self, event: ev.BacktestFinished) -> dict[str, Any]:
         rows = None
@@ -224,6 +249,10 @@ def redeliver(conn: redis.Redis) -> int:
         conn.xadd(EVENTS_STREAM, {"event": raw if isinstance(raw, bytes | str) else str(raw)})
         moved += 1
     return moved
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 def _retryable(exc: Exception) -> bool:

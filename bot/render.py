@@ -609,13 +609,25 @@ def _paper_started(e: ev.PaperStarted) -> Draft:
 
 def _paper_health(e: ev.PaperHealth) -> Draft:
     h = e.health
-    bits = [f"🩺 {code(e.agent_id)} paper session: *{esc(h.get('status') or 'unknown')}*"]
+    status = str(h.get("status") or "unknown")
+    head = f"🩺 {code(e.agent_id)} paper session: *{esc(status)}*"
+    in_a_row = h.get("in_a_row")
+    if isinstance(in_a_row, int) and in_a_row > 1:
+        head += f" {_plural(in_a_row, 'time')} in a row"
+    bits = [head]
+    if status == "failed":
+        bits += ["not restarted: it fails the same way at every start"]
+    elif _is_number(h.get("restart_in_s")):
+        bits += [f"restarting in {_g(h['restart_in_s'])} s"]
     bits += [f"equity {_num(h['equity'])}"] if "equity" in h else []
     bits += [_plural(h["decisions"], "decision")] if _is_number(h.get("decisions")) else []
+    shown = {"status", "equity", "decisions", "in_a_row", "streak", "restart_in_s", "reason"}
     others = [f"{esc(k)} {_scalar(v)}" for k, v in sorted(h.items())
-              if k not in ("status", "equity", "decisions") and _is_scalar(v)]  # fmt: skip
-    parts = _compact([_section(" · ".join(bits)), _context(" · ".join(others)) if others else None])
-    return parts, f"Paper session {esc(e.agent_id)}: {esc(h.get('status') or 'unknown')}"
+              if k not in shown and _is_scalar(v)]  # fmt: skip
+    reason = f"Why: {esc(h['reason'])}" if isinstance(h.get("reason"), str) else None
+    parts = _compact([_section(" · ".join(bits)), _context(reason) if reason else None,
+                      _context(" · ".join(others)) if others else None])  # fmt: skip
+    return parts, f"Paper session {esc(e.agent_id)}: {esc(status)}"
 
 
 def _is_scalar(x: Any) -> bool:

@@ -18,3 +18,5 @@ PAPER_STATE = "state.json"
 # its first bar): the same request fails the same way, so it is not restarted
 PAPER_CANNOT_START = 3
 CANNOT_START_PREFIX = "tradeops: the session cannot start: "
+# a session that crashes after its first bar says why in one line (then the traceback)
+CRASH_PREFIX = "tradeops: the session crashed: "

@@ -28,13 +28,13 @@ import stat
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from infra.local.sandbox import Limits, process_alive
 from runtime.files import write_json
-from runtime.paths import CANNOT_START_PREFIX, HEALTH_SOCKET, PAPER_CANNOT_START
+from runtime.paths import CANNOT_START_PREFIX, CRASH_PREFIX, HEALTH_SOCKET, PAPER_CANNOT_START
 from runtime.paths import PAPER_OUT as OUT
 from runtime.paths import PAPER_STATE as STATE_FILE
 from workers.ports import PaperConflict, PaperSession, PaperSpec, SessionStatus
@@ -309,6 +309,7 @@ def supervise(
         env |= {k: v for k, v in os.environ.items() if k.startswith("ALPACA_")}
     argv = [sys.executable, "-m", "runtime", "paper", "--session", str(folder)]
     restarts = 0
+    streak = _Streak()
     while not stopping:
         sandbox.prepare_writable(folder / OUT)
         cmd = sandbox.command(argv, mounts, env, cwd=str(folder), network=network)
@@ -326,10 +327,11 @@ def supervise(
             code = -signal.SIGKILL
             _update(folder / SUPERVISOR_FILE, last_problem="stopped answering /health")
         if code == PAPER_CANNOT_START:  # the same request would fail the same way again
-            reason = _cannot_start_reason(folder / LOG_FILE)
+            reason = _said_reason(folder / LOG_FILE, CANNOT_START_PREFIX)
             _update(folder / SUPERVISOR_FILE, status=SessionStatus.CRASHED.value, pid=None,
                     stopped_at=time.time(), last_exit=code, last_problem=reason)  # fmt: skip
-            _tell_crash(spec, restarts, code, 0.0, "failed", reason=reason)
+            streak.crashed(restarts)
+            _tell_crash(spec, restarts, code, 0.0, "failed", reason=reason, streak=streak)
             return 1
         if code == 0:  # the feed ended (a replay played to its end)
             _update(folder / SUPERVISOR_FILE, status=SessionStatus.STOPPED.value, pid=None,
@@ -337,10 +339,15 @@ def supervise(
             return 0
         up = time.monotonic() - began
         restarts += 1
-        wait = BACKOFF_S[0] if up > STABLE_S else BACKOFF_S[min(restarts, len(BACKOFF_S)) - 1]
+        if up > STABLE_S:  # it ran a good while: this crash starts a new streak
+            streak = _Streak()
+        streak.crashed(restarts)
+        wait = BACKOFF_S[min(streak.crashes, len(BACKOFF_S)) - 1]
+        reason = "stopped answering /health" if hung else _said_reason(folder / LOG_FILE)
         _update(folder / SUPERVISOR_FILE, status=SessionStatus.CRASHED.value, pid=None,
-                restarts=restarts, last_exit=code)  # fmt: skip
-        _tell_crash(spec, restarts, code, wait, "unhealthy" if hung else "crashed")
+                restarts=restarts, last_exit=code, last_problem=reason)  # fmt: skip
+        _tell_crash(spec, restarts, code, wait, "unhealthy" if hung else "crashed",
+                    reason=reason, streak=streak)  # fmt: skip
         with open(folder / LOG_FILE, "ab") as log:
             log.write(f"-- session exited with {code}; restart {restarts} in {wait:g} s\n".encode())
         deadline = time.monotonic() + wait
@@ -373,16 +380,30 @@ def _wait_watching(child: subprocess.Popen[bytes], sock: Path, stopping: Any) ->
                 return -signal.SIGKILL, True
 
 
-def _cannot_start_reason(log: Path) -> str:
-    """The session's one line on why it could not start (its own output: bounded text)."""
+def _said_reason(log: Path, prefix: str = CRASH_PREFIX) -> str:
+    """The session's last one-line reason in its log (its own output: bounded text)."""
     try:
         with log.open("rb") as f:
             f.seek(max(0, log.stat().st_size - 8192))
             tail = f.read().decode("utf-8", errors="replace").splitlines()
     except OSError:
         tail = []
-    said = [line for line in tail if line.startswith(CANNOT_START_PREFIX)]
-    return said[-1].removeprefix(CANNOT_START_PREFIX)[:300] if said else "see the session's log"
+    said = [line for line in tail if line.startswith(prefix)]
+    return said[-1].removeprefix(prefix)[:300] if said else "see the session's log"
+
+
+@dataclass
+class _Streak:
+    """Crashes in a row with no stable run between them: one message in the owner's thread,
+    updated at each crash (``first`` is the restart count it began at: its identity)."""
+
+    first: int = -1
+    crashes: int = 0
+
+    def crashed(self, restarts: int) -> None:
+        if self.crashes == 0:
+            self.first = restarts
+        self.crashes += 1
 
 
 def _tell_crash(
@@ -393,6 +414,7 @@ def _tell_crash(
     status: str = "crashed",
     *,
     reason: str | None = None,
+    streak: _Streak | None = None,
 ) -> None:
     """An unhealthy session is news for its owner: a PaperHealth event into the thread
     that started it (the bot posts it), or the event stream digests read."""
@@ -415,6 +437,7 @@ def _tell_crash(
                     "restart_in_s": wait_s,
                     "run_id": spec["run_id"],
                     **({"reason": reason} if reason else {}),
+                    **({"streak": streak.first, "in_a_row": streak.crashes} if streak else {}),
                 },
             )
         )

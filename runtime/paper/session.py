@@ -45,6 +45,7 @@ from runtime.paper.feed import Dispatcher, LiveFeed
 from runtime.paper.sources import BarSource
 from runtime.paths import (
     CANNOT_START_PREFIX,
+    CRASH_PREFIX,
     HEALTH_SOCKET,
     PAPER_CANNOT_START,
     PAPER_OUT,
@@ -396,8 +397,9 @@ def main(folder: Path) -> int:
     try:
         code = session.run_until_stopped()
     except Exception as exc:
-        if session.dispatcher.started:
-            raise  # it ran: a crash, restarted by the supervisor
+        if session.dispatcher.started:  # it ran: a crash, restarted by the supervisor
+            print(CRASH_PREFIX + _one_line(exc), file=sys.stderr, flush=True)
+            raise
         return _cannot_start(exc)
     finally:
         server.shutdown()
@@ -409,6 +411,9 @@ def main(folder: Path) -> int:
 def _cannot_start(exc: Exception) -> int:
     """Failed before its first bar: the whole story in the log, then one line saying why."""
     traceback.print_exception(exc)
-    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-    print(CANNOT_START_PREFIX + reason, file=sys.stderr, flush=True)
+    print(CANNOT_START_PREFIX + _one_line(exc), file=sys.stderr, flush=True)
     return PAPER_CANNOT_START
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]

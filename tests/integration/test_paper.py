@@ -267,3 +267,32 @@ def test_paper_start_refuses_what_the_data_cannot_play(home: Path) -> None:
         assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr
         assert "no data for symbol 'FOO'" in out.stdout or "no bars for SPY" in out.stdout
     assert not (home / "paper" / "paper-sma").exists()  # nothing was started
+
+
+CRASHES = """
+import backtrader as bt
+
+class Crashes(bt.Strategy):
+    def next(self):
+        if len(self) >= 2:
+            raise ZeroDivisionError("the agent divided by zero")
+"""
+
+
+@pytest.mark.slow
+def test_a_crash_says_why_and_crashes_in_a_row_are_one_streak(tmp_path: Path) -> None:
+    with session_of(tmp_path, "crashes", CRASHES, {}) as home:
+        doc = wait_for(lambda: (s := status(home, "crashes"))["restarts"] >= 2 and s, 60,
+                       "two restarts")  # fmt: skip
+        sup = json.loads((home / "paper" / "paper-crashes" / "supervisor.json").read_text())
+        assert sup["last_problem"] == "ZeroDivisionError: the agent divided by zero"
+        from infra.local.notifier import RedisNotifier
+        from infra.local.queue import connect
+        from infra.settings import Settings
+
+        conn = connect(Settings.from_env({"TRADEOPS_HOME": str(home)}))
+        news = RedisNotifier(conn).events(f"paper-crashes-{doc['run_id']}")[:2]
+        assert [n.health["in_a_row"] for n in news] == [1, 2]
+        assert {n.health["streak"] for n in news} == {news[0].health["streak"]}
+        assert news[1].health["reason"] == sup["last_problem"]
+        assert [n.health["restart_in_s"] for n in news] == [0.5, 1.0]  # backing off

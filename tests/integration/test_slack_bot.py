@@ -503,3 +503,33 @@ def test_a_runs_decisions_are_its_owners(stack: Stack) -> None:
     assert status == 200 and "belongs to U1" in body
     status, body, _ = stack.command("/fmel", "private last=3", user="U1", channel="C3")
     assert status == 200 and "belongs" not in body and "FMEL" in body
+
+
+def test_a_crash_streak_is_one_message_updated_in_place(stack: Stack) -> None:
+    import redis as redis_lib
+
+    from infra.local.notifier import RedisNotifier
+    from workers import events as ev
+
+    notifier = RedisNotifier(redis_lib.Redis.from_url(EmbeddedRedis(stack.home).url))
+    where = {"channel": "C6", "thread_ts": "6.1"}
+
+    def crash(streak: int, in_a_row: int, reason: str) -> ev.PaperHealth:
+        return ev.PaperHealth(job_id="paper-loop-r1", agent_id="loop", reply_to=where,
+                              health={"status": "crashed", "exit": 1, "restarts": streak + in_a_row,
+                                      "restart_in_s": 1.0, "run_id": "r1", "reason": reason,
+                                      "streak": streak, "in_a_row": in_a_row})  # fmt: skip
+
+    in_thread = lambda c: c.args.get("channel") == "C6"  # noqa: E731
+    for n in (1, 2, 3):
+        notifier.send(crash(0, n, f"ZeroDivisionError: crash {n}"))
+    said = lambda text: lambda c: in_thread(c) and text in json.dumps(c.args)  # noqa: E731
+    stack.api.wait_for("chat.update", timeout=20, where=said("crash 3"))
+    notifier.send(crash(0, 2, "ZeroDivisionError: crash 2"))  # a late retry of an older one
+    notifier.send(crash(7, 1, "ZeroDivisionError: a new streak"))  # after a stable run
+    stack.api.wait_for("chat.postMessage", timeout=20, where=said("a new streak"))
+    posts = [c for c in stack.api.calls_to("chat.postMessage") if in_thread(c)]
+    updates = [c for c in stack.api.calls_to("chat.update") if in_thread(c)]
+    assert len(posts) == 2  # one message a streak
+    assert len(updates) == 2 and "3 times in a row" in json.dumps(updates[-1].args)
+    assert "Why: ZeroDivisionError: crash 3" in json.dumps(updates[-1].args)
