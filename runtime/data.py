@@ -112,7 +112,8 @@ def normalize_symbol(symbol: str) -> str:
 def _check_dir(data_dir: Path) -> Path:
     path = Path(data_dir)
     if not path.is_dir():
-        raise DataError(f"data folder {path} does not exist or is not a folder")
+        # no host path: the message reaches chat (the operator knows TRADEOPS_DATA_DIR)
+        raise DataError("the data folder (TRADEOPS_DATA_DIR) does not exist or is not a folder")
     return path
 
 
@@ -177,7 +178,8 @@ def _read_raw(path: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{path.name}: cannot parse as CSV ({_first_line(exc)})") from None
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {_first_line(exc)}") from None
+        why = _first_line(exc).replace(str(path), path.name)  # no host path: it reaches chat
+        raise DataError(f"cannot read {path.name}: {why}") from None
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in _REQUIRED_COLUMNS if c not in raw.columns]
     if missing:

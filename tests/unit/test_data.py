@@ -222,7 +222,7 @@ def test_start_after_end_is_an_error() -> None:
 def test_missing_folder_and_no_symbols(tmp_path: Path) -> None:
     with pytest.raises(DataError) as error:
         list_symbols(tmp_path / "nope")
-    assert str(tmp_path / "nope") in assert_one_line(error)
+    assert "TRADEOPS_DATA_DIR" in assert_one_line(error)  # the setting, not a host path
 
     with pytest.raises(DataError) as error:
         load(DEFAULT_DATA_DIR, [])
@@ -661,3 +661,12 @@ def test_checks_outside_the_window_are_not_the_windows_news(tmp_path: Path) -> N
     assert only_check(load_symbol(tmp_path, "MID", end=date(2021, 12, 31)), "gaps").count == 1
     assert not load_symbol(tmp_path, "MID", start=date(2021, 6, 1)).checks
     assert "span" not in only_check(load_symbol(tmp_path, "MID"), "gaps").to_dict()
+
+
+def test_data_errors_name_no_host_path(tmp_path: Path) -> None:
+    from runtime.data import DataError, load
+
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DataError) as caught:
+        load(missing, ["SPY"])
+    assert str(tmp_path) not in str(caught.value) and "TRADEOPS_DATA_DIR" in str(caught.value)
