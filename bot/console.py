@@ -25,6 +25,10 @@ def _num(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:,.{digits}f}"
 
 
+def _signed(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+,.2f}"
+
+
 def format_error(doc: Mapping[str, Any]) -> str:
     err = doc["error"]
     where = f" at line {err['line']}" if err.get("line") else ""
@@ -278,9 +282,18 @@ def _format_paper(event: Any) -> str | None:
     if kind == "paper_status":
         if not event.sessions:
             return "No paper sessions."
-        return format_table(
+        table = format_table(
             ["agent", "version", "status", "restarts", "decisions", "P&L", "run"],
             [_session_row(x) for x in event.sessions],
+        )
+        held = [[x["agent"], symbol, f"{p['size']:g}", _num(p.get("price")),
+                 _num(p.get("last")), _signed(p.get("unrealised"))]
+                for x in event.sessions
+                for symbol, p in (x.get("positions") or {}).items()]  # fmt: skip
+        if not held:
+            return table
+        return table + "\n\nOpen positions\n" + format_table(
+            ["agent", "symbol", "size", "avg price", "last", "unrealised P&L"], held
         )
     if kind == "digest":
         sec = event.sections

@@ -569,6 +569,23 @@ def _session_line(x: Mapping[str, Any]) -> str:
     return " · ".join(bits)
 
 
+def _positions_line(x: Mapping[str, Any]) -> str:
+    """``Open: SPY 12 @ 412.30, last 420.10, unrealised +93.60 · …`` (at most 10)."""
+    held = x.get("positions") or {}
+    if not isinstance(held, Mapping) or not held:
+        return ""
+    bits = []
+    for symbol, p in list(held.items())[:10]:
+        line = f"{esc(symbol)} {_g(p.get('size'))} @ {_num(p.get('price'))}"
+        if _is_number(p.get("last")):
+            line += f", last {_num(p['last'])}"
+        if _is_number(p.get("unrealised")):
+            line += f", unrealised {_signed(p['unrealised'])}"
+        bits.append(line)
+    more = f" · and {len(held) - 10:,} more" if len(held) > 10 else ""
+    return "Open: " + " · ".join(bits) + more
+
+
 def _stop_button(x: Mapping[str, Any]) -> Block | None:
     """Any session that still holds its agent's slot (starting, running, crashed)."""
     if x.get("status") == "stopped" or not x.get("agent"):
@@ -580,7 +597,9 @@ def _paper_status_draft(sessions: Sequence[Mapping[str, Any]]) -> Draft:
     if not sessions:
         text = "No paper sessions. Start one with `/paper-start &lt;agent&gt;`."
         return [_section(text)], "No paper sessions."
-    rows = [[_section(_session_line(x), accessory=_stop_button(x))] for x in sessions]
+    rows = [[_section(_session_line(x), accessory=_stop_button(x))]
+            + ([_context(held)] if (held := _positions_line(x)) else [])
+            for x in sessions]  # fmt: skip
     running = sum(1 for x in sessions if x.get("status") == "running")
     head = f"*Paper sessions* · {_plural(len(sessions), 'session')}, {running:,} running"
     parts: list[Part] = [_section(head), Repeated(rows, noun="paper session")]

@@ -298,6 +298,8 @@ def _session_doc(session: PaperSession, run: Run | None) -> dict[str, Any]:
         "version": None if run is None else run.version,
         "pnl": _pnl(health.get("equity"), None if run is None else run.parameters.get("cash")),
         "decisions": health.get("decisions"),
+        # open positions: size, average price, last close, unrealised P&L (the adapter's)
+        "positions": dict(health.get("positions") or {}),
     }
 
 

@@ -164,7 +164,7 @@ class LocalPaperCluster:
             pid=doc.get("pid"),
             restarts=int(doc.get("restarts", 0)),
             health_url=f"http+unix://{sock}/health",
-            health=health(sock) if status is SessionStatus.RUNNING else None,
+            health=_trusted_health(health(sock)) if status is SessionStatus.RUNNING else None,
             started_at=float(doc.get("started_at") or 0.0),
             stopped_at=doc.get("stopped_at"),
             parameters=dict(doc.get("parameters") or {}),
@@ -206,24 +206,49 @@ def _final_state(out: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(doc, dict):
         return None
-
-    def number(key: str) -> float | None:
-        x = doc.get(key)
-        if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
-            return None
-        return float(x)
-
-    positions = doc.get("positions")
-    pairs = list(positions.items())[:100] if isinstance(positions, dict) else []
-    held = {str(sym)[:20]: p for sym, p in pairs if isinstance(p, dict)}
     last = doc.get("last_bar_time")
+    decisions = _finite(doc.get("last_bar_number"))
     return {
-        "equity": number("equity"),
-        "cash": number("cash"),
-        "decisions": int(n) if (n := number("last_bar_number")) is not None else None,
+        "equity": _finite(doc.get("equity")),
+        "cash": _finite(doc.get("cash")),
+        "decisions": int(decisions) if decisions is not None else None,
         "last_bar": last[:40] if isinstance(last, str) else None,
-        "positions": {s: {k: p.get(k) for k in ("size", "price")} for s, p in held.items()},
+        "positions": _positions(doc.get("positions")),
     }
+
+
+def _trusted_health(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A session's /health answer (it comes from the agent's sandbox) as known, bounded
+    figures only."""
+    if not isinstance(doc, dict):
+        return None
+    texts = {k: v[:80] if isinstance(v := doc.get(k), str) else None
+             for k in ("status", "mode", "run_id", "agent_id", "last_bar")}  # fmt: skip
+    numbers = {k: _finite(doc.get(k)) for k in ("equity", "cash", "uptime")}
+    counts = {k: int(n) if (n := _finite(doc.get(k))) is not None else None
+              for k in ("decisions", "resumed_from_bar")}  # fmt: skip
+    return {**texts, **numbers, **counts, "positions": _positions(doc.get("positions"))}
+
+
+def _positions(raw: Any) -> dict[str, dict[str, float | None]]:
+    """Open positions, at most 100: size, average price, last close and the unrealised P&L
+    this process works out from them."""
+    pairs = list(raw.items())[:100] if isinstance(raw, dict) else []
+    held: dict[str, dict[str, float | None]] = {}
+    for symbol, p in pairs:
+        if not isinstance(p, dict) or (size := _finite(p.get("size"))) is None:
+            continue
+        price, last = _finite(p.get("price")), _finite(p.get("last"))
+        unrealised = None if price is None or last is None else size * (last - price)
+        held[str(symbol)[:20]] = {"size": size, "price": price, "last": last,
+                                  "unrealised": unrealised}  # fmt: skip
+    return held
+
+
+def _finite(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+        return None
+    return float(x)
 
 
 def health(sock: Path, path: str = "/health", timeout_s: float = 2.0) -> dict[str, Any] | None:

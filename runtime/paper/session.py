@@ -145,7 +145,7 @@ class Monitor(bt.Analyzer):
         self.state["equity"] = float(broker.getvalue())
         self.state["cash"] = float(broker.getcash())
         self.state["positions"] = {
-            d._name: {"size": float(p.size), "price": float(p.price)}
+            d._name: {"size": float(p.size), "price": float(p.price), "last": float(d.close[0])}
             for d in strat.datas
             if (p := broker.getposition(d)).size
         }

@@ -80,6 +80,12 @@ def test_a_replay_session_trades_resumes_after_sigkill_and_stops_cleanly(home: P
     # rows are on disk while it runs
     wait_for(lambda: len(rows(home, run_id)) > 50, 30, "FMEL rows while running")
     wait_for(lambda: any(r["fills"] for r in rows(home, run_id)), 60, "a trade")
+    held = wait_for(lambda: status(home)["positions"], 60, "an open position")
+    for p in held.values():  # the unrealised P&L is worked out on the trusted side
+        assert p["unrealised"] == pytest.approx(p["size"] * (p["last"] - p["price"]))
+    said = lambda: tradeops(home, "paper", "status", "sma").stdout  # noqa: E731
+    shown = wait_for(lambda: "Open positions" in (t := said()) and t, 60, "positions shown")
+    assert "unrealised P&L" in shown, shown
 
     # SIGKILL the session (the innermost process in its sandbox): the supervisor restarts it
     before = rows(home, run_id)

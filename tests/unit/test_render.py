@@ -752,6 +752,16 @@ def test_paper_status_has_a_stop_button_for_each_session_holding_its_slot() -> N
     assert "No paper sessions" in shown(render.render_paper_status([]))
 
 
+def test_paper_status_shows_open_positions_with_unrealised_pnl() -> None:
+    held = {"SPY": {"size": 12.0, "price": 412.3, "last": 420.1, "unrealised": 93.6},
+            "QQQ": {"size": -3.0, "price": 300.0, "last": None, "unrealised": None}}  # fmt: skip
+    message = render.render_paper_status([session(positions=held), session("flat")])
+    assert_valid(message)
+    text = shown(message)
+    assert "Open: SPY 12 @ 412.30, last 420.10, unrealised +93.60 · QQQ -3 @ 300.00" in text
+    assert text.count("Open:") == 1  # a flat session has no positions line
+
+
 def test_home_view() -> None:
     view = render.render_home(
         user_id="U1", agents=[agent("sma")], runs=[run(RUN_ID)], sessions=[session()]
