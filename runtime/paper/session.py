@@ -23,7 +23,9 @@ hash chain from the next bar.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import json
 import os
 import signal
@@ -32,6 +34,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler
@@ -236,7 +239,8 @@ class Session:
         # a live feed cannot, and starts after the last bar handled
         live_after = r.last_time if (r and self.run.feed == "alpaca") else None
         self.dispatcher.start(after=live_after)
-        strat = cerebro.run(runonce=False, preload=False, quicknotify=True)[0]
+        with _quiet_replay(cerebro, r.last_us if (r and live_after is None) else None):
+            strat = cerebro.run(runonce=False, preload=False, quicknotify=True)[0]
         self.monitor = strat.analyzers.monitor
         self._save_state(final=True)
         (self.out / LATENCY_FILE).write_text(json.dumps(self.monitor.latencies))
@@ -377,6 +381,55 @@ class Collector:
     def full(self) -> None:
         gc.collect()
         self._last_full = time.monotonic()
+
+
+class _ReplayMuted(io.TextIOBase):
+    """The agent's output while a resumed session replays the bars it had already handled:
+    said the first time, it is dropped, so the log tells each trade once."""
+
+    def __init__(self, stream: Any, replaying: Any) -> None:
+        self.stream, self.replaying = stream, replaying
+
+    def write(self, text: str) -> int:
+        return len(text) if self.replaying() else int(self.stream.write(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return int(self.stream.fileno())
+
+
+@contextlib.contextmanager
+def _quiet_replay(cerebro: bt.Cerebro, until_us: float | None) -> Iterator[None]:
+    if until_us is None:
+        yield
+        return
+    done = False
+
+    def replaying() -> bool:
+        nonlocal done
+        if done:
+            return False
+        strats = getattr(cerebro, "runningstrats", None)
+        if not strats or not len(strats[0]):
+            return False  # setting up: said once per start, as it happens
+        bar_us = bt.num2date(strats[0].datetime[0]).replace(tzinfo=UTC).timestamp() * 1e6
+        done = bar_us > until_us
+        return not done
+
+    saved = sys.stdout, sys.stderr
+    print(f"-- replaying the bars handled before the restart (up to "
+          f"{datetime.fromtimestamp(until_us / 1e6, UTC):%Y-%m-%d %H:%M}); "
+          "the agent's output for them is not repeated", file=sys.stderr, flush=True)  # fmt: skip
+    sys.stdout, sys.stderr = _ReplayMuted(saved[0], replaying), _ReplayMuted(saved[1], replaying)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def main(folder: Path) -> int:
