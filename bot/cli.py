@@ -458,7 +458,7 @@ def cmd_fmel(args: argparse.Namespace, settings: Settings) -> int:
     from runtime.fmel import store as fmel_store
 
     root = settings.fmel_dir
-    run_id = resolve_run_id(root, args.run_id)
+    run_id = resolve_run_id(root, args.run_id, settings)
     if args.verify:
         v = fmel_store.verify_run(root, run_id)
         if args.json:
@@ -482,14 +482,22 @@ def cmd_fmel(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def resolve_run_id(root: Path, wanted: str) -> str:
+def resolve_run_id(root: Path, wanted: str, settings: Settings | None = None) -> str:
+    """``last``, an agent's name (its latest recorded run), a run id or its start."""
     from runtime.fmel import store as fmel_store
 
     ids = fmel_store.run_ids(root)
-    if not ids:
-        raise CliError(f"no FMEL runs under {root} yet: run `tradeops backtest FILE` first")
-    if wanted == "last":
+    if wanted == "last" and ids:
         return max(ids, key=lambda i: (root / fmel_store.DECISIONS / i).stat().st_mtime)
+    if settings is not None and wanted != "last":
+        from bot.desk import Desk, DeskError
+
+        try:
+            return Desk(settings, user=_cli_user()).fmel_run_id(wanted)
+        except DeskError as exc:
+            raise CliError(str(exc)) from None
+    if not ids:
+        raise CliError("no recorded runs yet: run `tradeops backtest AGENT` first")
     if wanted in ids:
         return wanted
     matches = [i for i in ids if i.startswith(wanted)]

@@ -37,6 +37,10 @@ def format_error(doc: Mapping[str, Any]) -> str:
     lines.append(f"  Hint: {err['hint']}")
     if err.get("traceback"):
         lines += ["  " + ln for ln in err["traceback"].splitlines()]
+    kept = (doc.get("fmel") or {}).get("decisions")
+    if kept:
+        lines.append(f"  Its {kept} decision(s) before the failure are recorded: "
+                     f"tradeops fmel {doc['run_id']}")  # fmt: skip
     return "\n".join(lines)
 
 

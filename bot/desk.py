@@ -334,7 +334,7 @@ class Desk:
         from runtime.fmel import store
 
         root = self.settings.fmel_dir
-        run_id = self._fmel_run(target)
+        run_id = self.fmel_run_id(target)
         if self.roles is not None:  # a run's decisions are its agent owner's (and admins')
             run = self._local_services().registry.get_run(run_id)
             if run is None and not self.roles.is_admin(self.user):
@@ -354,16 +354,24 @@ class Desk:
             verification=store.verify_rows(run_id, rows, summary).to_dict() if verify else None,
         )
 
-    def _fmel_run(self, target: str) -> str:
+    def fmel_run_id(self, target: str) -> str:
+        """The run ``target`` names: an agent (its latest recorded run), a run id or its
+        unambiguous start."""
         from runtime.fmel import store
 
         root = self.settings.fmel_dir
         recorded = set(store.run_ids(root))
         registry = self._local_services().registry
         if registry.get_agent(target) is not None:
-            for run in registry.list_runs(target, limit=50):
+            runs = registry.list_runs(target, limit=50)
+            for run in runs:
                 if run.run_id in recorded:
                     return run.run_id
+            if runs:  # it ran, and recorded nothing: say how its latest run ended
+                last = runs[0]
+                why = f": {(last.error or {}).get('message', '')}" if last.error else ""
+                raise DeskError(f"agent {target} has no recorded decisions: its latest run "
+                                f"{last.run_id} is {last.status.value}{why}"[:400])  # fmt: skip
             raise DeskError(f"agent {target} has no recorded run yet: /backtest {target} first")
         if target in recorded:
             return target

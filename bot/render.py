@@ -741,6 +741,11 @@ def _result_text(doc: Mapping[str, Any]) -> str:
 
 def _failed_result_draft(doc: Mapping[str, Any]) -> Draft:
     parts = _error_parts(f"Backtest {code(doc.get('run_id'))} failed", doc["error"])
+    kept = (doc.get("fmel") or {}).get("decisions")
+    if _is_number(kept) and kept:  # the bars before the failure: what led up to it
+        command = code(f"/fmel {doc.get('run_id')}")
+        parts += [_context(f"🧾 Its {_plural(kept, 'decision')} before the failure are recorded:"
+                           f" {command}")]  # fmt: skip
     parts += [_context(_run_line(doc)), _context(_monitoring_line(doc))]
     return (
         parts,

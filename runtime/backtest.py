@@ -129,6 +129,10 @@ def run_backtest(req: BacktestRequest, progress: Progress | None = None) -> dict
     finally:
         for rec in recorder:
             rec.close()
+    if doc["error"] and recorder and recorder[0].kept_after_failure and recorder[0].summary()[
+        "decisions"
+    ]:
+        doc["fmel"] = _fmel_figures(recorder[0].summary())  # the bars before the failure
     doc["monitoring"] = _monitoring(started, doc)
     return doc
 
@@ -273,11 +277,7 @@ def _fill(doc: dict[str, Any], req: BacktestRequest, strat: bt.Strategy) -> None
     metrics = strat.analyzers.tradeops_metrics
     doc["results"] = {key: metrics.get_analysis()[key] for key in RESULT_KEYS}
     fmel = strat.analyzers.fmel.get_analysis()
-    doc["fmel"] = {
-        "decisions": fmel["decisions"],
-        "actions": fmel["actions"],
-        "chain_head": fmel["chain_head"],
-    }
+    doc["fmel"] = _fmel_figures(fmel)
     doc["warnings"] += fmel["warnings"]
     rejected = strat.analyzers.tradeops_progress.get_analysis()["rejected"]
     doc["_orders_rejected"] = rejected
@@ -289,6 +289,10 @@ def _fill(doc: dict[str, Any], req: BacktestRequest, strat: bt.Strategy) -> None
 
         render_equity_chart(dates, values, req.chart_path, title=title, benchmark=benchmark)
         doc["chart"] = str(req.chart_path)
+
+
+def _fmel_figures(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: summary[k] for k in ("decisions", "actions", "chain_head")}
 
 
 def _clock() -> tuple[float, float]:

@@ -487,12 +487,15 @@ def _take_outputs(
     """Take the run's decisions and chart out of its box, verified; the document says
     what was stored. A record that does not verify fails the run, and is not stored."""
     record = None
-    if not doc["error"]:  # a failed run has no summary to verify its rows against
+    if not doc["error"] or doc["fmel"] is not None:  # a failed run may keep its first bars
         try:
             record = read_record(box, trusted)
             check_against_record(doc, record)
         except Refused as exc:
-            return _failed(trusted, refused_error(str(exc)))
+            if not doc["error"]:
+                return _failed(trusted, refused_error(str(exc)))
+            record, doc["fmel"] = None, None  # the run's own failure is the news
+            doc["warnings"].append(f"its decisions were not kept: {exc}")
     if record is not None and req.fmel_dir is not None:
         store_record(req.fmel_dir, req.run_id, record)
     chart_path = req.chart_path if doc["chart"] else None

@@ -133,6 +133,7 @@ class FMELRecorder(bt.Analyzer):
     # close() may run after a start() that failed part-way: it must not mask that failure
     _saved_streams: tuple[Any, Any] | None = None
     _guarded: list[tuple[Any, str]] = []  # noqa: RUF012  # replaced per instance, never mutated
+    kept_after_failure = False  # the run failed and its finished bars were stored
     warnings: list[str] = []  # noqa: RUF012  # same
 
     # ----------------------------------------------------------------- set-up
@@ -552,13 +553,22 @@ class FMELRecorder(bt.Analyzer):
         self._guarded = []
 
     def _abandon(self) -> None:
-        """The run failed: give the streams back, and let the batches already cut reach
-        the store (a failure of the writer now would only hide the run's own)."""
+        """The run failed: give the streams back, and store the decisions of every bar it
+        finished, with their summary, so the record explains what led to the failure. A
+        failure while storing is swallowed: it would only hide the run's own (and the run
+        then has no summary: ``kept_after_failure`` stays False)."""
         self.close()
         background = getattr(self, "_background", None)
-        if background is not None:
-            with contextlib.suppress(Exception):
-                background.finish()
+        if background is None:
+            return
+        with contextlib.suppress(Exception):
+            whole = len(self._c_ind) == len(self._c_rows) * len(self._ind_lines)
+            if whole:  # the failing bar itself has no row: its orders were never placed
+                self._flush()
+            background.finish()
+            if whole and self._writer is not None:
+                self._writer.write_summary(self.summary(), self._log.take())
+                self.kept_after_failure = True
 
     def summary(self) -> dict[str, Any]:
         return {

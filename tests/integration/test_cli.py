@@ -234,12 +234,20 @@ def readable(ctx: Ctx) -> CliResult:
     return ctx.cli("readable", "backtest", SMA_CROSS, "--symbols", "SPY", "--chart", chart)
 
 
-@job("test_agent_exception_points_at_the_agent_line")
+@job("test_agent_exception_points_at_the_agent_line",
+     "test_a_failed_run_keeps_the_decisions_before_its_failure")
 def divider(ctx: Ctx) -> CliResult:
     return ctx.backtest("divider.py", "--json")
 
 
-@job("test_agent_exception_readable")
+@job("test_a_failed_run_keeps_the_decisions_before_its_failure")
+def fmel_of_failed(ctx: Ctx) -> dict[str, CliResult]:
+    ctx.result("divider"), ctx.result("broken")
+    return {"divider": ctx.cli("shared", "fmel", "divider", "--verify"),
+            "broken": ctx.cli("shared", "fmel", "broken")}  # fmt: skip
+
+
+@job("test_agent_exception_readable", "test_a_failed_run_keeps_the_decisions_before_its_failure")
 def broken(ctx: Ctx) -> CliResult:
     return ctx.backtest("broken.py")
 
@@ -524,6 +532,18 @@ def test_agent_exception_points_at_the_agent_line(runs: Runs) -> None:
     assert lines[-1] == "ZeroDivisionError: division by zero"
 
 
+def test_a_failed_run_keeps_the_decisions_before_its_failure(runs: Runs) -> None:
+    doc = json.loads(runs["divider"].stdout)
+    assert doc["error"]["kind"] == "agent" and doc["fmel"]["decisions"] == 5  # bar 6 failed
+    out = runs["fmel_of_failed"]
+    assert out["divider"].code == 0 and f"FMEL {doc['run_id']}: OK · 5 decisions" in out[
+        "divider"].stdout  # fmt: skip
+    # one that failed on its first bar has nothing recorded, and says how its run ended
+    said = out["broken"].stderr
+    assert out["broken"].code == 2 and "has no recorded decisions" in said, said
+    assert "is failed: RuntimeError: bad idea" in said
+
+
 def test_agent_exception_readable(runs: Runs) -> None:
     out = runs["broken"]
     assert out.code == 1
@@ -675,7 +695,7 @@ def test_fmel_without_runs(runs: Runs) -> None:
     out = runs["fmel_without_runs"]
     assert out.code == 2
     assert out.stdout == ""
-    assert out.stderr.startswith("tradeops: error: no FMEL runs")
+    assert out.stderr.startswith("tradeops: error: no recorded runs yet")
 
 
 # --------------------------------------------------------------------- secrets (6)

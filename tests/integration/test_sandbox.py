@@ -449,8 +449,11 @@ def test_identity_parameters_and_data_checks_come_from_the_request(run: Any) -> 
         ('doc["results"]["sharpe_ratio"] = "high"', "results.sharpe_ratio is not a number"),
         ('doc["results"]["bonus"] = 1', "not have exactly the known figures"),
         ('doc["error"] = {"kind": "nope", "message": "x", "hint": "y"}', "error.kind"),
+        ('doc["results"]["trades"].append(dict(doc["results"]["per_symbol"], symbol="XYZ"))',
+         "trades[0] does not have exactly the known fields"),
+        ('doc["results"]["monthly_returns"]["2021-13"] = 1.0', "not a month"),
     ],
-    ids=["figures", "decisions", "type", "unknown-key", "error-kind"],
+    ids=["figures", "decisions", "type", "unknown-key", "error-kind", "trade", "month"],
 )
 def test_a_forged_or_malformed_result_fails_the_run_and_stores_nothing(
     run: Any, home: Path, change: str, why: str
@@ -463,6 +466,43 @@ def test_a_forged_or_malformed_result_fails_the_run_and_stores_nothing(
     assert out.doc["results"] is None
     assert read_rows(home / "fmel", out.doc["run_id"]) == []
     normal_run_still_works(run)
+
+
+FAILS_ON_BAR_6 = """
+
+class FailsLate(bt.Strategy):
+    def next(self):
+        if len(self) == 6:
+            raise ZeroDivisionError("bar six")
+"""
+
+
+def test_a_failed_run_keeps_its_verified_decisions_and_never_forged_ones(
+    run: Any, home: Path
+) -> None:
+    from runtime.fmel.store import read_rows
+
+    kept = run(PRELUDE + FAILS_ON_BAR_6)
+    assert kept.kind == "agent" and kept.doc["fmel"]["decisions"] == 5
+    rows = read_rows(home / "fmel", kept.doc["run_id"])
+    assert [r["bar_number"] for r in rows] == [1, 2, 3, 4, 5]
+    forge = """
+import sys
+_main = sys.modules["__main__"]
+_write = _main.write_json
+
+def _forge(path, doc, **kw):
+    if path.name == "result.json" and doc.get("fmel"):
+        doc["fmel"]["decisions"] += 1
+    return _write(path, doc, **kw)
+
+_main.write_json = _forge
+"""
+    forged = run(PRELUDE + forge + FAILS_ON_BAR_6)
+    assert forged.kind == "agent" and "bar six" in forged.doc["error"]["message"]  # its own
+    assert forged.doc["fmel"] is None
+    assert any("decisions were not kept" in w for w in forged.doc["warnings"])
+    assert read_rows(home / "fmel", forged.doc["run_id"]) == []
 
 
 def test_a_linked_fmel_part_cannot_serve_another_runs_decisions(run: Any, home: Path) -> None:

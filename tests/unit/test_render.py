@@ -549,6 +549,16 @@ def test_a_failed_backtest_shows_kind_message_hint_and_line_never_the_traceback(
     assert "/sandbox/agent.py" not in dumped
 
 
+def test_a_failed_backtest_points_at_the_decisions_it_recorded_before_failing() -> None:
+    failed = {**RESULT, "results": None, "error": AGENT_ERROR}
+    kept = render.render_result({**failed, "fmel": {**RESULT["fmel"], "decisions": 119}})
+    assert_valid(kept)
+    assert f"119 decisions before the failure are recorded: `/fmel {RESULT['run_id']}`" in shown(
+        kept
+    )
+    assert "before the failure" not in shown(render.render_result({**failed, "fmel": None}))
+
+
 def test_job_failed_retrying_and_final() -> None:
     retrying = render.render_event(EVENTS["job_failed"])
     assert retrying is not None
