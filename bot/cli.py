@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = asub.add_parser("add", help="validate a file and register it as a new version")
     add.add_argument("file", type=Path, metavar="FILE", help="agent file (.py)")
     add.add_argument("--name", metavar="N", help="agent name (default: the file's stem)")
+    add.add_argument("--strategy", metavar="NAME",
+                     help="strategy class to run (files with several); the version keeps it")
     add.add_argument("--json", action="store_true", help="print the event as JSON")
     lst = asub.add_parser("list", help="list registered agents")
     lst.add_argument("--json", action="store_true", help="print JSON")
@@ -292,12 +294,13 @@ def _backtest_via_queue(args: argparse.Namespace, settings: Settings, desk: Any)
         if not report.ok:  # refused here, as in-process: nothing is queued
             return _backtest_here(args, settings)
         name = agent_name_for(args.file.stem)
-        registered = desk.follow(desk.upload(name=name, source=args.file.read_bytes()), _quiet)
+        uploaded = desk.upload(name=name, source=args.file.read_bytes(), strategy=args.strategy)
+        registered = desk.follow(uploaded, _quiet)
         if not isinstance(registered, ev.AgentRegistered):
             raise CliError(_one_line(registered))
         agent, version = name, int(registered.version)
     else:
-        _, agent, version = _resolve_agent(args.file, _local_services(settings), None)
+        _, agent, version, _ = _resolve_agent(args.file, _local_services(settings), None)
     params: dict[str, Any] = {"symbols": list(args.symbols or ("SPY",)),
                               "start": args.start and args.start.isoformat(),
                               "end": args.end and args.end.isoformat(), "cash": args.cash,
@@ -349,7 +352,8 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
     if not data_dir.is_dir():
         raise CliError(f"data folder not found: {data_dir}")
     services = _local_services(settings)
-    agent_file, name, stored = _resolve_agent(args.file, services, work)
+    agent_file, name, stored, chosen = _resolve_agent(args.file, services, work)
+    strategy = args.strategy or chosen
     req = BacktestRequest(
         agent_file=agent_file,
         agent_id=name,
@@ -360,7 +364,7 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
         cash=args.cash,
         commission=args.commission,
         data_dir=data_dir,
-        strategy=args.strategy,
+        strategy=strategy,
         fmel_dir=settings.fmel_dir,
         chart_path=(args.chart or work / "chart.png").resolve(),
     )
@@ -373,7 +377,7 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
         keep_warm=False,
     )
     runner.prewarm()  # the sandbox starts up while this process validates and loads data
-    report = _validate(agent_file, args.strategy, settings)
+    report = _validate(agent_file, strategy, settings)
     if report.ok:
         version = stored or _register(services, name, agent_file.read_bytes(), report)
         _record_run(services, req, version)
@@ -405,11 +409,14 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if doc["error"] else 0
 
 
-def _resolve_agent(target: Path, services: Any, work: Path | None) -> tuple[Path, str, int | None]:
-    """(file to run, agent name, stored version or None) for a file or a registered agent;
-    a registered agent's code is written into ``work`` (when given)."""
+def _resolve_agent(
+    target: Path, services: Any, work: Path | None
+) -> tuple[Path, str, int | None, str | None]:
+    """(file to run, agent name, stored version or None, the strategy class the version was
+    registered with) for a file or a registered agent; a registered agent's code is written
+    into ``work`` (when given)."""
     if target.is_file():
-        return target.resolve(), agent_name_for(target.stem), None
+        return target.resolve(), agent_name_for(target.stem), None, None
     if target.suffix == ".py" or "/" in str(target):
         raise CliError(f"agent file not found: {target}")
     found = AGENT_REF.fullmatch(str(target))
@@ -420,12 +427,13 @@ def _resolve_agent(target: Path, services: Any, work: Path | None) -> tuple[Path
     if version is None:
         known = ", ".join(a.name for a in services.registry.list_agents()[:8]) or "none yet"
         raise CliError(f"no agent file or registered agent {str(target)!r} (agents: {known})")
+    chosen = version.report.get("strategy")
     if work is None:
-        return Path(f"{version.name}.py"), version.name, int(version.version)
+        return Path(f"{version.name}.py"), version.name, int(version.version), chosen
     work.mkdir(parents=True, exist_ok=True)
     path = work / f"{version.name}.py"
     path.write_bytes(services.artifacts.get(version.sha256))
-    return path, version.name, int(version.version)
+    return path, version.name, int(version.version), chosen
 
 
 def _register(services: Any, name: str, source: bytes, report: ValidationReport) -> int:
@@ -441,7 +449,8 @@ def _record_run(services: Any, req: Any, version: int) -> None:
 
     params = {"symbols": list(req.symbols), "start": req.start and req.start.isoformat(),
               "end": req.end and req.end.isoformat(), "cash": req.cash,
-              "commission": req.commission}  # fmt: skip
+              "commission": req.commission,
+              **({"strategy": req.strategy} if req.strategy else {})}  # fmt: skip
     services.registry.create_run(run_id=req.run_id, agent=req.agent_id, version=version,
                                  owner=_cli_user(), kind="backtest", parameters=params)  # fmt: skip
     services.registry.update_run(req.run_id, status=RunStatus.RUNNING)
@@ -662,9 +671,8 @@ def cmd_agents(args: argparse.Namespace, settings: Settings) -> int:
     if not named or named["version"]:
         raise CliError(f"agent name {name!r}: use letters, digits, - and _ (start with a letter)")
     jobs.configure(services)
-    event = jobs.register_agent(
-        job_id=f"cli-{name}", owner=_cli_user(), name=name, source=args.file.read_bytes()
-    )
+    event = jobs.register_agent(job_id=f"cli-{name}", owner=_cli_user(), name=name,
+                                source=args.file.read_bytes(), strategy=args.strategy)  # fmt: skip
     print(event.to_json() if args.json else format_event_or_say(event))
     return 0 if event.kind == "agent_registered" else 1
 

@@ -129,10 +129,14 @@ class Desk:
         source: bytes,
         request_id: str | None = None,
         reply_to: dict[str, str] | None = None,
+        strategy: str | None = None,
     ) -> Ticket:
-        """A file to validate and register as agent ``name``'s next version."""
+        """A file to validate and register as agent ``name``'s next version (``strategy``:
+        the class to run, in a file with several)."""
         self.authorize("register_agent", name)
         kwargs = {"owner": self.user, "name": name, "source": source, "reply_to": reply_to or {}}
+        if strategy:
+            kwargs["strategy"] = strategy
         return self._take("register_agent", kwargs, request_id)
 
     def backtest(

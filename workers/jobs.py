@@ -57,11 +57,18 @@ def emit(event: ev.Event) -> ev.Event:
 
 # --------------------------------------------------------------------- uploads
 def register_agent(
-    *, job_id: str, owner: str, name: str, source: bytes, reply_to: dict[str, str] | None = None
+    *,
+    job_id: str,
+    owner: str,
+    name: str,
+    source: bytes,
+    reply_to: dict[str, str] | None = None,
+    strategy: str | None = None,
 ) -> ev.Event:
-    """Validate an uploaded file and register it as the agent's next version."""
+    """Validate an uploaded file and register it as the agent's next version; ``strategy``
+    picks the class to run in a file with several (the version keeps the choice)."""
     s = services()
-    report = validate_source(source, filename=f"{name}.py", policy=s.policy)
+    report = validate_source(source, filename=f"{name}.py", policy=s.policy, strategy=strategy)
     route = dict(reply_to or {})
     if not report.ok:
         return emit(
@@ -139,7 +146,8 @@ def run_backtest(
         end=_date(params.get("end")),
         cash=float(params.get("cash") or 10_000.0),
         commission=float(params.get("commission") or 0.0),
-        strategy=params.get("strategy") or None,
+        # the class chosen when this version was registered, unless the run names one
+        strategy=params.get("strategy") or found.report.get("strategy") or None,
         data_dir=s.data_dir,
         agent_id=agent,
         agent_version=str(found.version),

@@ -73,3 +73,34 @@ def test_backtest_by_name_and_file_is_recorded(tmp_path: Path) -> None:
     assert (
         unknown.returncode == 2 and "registered agent 'ghost' (agents: sma_cross)" in unknown.stderr
     )
+
+
+TWO = """
+import backtrader as bt
+
+
+class First(bt.Strategy):
+    pass
+
+
+class Second(bt.Strategy):
+    def next(self):
+        if not self.position:
+            self.buy()
+"""
+
+
+def test_a_version_keeps_the_strategy_it_was_registered_with(tmp_path: Path) -> None:
+    home, two = tmp_path / "home", tmp_path / "two.py"
+    two.write_text(TWO)
+    refused = cli(home, "agents", "add", str(two))
+    assert refused.returncode == 1 and "several strategies" in refused.stdout
+    added = cli(home, "agents", "add", str(two), "--strategy", "Second")
+    assert added.returncode == 0 and "strategy Second" in added.stdout, added.stdout
+    again = cli(home, "backtest", "two@v1", "--start", "2024-01-01", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads(again.stdout)["strategy"]["name"] == "Second"
+    other = cli(home, "backtest", "two", "--strategy", "First", "--start", "2024-01-01", "--json")
+    assert json.loads(other.stdout)["strategy"]["name"] == "First"  # a run may pick another
+    (latest, _) = json.loads(cli(home, "runs", "two", "--json").stdout)
+    assert latest["parameters"]["strategy"] == "First"  # and says so, to be run again

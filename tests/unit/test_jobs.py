@@ -102,6 +102,20 @@ def test_backtest_of_a_registered_agent(wired: Any) -> None:
     assert s.meta_sink is not None
 
 
+def test_a_version_runs_the_strategy_it_was_registered_with(wired: Any) -> None:
+    _, _, runner = wired({"error": None})
+    two = b"import backtrader as bt\nclass A(bt.Strategy):\n    pass\n"
+    two += b"class B(bt.Strategy):\n    pass\n"
+    refused = jobs.register_agent(job_id="j0", owner="U1", name="two", source=two)
+    assert isinstance(refused, ev.AgentRejected)
+    added = jobs.register_agent(job_id="j1", owner="U1", name="two", source=two, strategy="B")
+    assert isinstance(added, ev.AgentRegistered) and added.report["strategy"] == "B"
+    jobs.run_backtest(job_id="j2", run_id="r1", owner="U1", agent="two", version=1)
+    jobs.run_backtest(job_id="j3", run_id="r2", owner="U1", agent="two",
+                      parameters={"strategy": "A"})  # fmt: skip
+    assert [r.strategy for r in runner.requests] == ["B", "A"]
+
+
 def test_an_agent_failure_is_an_event_not_an_exception(wired: Any) -> None:
     error = {"kind": "agent", "message": "ZeroDivisionError", "hint": "fix it", "line": 7}
     s, _, _ = wired({"error": error})
