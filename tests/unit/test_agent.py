@@ -336,3 +336,15 @@ def test_loaded_strategy_runs(write_agent: WriteAgent, synthetic_data: Path) -> 
     [strat] = cerebro.run()
     assert strat.p.period == 7
     assert strat.bars == 250 - 6
+
+
+@pytest.mark.parametrize("example", ["minimal.py", "advanced.py", "sma_cross.py"])
+def test_every_shipped_example_trades_on_every_bundled_symbol(example: str) -> None:
+    from runtime.backtest import BacktestRequest, run_backtest
+    from runtime.paths import DEFAULT_DATA_DIR, EXAMPLES_DIR
+
+    for symbol in sorted(p.stem for p in DEFAULT_DATA_DIR.glob("*.csv")):
+        req = BacktestRequest(agent_file=EXAMPLES_DIR / example, symbols=(symbol,))
+        doc = run_backtest(req)
+        assert doc["error"] is None, doc["error"]
+        assert doc["results"]["trades_closed"] >= 3, (example, symbol, doc["results"])

@@ -67,7 +67,8 @@ def test_the_seed_agents_are_valid(name: str, strategy: str) -> None:
 
 def test_the_seed_agents_report_params_and_indicators() -> None:
     advanced = validate_file(EXAMPLES_DIR / "advanced.py")
-    assert advanced.params == {"sma_period": 20, "rsi_period": 14, "risk_percent": 0.02}
+    assert advanced.params == {"sma_period": 100, "rsi_period": 14, "rsi_entry": 45,
+                               "rsi_exit": 70, "stop_pct": 0.05, "risk_percent": 0.02}  # fmt: skip
     assert advanced.indicators == ("SMA", "RSI")
     cross = validate_file(EXAMPLES_DIR / "sma_cross.py")
     assert cross.params == {
