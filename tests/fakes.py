@@ -104,6 +104,7 @@ class InMemoryRegistry:
         owner: str,
         kind: str,
         parameters: dict[str, Any],
+        channel: str | None = None,
     ) -> Run:
         parameters = _json_copy(parameters)
         if (agent, version) not in self.versions:
@@ -114,7 +115,7 @@ class InMemoryRegistry:
         run = Run(
             run_id=run_id, agent=agent, version=version, owner=owner, kind=kind,
             parameters=parameters, status=RunStatus.QUEUED, result=None, error=None,
-            created_at=now, updated_at=now,
+            created_at=now, updated_at=now, channel=channel,
         )  # fmt: skip
         self.runs[run_id] = run
         return run
@@ -148,14 +149,21 @@ class InMemoryRegistry:
         return self.runs.get(run_id)
 
     def list_runs(
-        self, agent: str | None = None, limit: int = 20, *, since: float | None = None
+        self,
+        agent: str | None = None,
+        limit: int = 20,
+        *,
+        since: float | None = None,
+        channel: str | None = None,
     ) -> list[Run]:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         found = [
             r
             for r in self.runs.values()
-            if (agent is None or r.agent == agent) and (since is None or r.updated_at >= since)
+            if (agent is None or r.agent == agent)
+            and (since is None or r.updated_at >= since)
+            and (channel is None or r.channel == channel)
         ]
         newest_first = sorted(reversed(found), key=lambda r: r.created_at, reverse=True)
         return newest_first[:limit]

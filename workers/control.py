@@ -244,6 +244,7 @@ def _record_start(s: Services, spec: PaperSpec) -> Run:
             owner=spec.owner,
             kind="paper",
             parameters=_spec_parameters(spec),
+            channel=spec.reply_to.get("channel") or None,
         )
     return s.registry.update_run(spec.run_id, status=RunStatus.RUNNING)
 
@@ -323,7 +324,8 @@ def digest(
     reply_to: dict[str, str] | None = None,
     until: float | None = None,
 ) -> ev.Event:
-    """What happened since this channel's previous digest: paper sessions, backtests, failures.
+    """What happened since this channel's previous digest: the paper sessions, backtests and
+    failures asked from it (another channel's, a DM's or the command line's are not its news).
 
     The first digest of a channel covers the last day. The channel's mark moves only after
     the digest was sent, so a digest that failed to go out is repeated whole by its retry.
@@ -333,10 +335,12 @@ def digest(
     last = s.registry.last_digest(channel)
     since = end - DAY_S if last is None else min(last, end)
     runs = [
-        r for r in s.registry.list_runs(since=since, limit=DIGEST_MAX_RUNS) if r.created_at < end
+        r
+        for r in s.registry.list_runs(since=since, limit=DIGEST_MAX_RUNS, channel=channel)
+        if r.created_at < end
     ]
     sections = {
-        "paper": _paper_section(s),
+        "paper": _paper_section(s, channel),
         "backtests": [_backtest_line(r) for r in runs if r.kind == "backtest"],
         "failures": [_failure_line(r) for r in runs if r.status is RunStatus.FAILED],
     }
@@ -353,10 +357,12 @@ def digest(
     return event
 
 
-def _paper_section(s: Services) -> list[dict[str, Any]]:
+def _paper_section(s: Services, channel: str) -> list[dict[str, Any]]:
+    """The sessions started from ``channel`` (their runs say where they were asked from)."""
     if s.cluster is None:
         return []
-    return [_session_doc(x, s.registry.get_run(x.run_id)) for x in s.cluster.status()]
+    runs = [(x, s.registry.get_run(x.run_id)) for x in s.cluster.status()]
+    return [_session_doc(x, run) for x, run in runs if run is not None and run.channel == channel]
 
 
 def _backtest_line(run: Run) -> dict[str, Any]:

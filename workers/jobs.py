@@ -132,6 +132,7 @@ def run_backtest(
             owner=owner,
             kind="backtest",
             parameters=params,
+            channel=route.get("channel") or None,
         )
     s.registry.update_run(run_id, status=RunStatus.RUNNING)
     work = s.runs_dir / run_id

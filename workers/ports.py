@@ -123,6 +123,9 @@ class Run:
     error: dict[str, Any] | None
     created_at: float
     updated_at: float
+    # the chat channel it was asked from (None: the command line): digests report a
+    # channel's own runs
+    channel: str | None = None
 
 
 class Registry(Protocol):
@@ -161,8 +164,9 @@ class Registry(Protocol):
         owner: str,
         kind: str,
         parameters: dict[str, Any],
+        channel: str | None = None,
     ) -> Run:
-        """A new QUEUED run of a registered version.
+        """A new QUEUED run of a registered version, asked from ``channel`` (if a chat's).
 
         ``KeyError`` if the agent version does not exist, ``ValueError`` if ``run_id`` is taken.
         """
@@ -186,11 +190,17 @@ class Registry(Protocol):
     def get_run(self, run_id: str) -> Run | None: ...
 
     def list_runs(
-        self, agent: str | None = None, limit: int = 20, *, since: float | None = None
+        self,
+        agent: str | None = None,
+        limit: int = 20,
+        *,
+        since: float | None = None,
+        channel: str | None = None,
     ) -> list[Run]:
         """The newest runs first (creation order breaks ties), only ``agent``'s when given,
-        only those changed (created, started, ended) at or after ``since`` when given: a
-        run created before a digest that failed after it belongs in the next digest."""
+        only those changed (created, started, ended) at or after ``since`` when given (a
+        run created before a digest that failed after it belongs in the next digest), only
+        those asked from ``channel`` when given."""
         ...
 
     def last_digest(self, channel: str) -> float | None:

@@ -137,6 +137,7 @@ class SqliteRegistry:
         owner: str,
         kind: str,
         parameters: dict[str, Any],
+        channel: str | None = None,
     ) -> Run:
         params_json = _dumps(parameters)
         with self._write() as db:
@@ -145,11 +146,11 @@ class SqliteRegistry:
             if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 raise ValueError(f"run {run_id!r} already exists")
             now = self._clock()
+            values = (run_id, agent, version, owner, kind, params_json, RunStatus.QUEUED, now, now)
             db.execute(
                 "INSERT INTO runs (run_id, agent, version, owner, kind, parameters, status,"
-                " result, error, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
-                (run_id, agent, version, owner, kind, params_json, RunStatus.QUEUED, now, now),
+                " created_at, updated_at, channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, channel),
             )
             return _run(self._run_row(db, run_id))
 
@@ -182,16 +183,21 @@ class SqliteRegistry:
         return None if row is None else _run(row)
 
     def list_runs(
-        self, agent: str | None = None, limit: int = 20, *, since: float | None = None
+        self,
+        agent: str | None = None,
+        limit: int = 20,
+        *,
+        since: float | None = None,
+        channel: str | None = None,
     ) -> list[Run]:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         with self._read() as db:
             rows = db.execute(
                 "SELECT * FROM runs WHERE (? IS NULL OR agent = ?)"
-                " AND (? IS NULL OR updated_at >= ?)"
+                " AND (? IS NULL OR updated_at >= ?) AND (? IS NULL OR channel = ?)"
                 " ORDER BY created_at DESC, seq DESC LIMIT ?",
-                (agent, agent, since, since, limit),
+                (agent, agent, since, since, channel, channel, limit),
             ).fetchall()
         return [_run(row) for row in rows]
 
@@ -293,6 +299,9 @@ def _ensure_schema(db: sqlite3.Connection, path: Path) -> None:
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
+        columns = {c["name"] for c in db.execute("PRAGMA table_info(runs)").fetchall()}
+        if "channel" not in columns:  # came after version 1: a column older code never reads
+            db.execute("ALTER TABLE runs ADD COLUMN channel TEXT")
         row = db.execute("SELECT max(version) FROM schema_version").fetchone()
         if row[0] is None:
             db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
@@ -338,5 +347,5 @@ def _run(row: sqlite3.Row) -> Run:
         run_id=row["run_id"], agent=row["agent"], version=row["version"], owner=row["owner"],
         kind=row["kind"], parameters=json.loads(row["parameters"]),
         status=RunStatus(row["status"]), result=_loads(row["result"]), error=_loads(row["error"]),
-        created_at=row["created_at"], updated_at=row["updated_at"],
+        created_at=row["created_at"], updated_at=row["updated_at"], channel=row["channel"],
     )  # fmt: skip

@@ -429,3 +429,36 @@ def test_sqlite_file_of_an_older_version_gains_the_digest_table(tmp_path: Path) 
     assert again.last_digest("C1") is None
     again.mark_digest("C1", 5.0)
     assert again.last_digest("C1") == 5.0
+
+
+def test_a_run_remembers_the_channel_it_was_asked_from(registry: Registry) -> None:
+    add(registry)
+    registry.create_run(run_id="r1", agent="sma", version=1, owner="U1", kind="backtest",
+                        parameters={}, channel="C1")  # fmt: skip
+    registry.create_run(run_id="r2", agent="sma", version=1, owner="U1", kind="backtest",
+                        parameters={}, channel="C2")  # fmt: skip
+    new_run(registry, "r3")  # the command line's: no channel
+    assert registry.get_run("r1").channel == "C1"  # type: ignore[union-attr]
+    assert registry.get_run("r3").channel is None  # type: ignore[union-attr]
+    assert [r.run_id for r in registry.list_runs(channel="C2")] == ["r2"]
+    assert [r.run_id for r in registry.list_runs(channel="C1", since=0.0)] == ["r1"]
+    assert {r.run_id for r in registry.list_runs()} == {"r1", "r2", "r3"}
+
+
+def test_sqlite_file_of_an_older_version_gains_the_runs_channel(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    old = SqliteRegistry(path)
+    add(old)
+    new_run(old, "before")
+    old.close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE runs DROP COLUMN channel")  # as a file written before channels
+    db.commit()
+    db.close()
+    again = SqliteRegistry(path)
+    assert again.get_run("before").channel is None  # type: ignore[union-attr]
+    again.create_run(run_id="after", agent="sma", version=1, owner="U1", kind="backtest",
+                     parameters={}, channel="C1")  # fmt: skip
+    assert [r.run_id for r in again.list_runs(channel="C1")] == ["after"]

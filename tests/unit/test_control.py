@@ -341,12 +341,17 @@ def test_no_pnl_without_a_usable_equity(world: World, health: dict[str, Any]) ->
 
 # ------------------------------------------------------------------ digest
 def backtest(
-    world: World, run_id: str, at: float, *, agent: str = "sma", fail: bool = False
+    world: World,
+    run_id: str,
+    at: float,
+    *,
+    agent: str = "sma",
+    fail: bool = False,
+    channel: str | None = "C1",
 ) -> None:
     world.clock.now = at
-    world.registry.create_run(
-        run_id=run_id, agent=agent, version=1, owner="U1", kind="backtest", parameters={}
-    )
+    world.registry.create_run(run_id=run_id, agent=agent, version=1, owner="U1",
+                              kind="backtest", parameters={}, channel=channel)  # fmt: skip
     world.registry.update_run(run_id, status=RunStatus.RUNNING)
     if fail:
         error = {"kind": "agent", "message": "ZeroDivisionError", "hint": "h", "line": 7}
@@ -361,8 +366,11 @@ def test_first_digest_covers_the_last_day(world: World) -> None:
     backtest(world, "too-old", now - 25 * HOUR)
     backtest(world, "ok", now - 23 * HOUR)
     backtest(world, "bad", now - 2 * HOUR, fail=True)
+    backtest(world, "elsewhere", now - 2 * HOUR, channel="C9")  # another channel's news
+    backtest(world, "by-hand", now - 2 * HOUR, channel=None)  # the command line's
     world.clock.now = now - HOUR
-    start(parameters={"cash": 10_000})
+    start(parameters={"cash": 10_000}, reply_to={"channel": "C1", "thread_ts": "1.1"})
+    start("rsi", job_id="j-rsi", reply_to={"channel": "C9"})  # not C1's
     world.cluster.set_health("sma", {"equity": 9_900.0, "decisions": 12})
     out = control.digest(job_id="d1", channel="C1", until=now)
     assert isinstance(out, ev.Digest)
@@ -402,8 +410,9 @@ def test_second_digest_covers_only_what_came_after_the_first(world: World) -> No
     assert second.since == first.until
     assert [b["run_id"] for b in second.sections["backtests"]] == ["after"]
     assert [f["run_id"] for f in second.sections["failures"]] == ["after"]
+    backtest(world, "theirs", T0 + 3 * HOUR, channel="C2")
     other = control.digest(job_id="d3", channel="C2", until=T0 + 4 * HOUR)  # its own first
-    assert [b["run_id"] for b in other.sections["backtests"]] == ["after", "before"]  # type: ignore[attr-defined]
+    assert [b["run_id"] for b in other.sections["backtests"]] == ["theirs"]  # type: ignore[attr-defined]
     assert world.registry.last_digest("C1") == T0 + 4 * HOUR
 
 
@@ -417,7 +426,7 @@ def test_digest_window_includes_its_start_and_excludes_its_end(world: World) -> 
 
 def test_digest_lists_failed_paper_runs_but_not_as_backtests(world: World) -> None:
     world.registry.create_run(run_id="p1", agent="sma", version=1, owner="U1", kind="paper",
-                              parameters={})  # fmt: skip
+                              parameters={}, channel="C1")  # fmt: skip
     error = {"kind": "platform", "message": "node lost"}
     world.registry.update_run("p1", status=RunStatus.FAILED, error=error)
     out = control.digest(job_id="d", channel="C1", until=T0 + 1)
