@@ -18,6 +18,7 @@ from dataclasses import asdict, replace
 from datetime import date
 from typing import Any, Literal
 
+from runtime.defaults import LOOKAHEAD_WARNING
 from workers import events as ev
 from workers.jobs import Services, emit, services, unknown_version
 from workers.ports import (
@@ -367,7 +368,10 @@ def _paper_section(s: Services, channel: str) -> list[dict[str, Any]]:
 
 def _backtest_line(run: Run) -> dict[str, Any]:
     results = (run.result or {}).get("results") or {}
+    warnings = [w for w in (run.result or {}).get("warnings") or () if isinstance(w, str)]
     return {
+        "warnings": len(warnings),
+        "lookahead": any(w.startswith(LOOKAHEAD_WARNING) for w in warnings),
         "run_id": run.run_id,
         "agent": run.agent,
         "version": run.version,

@@ -44,6 +44,7 @@ from backtrader.linebuffer import LineBuffer
 from backtrader.lineroot import LineRoot, LineSingle
 from backtrader.lineseries import Lines
 
+from runtime.defaults import LOOKAHEAD_WARNING
 from runtime.fmel import encoding as enc
 from runtime.fmel.probe import Tracker
 from runtime.fmel.store import BatchWriter, RunHeader, read_summary
@@ -600,7 +601,7 @@ class FMELRecorder(bt.Analyzer):
             for (sym, field), n in sorted(reads.items())
         )
         return [
-            f"look-ahead: the strategy read future bars on {self._lookahead_bars} of "
+            f"{LOOKAHEAD_WARNING}the strategy read future bars on {self._lookahead_bars} of "
             f"{self._decisions} bars ({what}, e.g. close[1]); figures built on prices not yet "
             "known cannot be traded"
         ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -414,6 +414,16 @@ def test_second_digest_covers_only_what_came_after_the_first(world: World) -> No
     other = control.digest(job_id="d3", channel="C2", until=T0 + 4 * HOUR)  # its own first
     assert [b["run_id"] for b in other.sections["backtests"]] == ["theirs"]  # type: ignore[attr-defined]
     assert world.registry.last_digest("C1") == T0 + 4 * HOUR
+
+
+def test_digest_flags_a_backtest_built_on_look_ahead(world: World) -> None:
+    backtest(world, "peeks", T0)
+    warning = "look-ahead: the strategy read future bars on 9 of 10 bars (…)"
+    result = {"results": {"portfolio_return_pct": 39.0, "sharpe_ratio": 6.9}, "warnings": [warning]}
+    world.registry.runs["peeks"] = replace(world.registry.runs["peeks"], result=result)
+    out = control.digest(job_id="d", channel="C1", until=T0 + HOUR)
+    (line,) = out.sections["backtests"]  # type: ignore[attr-defined]
+    assert line["lookahead"] is True and line["warnings"] == 1
 
 
 def test_digest_window_includes_its_start_and_excludes_its_end(world: World) -> None:
