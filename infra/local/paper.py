@@ -345,6 +345,8 @@ def supervise(
         began = time.monotonic()
         _update(folder / SUPERVISOR_FILE, status=SessionStatus.RUNNING.value, pid=child.pid,
                 restarts=restarts)  # fmt: skip
+        _say(spec, f"started (pid {child.pid}, restart {restarts})" if restarts
+             else f"started (pid {child.pid})")  # fmt: skip
         code, hung = _wait_watching(child, folder / OUT / HEALTH_SOCKET, lambda: stopping)
         if stopping:
             break
@@ -357,10 +359,12 @@ def supervise(
                     stopped_at=time.time(), last_exit=code, last_problem=reason)  # fmt: skip
             streak.crashed(restarts)
             _tell_crash(spec, restarts, code, 0.0, "failed", reason=reason, streak=streak)
+            _say(spec, f"cannot start, not restarted: {reason}")
             return 1
         if code == 0:  # the feed ended (a replay played to its end)
             _update(folder / SUPERVISOR_FILE, status=SessionStatus.STOPPED.value, pid=None,
                     stopped_at=time.time())  # fmt: skip
+            _say(spec, f"ended: its feed played to the end after {time.monotonic() - began:.1f} s")
             return 0
         up = time.monotonic() - began
         restarts += 1
@@ -373,6 +377,7 @@ def supervise(
                 restarts=restarts, last_exit=code, last_problem=reason)  # fmt: skip
         _tell_crash(spec, restarts, code, wait, "unhealthy" if hung else "crashed",
                     reason=reason, streak=streak)  # fmt: skip
+        _say(spec, f"exited {code} after {up:.1f} s ({reason}); restart {restarts} in {wait:g} s")
         with open(folder / LOG_FILE, "ab") as log:
             log.write(f"-- session exited with {code}; restart {restarts} in {wait:g} s\n".encode())
         deadline = time.monotonic() + wait
@@ -380,7 +385,15 @@ def supervise(
             time.sleep(0.05)
     _update(folder / SUPERVISOR_FILE, status=SessionStatus.STOPPED.value, pid=None,
             stopped_at=time.time())  # fmt: skip
+    _say(spec, "stopped")
     return 0
+
+
+def _say(spec: dict[str, Any], what: str) -> None:
+    """One line per session event in the supervisor's log, for the operator."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    print(f"{when} supervisor paper-{spec['agent_id']} run {spec['run_id']}: {what}",
+          file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _wait_watching(child: subprocess.Popen[bytes], sock: Path, stopping: Any) -> tuple[int, bool]:

@@ -78,6 +78,9 @@ class DigestCronJob(CronJob):
             pipe.expire(self.job_history_key, HISTORY_TTL_S)
             cron_job_registry.add(self.name, pipe)
             pipe.execute()
+        said = "already enqueued by another scheduler" if submitted.duplicate else "enqueued"
+        print(f"tradeops scheduler: digest for {self.channel} {said} ({job_id})",
+              file=sys.stderr, flush=True)  # fmt: skip
         return submitted.job
 
 

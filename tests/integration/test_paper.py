@@ -310,3 +310,6 @@ def test_a_crash_says_why_and_crashes_in_a_row_are_one_streak(tmp_path: Path) ->
         assert {n.health["streak"] for n in news} == {news[0].health["streak"]}
         assert news[1].health["reason"] == sup["last_problem"]
         assert [n.health["restart_in_s"] for n in news] == [0.5, 1.0]  # backing off
+        said = (home / "paper" / "paper-crashes" / "supervisor.log").read_text()
+        assert f"supervisor paper-crashes run {doc['run_id']}: started (pid" in said, said
+        assert "(ZeroDivisionError: the agent divided by zero); restart 1 in 0.5 s" in said

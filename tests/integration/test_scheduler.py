@@ -80,7 +80,7 @@ def test_digests_are_scheduled_at_their_utc_time_whatever_the_machine_zone(
 
 
 def test_a_due_digest_is_enqueued_once_and_a_worker_turns_it_into_a_digest_event(
-    tmp_path: Path, redis_home: Path, conn: redis.Redis
+    tmp_path: Path, redis_home: Path, conn: redis.Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:
     notifier, cluster = Recorder(), InMemoryPaperCluster()
     registry = SqliteRegistry(tmp_path / "state.db")
@@ -98,9 +98,8 @@ def test_a_due_digest_is_enqueued_once_and_a_worker_turns_it_into_a_digest_event
     )
     registry.add_version(owner="U1", name="sma", sha256="a" * 64, report={})
     for run_id, outcome in [("bt-ok", RunStatus.FINISHED), ("bt-bad", RunStatus.FAILED)]:
-        registry.create_run(
-            run_id=run_id, agent="sma", version=1, owner="U1", kind="backtest", parameters={}
-        )
+        registry.create_run(run_id=run_id, agent="sma", version=1, owner="U1",
+                            kind="backtest", parameters={}, channel="C1")  # fmt: skip
         registry.update_run(run_id, status=RunStatus.RUNNING)
         registry.update_run(
             run_id,
@@ -108,7 +107,8 @@ def test_a_due_digest_is_enqueued_once_and_a_worker_turns_it_into_a_digest_event
             result={"results": {"portfolio_return_pct": 4.0, "sharpe_ratio": 0.8}},
             error={"kind": "timeout", "message": "ran 20 min"} if outcome == "failed" else None,
         )
-    control.paper_start(job_id="p1", owner="U1", agent="sma", parameters={"cash": 1000})
+    control.paper_start(job_id="p1", owner="U1", agent="sma", parameters={"cash": 1000},
+                        reply_to={"channel": "C1"})  # fmt: skip
     cluster.set_health("sma", {"equity": 1100.0, "decisions": 3})
 
     scheduler = build_scheduler(settings_for(redis_home, "C1@09:00"), conn)
@@ -127,6 +127,10 @@ def test_a_due_digest_is_enqueued_once_and_a_worker_turns_it_into_a_digest_event
     other_host.get_jobs()[0].next_enqueue_time = slot
     other_host.enqueue_jobs()  # the same minute from another scheduler: the same job
     assert Queue("digest", connection=conn).job_ids == [job_id]
+    said = capsys.readouterr().err.splitlines()
+    assert f"tradeops scheduler: digest for C1 enqueued ({job_id})" in said
+    again = f"tradeops scheduler: digest for C1 already enqueued by another scheduler ({job_id})"
+    assert again in said
 
     Worker([Queue("digest", connection=conn)], connection=conn).work(burst=True)
     job = Job.fetch(job_id, connection=conn)
