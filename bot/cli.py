@@ -113,11 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fmel", help="show or verify a run's decisions", description=(
         "Show the last decisions of a run (bar, action, orders, fills, value), or with "
-        "--verify recompute its hash chain from the stored rows."))  # fmt: skip
+        "--verify recompute its hash chain from the stored rows, or with --trades list the "
+        "run's closed trades."))  # fmt: skip
     f.add_argument("run_id", metavar="RUN_ID", help="run id, a unique prefix of one, or 'last'")
     f.add_argument("--last", type=_positive(int), default=20, metavar="N",
                    help="how many decisions to show (default 20)")  # fmt: skip
-    f.add_argument("--verify", action="store_true", help="recompute and check the hash chain")
+    what = f.add_mutually_exclusive_group()
+    what.add_argument("--verify", action="store_true", help="recompute and check the hash chain")
+    what.add_argument(
+        "--trades",
+        action="store_true",
+        help="the run's closed trades: entry, exit, size, prices, P&L, bars held",
+    )
     f.add_argument("--json", action="store_true", help="print JSON")
 
     v = sub.add_parser("validate", help="check an agent file without running it", description=(
@@ -468,6 +475,8 @@ def cmd_fmel(args: argparse.Namespace, settings: Settings) -> int:
 
     root = settings.fmel_dir
     run_id = resolve_run_id(root, args.run_id, settings)
+    if args.trades:
+        return _print_trades(settings, run_id, as_json=args.json)
     if args.verify:
         v = fmel_store.verify_run(root, run_id)
         if args.json:
@@ -488,6 +497,24 @@ def cmd_fmel(args: argparse.Namespace, settings: Settings) -> int:
         print(f"FMEL {run_id} · {summary['agent_id']} · {summary['decisions']} decisions "
               f"({actions}) · chain {summary['chain_head'][:12]}…")  # fmt: skip
     print(format_decisions(rows))
+    return 0
+
+
+def _print_trades(settings: Settings, run_id: str, *, as_json: bool) -> int:
+    """The run's closed trades, from its stored result (the desk's ``/fmel RUN trades``)."""
+    from bot.console import format_trades
+    from bot.desk import Desk, DeskError
+
+    try:
+        report = Desk(settings, user=_cli_user()).fmel(run_id, trades=True)
+    except DeskError as exc:
+        raise CliError(str(exc)) from None
+    trades = report.trades or []
+    if as_json:
+        listed = {"run_id": run_id, "trades_closed": report.trades_closed, "trades": trades}
+        print(json.dumps(listed, indent=2))
+    else:
+        print(format_trades(run_id, trades, report.trades_closed))
     return 0
 
 
@@ -901,6 +928,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, SettingsError) as exc:
         print(f"tradeops: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `tradeops runs | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit
+        return 0
     except Exception as exc:
         if settings is not None and isinstance(exc, OSError) and _in_home(exc, settings):
             print(f"tradeops: error: TRADEOPS_HOME {settings.home}: {exc.strerror}",
@@ -913,10 +944,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tradeops: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `tradeops runs | head`: the reader has all it wanted
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit
-        return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     /backtest <agent>[@vN] [SYM,SYM…] [start=YYYY-MM-DD] [end=YYYY-MM-DD] [cash=N]
     /paper-start <agent>[@vN] [SYM,…] [cash=N] [feed=replay|alpaca] [start=YYYY-MM-DD] [speed=S]
     /paper-stop <agent>     /paper-status [agent]
-    /agents     /runs [agent]     /fmel <agent|run> [last=N] [verify]     /digest     /help
+    /agents     /runs [agent]     /fmel <agent|run> [last=N] [verify] [trades]     /digest
+    /help
 
 ``parse`` turns a command and its text into a :class:`Command`, or raises
 :class:`UsageError` whose message is one line: what was wrong, then the usage. Front-ends
@@ -30,7 +31,7 @@ USAGE: dict[str, str] = {
     "paper-status": "/paper-status [agent]",
     "agents": "/agents",
     "runs": "/runs [agent]",
-    "fmel": "/fmel <agent|run> [last=N] [verify]",
+    "fmel": "/fmel <agent|run> [last=N] [verify] [trades]",
     "digest": "/digest",
     "help": "/help",
 }
@@ -45,7 +46,10 @@ HELP: dict[str, str] = {
     "paper-status": "health, P&L and decisions of paper sessions",
     "agents": "the registered agents and their latest versions",
     "runs": "recent backtests and paper sessions",
-    "fmel": "an agent's or run's last decisions; `verify` checks its hash chain",
+    "fmel": (
+        "an agent's or run's last decisions; `verify` checks its hash chain, `trades` lists "
+        "its closed trades"
+    ),
     "digest": "a status digest now: paper sessions, recent backtests, failures",
     "help": "this list",
 }
@@ -68,6 +72,7 @@ class Command:
     speed: float | None = None  # /paper-start: seconds between replayed bars
     last: int | None = None
     verify: bool = False
+    trades: bool = False  # /fmel: the run's closed trades instead of its decisions
 
     def parameters(self) -> dict[str, object]:
         """The backtest / paper parameters a job takes (only those given)."""
@@ -231,13 +236,15 @@ def _one_agent(name: str, words: list[str], *, required: bool) -> Command:
 def _fmel(name: str, words: list[str]) -> Command:
     if not words:
         raise UsageError("/fmel needs an agent or a run id")
-    target, last, verify = words[0], None, False
+    target, last, verify, trades = words[0], None, False, False
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,79}", target):
         raise UsageError(f"{target!r} is not an agent name or run id")
     for word in words[1:]:
         key, eq, value = word.partition("=")
         if word.lower() == "verify":
             verify = True
+        elif word.lower() == "trades":
+            trades = True
         elif eq and key.lower() == "last":
             if last is not None:
                 raise UsageError("last= given twice")
@@ -246,7 +253,7 @@ def _fmel(name: str, words: list[str]) -> Command:
             last = int(value)
         else:
             raise UsageError(f"unexpected {word!r}")
-    return Command(name=name, agent=target, last=last, verify=verify)
+    return Command(name=name, agent=target, last=last, verify=verify, trades=trades)
 
 
 _PARSERS = {

@@ -9,6 +9,8 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from runtime.defaults import LOOKAHEAD_WARNING
+
 if TYPE_CHECKING:
     from workers.validation import Finding, ValidationReport
 
@@ -79,6 +81,7 @@ def format_result(doc: Mapping[str, Any]) -> str:
         rows.append(("Data check", check["message"]))
     warnings = [f"  ⚠ {w}" for w in doc.get("warnings") or ()]  # first: they change the reading
     lines = [head, *warnings] + [f"  {k:<15} {v}" for k, v in rows]
+    lines += _report_lines(doc["run_id"], r)
     lines += _fmel_lines(doc)
     if doc.get("chart"):
         lines.append(f"Chart  {doc['chart']}")
@@ -101,12 +104,126 @@ def _fmel_lines(doc: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+def format_table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], *, right: Iterable[int] = ()
+) -> str:
+    """Columns padded to their widest cell; those numbered in ``right`` aligned right."""
     rows = [list(map(str, r)) for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(out)
+    flush = set(right)
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (
+            c.rjust(w) if i in flush else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(headers), *map(line, rows)])
+
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+LAST_TRADES = 5  # closed trades in a result's summary
+
+
+def monthly_grid(
+    monthly: Mapping[str, float | None],
+    annual: Mapping[str, float | None],
+    *,
+    years: int | None = None,
+) -> list[str]:
+    """Monthly returns in percent as a year × month grid, one line per year ending in the
+    year's own return; with ``years``, the last ones only and a line saying how many earlier
+    ones are left out. A month without bars is blank, an undefined return ``n/a``."""
+    by_year: dict[str, dict[int, float | None]] = {}
+    for key, pct in monthly.items():
+        by_year.setdefault(key[:4], {})[int(key[5:7])] = pct
+    shown = sorted(by_year)
+    left = len(shown) - years if years is not None and len(shown) > years else 0
+    lines = ["    " + "".join(f"{m:>6}" for m in MONTHS) + f"{'Year':>7}"]
+    if left:
+        lines.append(f"… {left} earlier year{'' if left == 1 else 's'}")
+    for year in shown[left:]:
+        cells = "".join(f"{_grid_cell(by_year[year], m):>6}" for m in range(1, 13))
+        lines.append(f"{year}{cells}{_grid_pct(annual.get(year)):>7}")
+    return lines
+
+
+def _grid_cell(months: Mapping[int, float | None], month: int) -> str:
+    return _grid_pct(months[month]) if month in months else ""
+
+
+def _grid_pct(pct: float | None) -> str:
+    """At most five characters: one decimal, none from 100 % on."""
+    if pct is None:
+        return "n/a"
+    return f"{pct:+.0f}" if abs(pct) >= 99.95 else f"{pct:+.1f}"
+
+
+def trades_table(trades: Sequence[Mapping[str, Any]], *, first: int = 1) -> str:
+    """Closed trades, one a line, numbered from ``first`` (their place among the run's)."""
+    headers = [
+        "#",
+        "symbol",
+        "side",
+        "entry",
+        "exit",
+        "size",
+        "entry price",
+        "exit price",
+        "P&L",
+        "net P&L",
+        "bars",
+    ]
+    rows = [
+        (
+            str(first + i),
+            str(t["symbol"]),
+            str(t["direction"]),
+            str(t["entry_date"]),
+            str(t["exit_date"]),
+            "n/a" if t["size"] is None else f"{t['size']:g}",
+            _num(t["entry_price"]),
+            _num(t["exit_price"]),
+            _signed(t["pnl"]),
+            _signed(t["pnl_net"]),
+            str(t["bars_held"]),
+        )
+        for i, t in enumerate(trades)
+    ]
+    return format_table(headers, rows, right=(0, 5, 6, 7, 8, 9, 10))
+
+
+def format_trades(run_id: str, trades: Sequence[Mapping[str, Any]], closed: int | None) -> str:
+    """A run's closed trades (its result's list: the last ones when there were many)."""
+    if not trades:
+        return f"Run {run_id} closed no trades."
+    total = max(closed or 0, len(trades))
+    what = f"all {total}" if total == len(trades) else f"the last {len(trades)} of {total}"
+    head = f"Closed trades of run {run_id} ({what}; net P&L after commission):"
+    return head + "\n" + trades_table(trades, first=total - len(trades) + 1)
+
+
+def _report_lines(run_id: str, r: Mapping[str, Any]) -> list[str]:
+    """Monthly returns and the last closed trades (results from before they were recorded
+    have neither)."""
+    lines = []
+    if r.get("monthly_returns"):
+        lines.append("  Monthly returns (%)")
+        grid = monthly_grid(r["monthly_returns"], r.get("annual_returns") or {})
+        lines += ["    " + ln for ln in grid]
+    trades = r.get("trades") or []
+    if trades:
+        total = max(r.get("trades_closed") or 0, len(trades))
+        shown = trades[-LAST_TRADES:]
+        every = f"tradeops fmel {run_id} --trades"
+        cut = len(shown) < total
+        lines.append(
+            f"  Last {len(shown)} of {total} closed trades ({every})" if cut else "  Closed trades"
+        )
+        table = trades_table(shown, first=total - len(shown) + 1)
+        lines += ["    " + ln for ln in table.splitlines()]
+    return lines
 
 
 def format_decisions(rows: Sequence[Mapping[str, Any]], *, state: bool = False) -> str:
@@ -204,9 +321,12 @@ def format_runs(runs: Sequence[Any]) -> str:
             return f"{r.error.get('kind')}: {r.error.get('message', '')}"[:60]
         if r.result and r.result.get("results"):
             res = r.result["results"]
-            return (
-                f"return {_pct(res['portfolio_return_pct'])} · Sharpe {_num(res['sharpe_ratio'])}"
-            )
+            said = f"return {_pct(res['portfolio_return_pct'])}"
+            said += f" · Sharpe {_num(res['sharpe_ratio'])}"
+            warnings = r.result.get("warnings") or []
+            if any(str(w).startswith(LOOKAHEAD_WARNING) for w in warnings):
+                return said + " · look-ahead!"
+            return said + (f" · {len(warnings)} warning(s)" if warnings else "")
         return "-"
 
     rows = [
@@ -310,6 +430,7 @@ def _format_paper(event: Any) -> str | None:
         for b in sec.get("backtests") or ():
             outcome = (f"return {_pct(b['return_pct'])} · Sharpe {_num(b['sharpe'])}"
                        if b.get("return_pct") is not None else b["status"])  # fmt: skip
+            outcome += " · look-ahead!" if b.get("lookahead") else ""
             lines.append(f"  backtest  {b['agent']}@v{b['version']}  {outcome}  {b['run_id']}")
         for f in sec.get("failures") or ():
             err = f.get("error") or {}
@@ -367,7 +488,9 @@ def format_fmel(report: Any) -> str:
                      f"({actions}) · chain {s['chain_head'][:12]}…")  # fmt: skip
     else:
         lines.append(f"FMEL {report.run_id} (no summary: the run did not finish)")
-    if report.rows:
+    if report.trades is not None:  # `/fmel RUN trades`: the run's closed trades, not decisions
+        lines.append(format_trades(report.run_id, report.trades, report.trades_closed))
+    elif report.rows:
         what = "that ordered or traded" if report.trades_only else ""
         lines.append(f"Last {len(report.rows)} decisions {what}".rstrip() + ":")
         lines.append(format_decisions(report.rows, state=True))

@@ -331,31 +331,47 @@ class Desk:
     def runs(self, agent: str | None = None, limit: int = 15) -> list[Any]:
         return self._local_services().registry.list_runs(agent, limit=limit)
 
-    def fmel(self, target: str, *, last: int = 10, verify: bool = False) -> FmelReport:
+    def fmel(
+        self, target: str, *, last: int = 10, verify: bool = False, trades: bool = False
+    ) -> FmelReport:
         """A run's FMEL summary, its last ``last`` decisions that placed orders or got
-        fills (with the state behind each), and the chain check when asked. ``target`` is
+        fills (with the state behind each), and the chain check when asked; with ``trades``,
+        the run's closed trades (from its stored result) instead of decisions. ``target`` is
         a run id, a unique prefix of one, or an agent (its latest run with a record)."""
         from runtime.fmel import store
 
         root = self.settings.fmel_dir
         run_id = self.fmel_run_id(target)
+        registry = self._local_services().registry
+        run = registry.get_run(run_id) if self.roles is not None or trades else None
         if self.roles is not None:  # a run's decisions are its agent owner's (and admins')
-            run = self._local_services().registry.get_run(run_id)
             if run is None and not self.roles.is_admin(self.user):
                 raise policy.Refused(
                     f"run {run_id} is not in the registry: only admins may read it"
                 )
             if run is not None:
                 self._check(policy.check_run, run.agent)
+        listed: list[dict[str, Any]] | None = None
+        closed: int | None = None
+        if trades:
+            results = ((run.result if run is not None else None) or {}).get("results") or {}
+            if "trades" not in results:
+                raise DeskError(
+                    f"run {run_id} has no list of trades (a failed run, a paper session, "
+                    "or a backtest from before tradeops kept one)"
+                )
+            listed, closed = results["trades"], results.get("trades_closed")
         rows = store.read_rows(root, run_id)
         summary = store.read_summary(root, run_id)
-        trades = [r for r in rows if r["actions_taken"] or r["fills"]]
+        traded = [r for r in rows if r["actions_taken"] or r["fills"]]
         return FmelReport(
             run_id=run_id,
             summary=summary,
-            rows=(trades or rows)[-last:],
-            trades_only=bool(trades),
+            rows=(traded or rows)[-last:],
+            trades_only=bool(traded),
             verification=store.verify_rows(run_id, rows, summary).to_dict() if verify else None,
+            trades=listed,
+            trades_closed=closed,
         )
 
     def fmel_run_id(self, target: str) -> str:
@@ -406,3 +422,7 @@ class FmelReport:
     rows: list[dict[str, Any]]  # the last decisions that ordered or traded (else the last)
     verification: dict[str, Any] | None
     trades_only: bool = False
+    # `/fmel RUN trades`: the run's closed trades (its result's list, the last MAX_TRADES of
+    # them) and how many it closed in all; None when not asked
+    trades: list[dict[str, Any]] | None = None
+    trades_closed: int | None = None

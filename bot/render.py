@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeAlias
 
+from bot.console import LAST_TRADES, monthly_grid, trades_table
+from runtime.defaults import LOOKAHEAD_WARNING
 from workers import events as ev
 
 Block: TypeAlias = dict[str, Any]
@@ -46,6 +48,8 @@ BUTTON_VALUE_CHARS = 2000
 TEXT_CHARS = 3000  # our bound for the notification / fallback text
 
 ITEM_CHARS = 500  # one item of a list: a long one must not crowd out the others
+GRID_YEARS = 5  # years of monthly returns in a result message
+FMEL_TRADES = 50  # closed trades in the /fmel RUN trades answer
 BAR_CELLS = 20
 BACKTEST_AGAIN = "tradeops_backtest_again"
 PAPER_START = "tradeops_paper_start"
@@ -698,7 +702,17 @@ def _backtest_line(b: Mapping[str, Any]) -> str:
     outcome = (f"return {_pct(b['return_pct'])} · Sharpe {_num(b.get('sharpe'))}"
                if b.get("return_pct") is not None else esc(b.get("status") or "?"))  # fmt: skip
     who = f"{code(b.get('agent'))} v{esc(b.get('version'))}"
-    return f"• {who} · {outcome} · run {code(b.get('run_id'))}"
+    flag = _warning_flag(bool(b.get("lookahead")), b.get("warnings"))
+    return f"• {who} · {outcome}{flag} · run {code(b.get('run_id'))}"
+
+
+def _warning_flag(lookahead: bool, warnings: Any) -> str:
+    """`` · ⚠️ look-ahead`` (figures that cannot be traded), else how many warnings."""
+    if lookahead:
+        return " · ⚠️ look-ahead"
+    if _is_number(warnings) and warnings:
+        return f" · ⚠️ {_plural(warnings, 'warning')}"
+    return ""
 
 
 def _failure_line(f: Mapping[str, Any]) -> str:
@@ -785,17 +799,62 @@ def _metrics(r: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _breakdown(doc: Mapping[str, Any]) -> list[Part | None]:
-    """Per symbol (in the order asked for) and per year: only when there is more than one."""
+    """Per symbol (in the order asked for) and per year: only when there is more than one
+    (the years in the monthly grid when it holds them all); the monthly returns and the last
+    closed trades, when the result has them."""
     r = doc.get("results") or {}
     per_symbol = r.get("per_symbol") or {}
     asked = (doc.get("parameters") or {}).get("symbols") or ()
     rows = [_symbol_line(s, per_symbol[s]) for s in _in_order(per_symbol, asked)]
     annual = r.get("annual_returns") or {}
     years = " · ".join(f"{esc(y)} {_pct(v)}" for y, v in sorted(annual.items()))
+    monthly = r.get("monthly_returns") or {}
+    grid = monthly_grid(monthly, annual, years=GRID_YEARS) if monthly else []
+    whole = bool(grid) and len({m[:4] for m in monthly}) <= GRID_YEARS  # every year in it
     return [
         Lines(rows, title="*Per symbol*", noun="symbol") if len(rows) > 1 else None,
-        _context(f"Annual returns: {years}") if len(annual) > 1 else None,
+        _section("*Monthly returns* (%)\n" + _code_block(grid)) if grid else None,
+        _context(f"Annual returns: {years}") if len(annual) > 1 and not whole else None,
+        _last_trades(doc),
     ]
+
+
+def _last_trades(doc: Mapping[str, Any]) -> Block | None:
+    r = doc.get("results") or {}
+    trades = r.get("trades") or []
+    if not trades:
+        return None
+    total = _closed_count(r.get("trades_closed"), trades)
+    shown = trades[-LAST_TRADES:]
+    every = code(f"/fmel {doc.get('run_id')} trades")
+    which = f"Last {len(shown)} of {total:,}" if len(shown) < total else "The"
+    head = f"*{which} closed trades* · all of them: {every}"
+    table = trades_table(shown, first=total - len(shown) + 1)
+    return _section(head + "\n" + _code_block(table.splitlines()))
+
+
+def _closed_count(closed: Any, trades: Sequence[Any]) -> int:
+    """How many trades the run closed (its list holds the last of them)."""
+    return max(closed, len(trades)) if _is_number(closed) else len(trades)
+
+
+def _code_block(lines: Sequence[str]) -> str:
+    """Lines in a code block, escaped, with no backtick of their own to end it early."""
+    return "```\n" + esc("\n".join(lines)).replace("`", "'") + "\n```"
+
+
+def _code_sections(lines: Sequence[str], limit: int = SECTION_CHARS) -> list[Block]:
+    """A table (its first line the header) in code blocks of at most ``limit`` characters
+    each, cut between rows, the header repeated in each."""
+    header, rows = lines[0], lines[1:]
+    blocks: list[Block] = []
+    chunk: list[str] = []
+    for row in rows:
+        if chunk and size(_code_block([header, *chunk, row])) > limit:
+            blocks.append(_section(_code_block([header, *chunk])))
+            chunk = []
+        chunk.append(row)
+    return [*blocks, _section(_code_block([header, *chunk]))]
 
 
 def _symbol_line(symbol: str, v: Mapping[str, Any]) -> str:
@@ -954,6 +1013,8 @@ def _state(row: Mapping[str, Any], limit: int = 6) -> str:
 
 
 def _fmel_draft(report: Any) -> Draft:
+    if report.trades is not None:
+        return _fmel_trades_draft(report)
     s = report.summary
     run = code(report.run_id)
     head = (f"*FMEL* {run} · {code(s.get('agent_id'))} · {_fmel_counts(s)}" if s
@@ -967,6 +1028,24 @@ def _fmel_draft(report: Any) -> Draft:
         _verification(report.verification),
     ])  # fmt: skip
     return parts, f"FMEL {esc(report.run_id)}: {len(report.rows):,} decisions"
+
+
+def _fmel_trades_draft(report: Any) -> Draft:
+    """``/fmel RUN trades``: the run's closed trades, the last :data:`FMEL_TRADES` of them."""
+    run = code(report.run_id)
+    trades = report.trades
+    if not trades:
+        parts = _compact(
+            [_section(f"Run {run} closed no trades."), _verification(report.verification)]
+        )
+        return parts, f"Run {esc(report.run_id)} closed no trades."
+    total = _closed_count(report.trades_closed, trades)
+    shown = trades[-FMEL_TRADES:]
+    what = f"all {total:,}" if len(shown) == total else f"the last {len(shown)} of {total:,}"
+    head = f"*Closed trades* of run {run} ({what}) · net {PNL} after commission"
+    table = trades_table(shown, first=total - len(shown) + 1).splitlines()
+    parts = _compact([_section(head), *_code_sections(table), _verification(report.verification)])
+    return parts, f"Run {esc(report.run_id)}: {_plural(total, 'closed trade')}"
 
 
 def _verification(v: Mapping[str, Any] | None) -> Block | None:
@@ -1007,7 +1086,9 @@ def _run_outcome(run: Any) -> str:
     res = (run.result or {}).get("results")
     if res:
         sharpe = _num(res.get("sharpe_ratio"))
-        return f"return {_pct(res.get('portfolio_return_pct'))} · Sharpe {sharpe}"
+        warnings = [w for w in (run.result or {}).get("warnings") or () if isinstance(w, str)]
+        flag = _warning_flag(any(w.startswith(LOOKAHEAD_WARNING) for w in warnings), len(warnings))
+        return f"return {_pct(res.get('portfolio_return_pct'))} · Sharpe {sharpe}{flag}"
     return "-"
 
 

@@ -89,7 +89,9 @@ class Shell:
             self.reply(console.format_runs(self.desk.runs(cmd.agent)))
         elif cmd.name == "fmel":
             assert cmd.agent is not None
-            found = self.desk.fmel(cmd.agent, last=cmd.last or 10, verify=cmd.verify)
+            found = self.desk.fmel(
+                cmd.agent, last=cmd.last or 10, verify=cmd.verify, trades=cmd.trades
+            )
             self.reply(console.format_fmel(found))
         elif cmd.name == "backtest":
             assert cmd.agent is not None

@@ -139,7 +139,8 @@ class Handlers:
             if cmd.name == "runs":
                 return render.render_runs(desk.runs(cmd.agent))
             assert cmd.agent is not None
-            return render.render_fmel(desk.fmel(cmd.agent, last=cmd.last or 10, verify=cmd.verify))
+            found = desk.fmel(cmd.agent, last=cmd.last or 10, verify=cmd.verify, trades=cmd.trades)
+            return render.render_fmel(found)
         except (DeskError, Refused) as exc:
             return render.render_refusal(str(exc))
 

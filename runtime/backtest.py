@@ -121,6 +121,7 @@ def run_backtest(req: BacktestRequest, progress: Progress | None = None) -> dict
         doc["parameters"].update(_window(datas))
         strat = _run(req, agent, datas, progress, recorder)
         _fill(doc, req, strat)
+        doc["warnings"] += money_warnings(req, datas, doc.get("_orders_rejected", 0))
     except (Exception, SystemExit) as exc:  # RunFailed carries its error; else classify says
         error = classify(exc, req.agent_file)  # whose fault (an agent's exit() is its own)
         if error.kind is ErrorKind.PLATFORM:  # ours: the whole story goes to the run's log
@@ -285,10 +286,51 @@ def _fill(doc: dict[str, Any], req: BacktestRequest, strat: bt.Strategy) -> None
         dates, values = metrics.equity_curve()
         title = f"{req.resolved_agent_id} · {', '.join(req.symbols)}"
         benchmark = metrics.buy_and_hold_curve()
+        entries, exits = metrics.trade_marks()
         from runtime.chart import render_equity_chart  # matplotlib: only when a chart is asked
 
-        render_equity_chart(dates, values, req.chart_path, title=title, benchmark=benchmark)
+        render_equity_chart(
+            dates,
+            values,
+            req.chart_path,
+            title=title,
+            benchmark=benchmark,
+            cash=metrics.cash_curve(),
+            entries=entries,
+            exits=exits,
+            invested_pct=doc["results"]["exposure_pct"],
+        )
         doc["chart"] = str(req.chart_path)
+
+
+#: a commission (a fraction of each trade's value) above this is said: brokers charge ~0.1%
+HIGH_COMMISSION = 0.01
+
+
+def money_warnings(
+    req: BacktestRequest, datas: list[prepared.PreparedSymbol], rejected: int
+) -> list[str]:
+    """Cash and commission oddities that change how the figures read."""
+    said = []
+    if rejected:
+        said.append(
+            f"{rejected} order{'s were' if rejected > 1 else ' was'} refused for lack of cash "
+            f"(cash {req.cash:,.2f}): the strategy asked for more than the portfolio held"
+        )
+    closes = {d.symbol: float(d.values[0, prepared.COLUMNS.index("close")]) for d in datas
+              if len(d.values)}  # fmt: skip
+    dear = sorted(s for s, first in closes.items() if first > req.cash)
+    if dear:
+        said.append(
+            f"cash {req.cash:,.2f} buys not one share of {', '.join(dear)} at its first close "
+            f"({', '.join(f'{closes[s]:,.2f}' for s in dear)})"
+        )
+    if req.commission >= HIGH_COMMISSION:
+        said.append(
+            f"commission {req.commission:.2%} of each trade's value: far above a broker's "
+            "(about 0.1%); is it meant as a fraction (0.001 = 0.1%)?"
+        )
+    return said
 
 
 def _fmel_figures(summary: dict[str, Any]) -> dict[str, Any]:

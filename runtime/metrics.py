@@ -9,7 +9,8 @@ Usage::
 
 Collection (hot path, once per strategy bar, in ``notify_cashvalue``): the strategy datetime,
 the broker value and cash, and for every data its position size and close are appended to
-``array.array`` buffers. Closed trades are recorded in ``notify_trade``. Nothing is computed
+``array.array`` buffers. Closed trades are recorded in ``notify_trade``, and the executions
+that make them up in ``notify_order`` (per order, not per bar). Nothing is computed
 until ``stop()``. Nothing is rounded; the caller formats. Undefined figures are ``None``,
 never NaN or inf.
 
@@ -54,10 +55,26 @@ close of strategy bar ``i`` (as delivered by ``notify_cashvalue``) and ``n`` the
   (last close / first close - 1) * 100, using the closes seen on the strategy's bars.
 - ``annual_returns``: ``{"2021": pct, ...}`` from the last value of each calendar year; the first
   year is measured from ``initial_value``, later years from the previous year's last value.
+- ``monthly_returns``: ``{"2021-01": pct, ...}``, the same per calendar month (only months with
+  bars appear); they compound to ``portfolio_return_pct``.
 - ``per_symbol``: ``{symbol: {net_pnl, trades_closed, win_trades, loss_trades, final_position,
   buy_and_hold_return_pct}}``; symbol is ``data._name``, or ``data<i>`` when unnamed (a
   duplicate name gets ``#<i>`` appended). ``net_pnl`` sums closed trades only, so the per-symbol
   ``net_pnl`` values add up to ``total_net_pnl``.
+- ``trades``: the last :data:`MAX_TRADES` closed trades, in closing order (``trades_closed``
+  says how many there were in all), each ``{symbol, direction, entry_date, exit_date, size,
+  entry_price, exit_price, pnl, pnl_net, bars_held}``. A trade is backtrader's: it opens when a
+  data's position (per ``tradeid``) leaves zero and closes when it returns to zero; an order
+  that reverses a position closes one trade and opens the next. ``direction`` is ``long`` or
+  ``short``; ``entry_date`` / ``exit_date`` are the bar datetimes of the first and of the
+  closing execution, written ``YYYY-MM-DD``, or ``YYYY-MM-DDTHH:MM:SS`` when the run's bars are
+  intraday (median spacing under 6.5 hours, as for *ppy*), the same form for every trade of a
+  run; ``size`` = the largest absolute size the trade held; ``entry_price`` = the
+  size-weighted mean price of the executions that opened or added to it, ``exit_price`` = that
+  of the executions that reduced or closed it; ``pnl`` = ``trade.pnl`` (gross), ``pnl_net`` =
+  ``trade.pnlcomm`` (after commission), ``bars_held`` = ``trade.barlen``. ``size``,
+  ``entry_price`` and ``exit_price`` are None if the trade's orders were never notified (a
+  broker that does not notify them; backtrader's own always does).
 
 Datetimes are the strategy's bar datetimes as backtrader stores them (naive; UTC unless the
 feed says otherwise), e.g. daily CSV feeds carry the end-of-session time 23:59:59.999989.
@@ -67,12 +84,13 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any
+from collections import deque
+from typing import Any, Literal, NamedTuple
 
 import backtrader as bt
 import numpy as np
 
-__all__ = ["RESULT_KEYS", "MetricsAnalyzer", "periods_per_year"]
+__all__ = ["MAX_TRADES", "RESULT_KEYS", "TRADE_KEYS", "MetricsAnalyzer", "periods_per_year"]
 
 RESULT_KEYS: tuple[str, ...] = (
     "initial_value",
@@ -104,7 +122,26 @@ RESULT_KEYS: tuple[str, ...] = (
     "exposure_pct",
     "buy_and_hold_return_pct",
     "annual_returns",
+    "monthly_returns",
     "per_symbol",
+    "trades",
+)
+
+#: Closed trades listed in ``trades`` (the last ones); ``trades_closed`` counts them all.
+MAX_TRADES = 500
+
+#: The fields of one entry of ``trades``.
+TRADE_KEYS: tuple[str, ...] = (
+    "symbol",
+    "direction",
+    "entry_date",
+    "exit_date",
+    "size",
+    "entry_price",
+    "exit_price",
+    "pnl",
+    "pnl_net",
+    "bars_held",
 )
 
 # backtrader stores datetimes as float days since 0001-01-01 plus one (proleptic ordinal).
@@ -115,15 +152,20 @@ _TRADING_DAY_SECONDS = 6.5 * 3600.0
 _DAY_SECONDS = 86400.0
 
 
-def periods_per_year(dates: np.ndarray) -> float | None:
-    """Bars per year inferred from the median spacing of ``dates`` (datetime64); see module doc."""
+def _median_spacing_s(dates: np.ndarray) -> float | None:
+    """The median positive step of ``dates`` (datetime64) in seconds; None without one."""
     if len(dates) < 2:
         return None
     steps = np.diff(dates.astype("datetime64[us]").astype(np.int64)) / 1e6
     steps = steps[steps > 0]
-    if steps.size == 0:
+    return float(np.median(steps)) if steps.size else None
+
+
+def periods_per_year(dates: np.ndarray) -> float | None:
+    """Bars per year inferred from the median spacing of ``dates`` (datetime64); see module doc."""
+    spacing = _median_spacing_s(dates)
+    if spacing is None:
         return None
-    spacing = float(np.median(steps))
     if spacing < _TRADING_DAY_SECONDS:
         return 252.0 * _TRADING_DAY_SECONDS / spacing
     days = spacing / _DAY_SECONDS
@@ -156,6 +198,8 @@ def _clean(obj: Any) -> Any:
     """Plain Python types only; NaN/inf become None."""
     if isinstance(obj, dict):
         return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
     if obj is None or isinstance(obj, (bool, str)):
         return obj
     if isinstance(obj, (int, np.integer)):
@@ -197,6 +241,42 @@ def _plain_size(size: float) -> int | float:
     return int(size) if float(size).is_integer() else float(size)
 
 
+class _Legs:
+    """The executions of one trade being built, applied as ``Trade.update`` applies them."""
+
+    __slots__ = ("in_size", "in_value", "out_size", "out_value", "peak", "size")
+
+    def __init__(self) -> None:
+        self.size = self.peak = 0.0
+        self.in_size = self.in_value = self.out_size = self.out_value = 0.0
+
+    def add(self, size: float, price: float) -> bool:
+        """One execution of ``size`` (signed) at ``price``; True when it closes the trade."""
+        old = self.size
+        self.size = new = old + size
+        if abs(new) > abs(old):  # opened or added to
+            self.peak = max(self.peak, abs(new))
+            self.in_size += abs(size)
+            self.in_value += abs(size) * price
+        else:  # reduced or closed
+            self.out_size += abs(size)
+            self.out_value += abs(size) * price
+        return bool(old) and not new
+
+
+class _ClosedTrade(NamedTuple):
+    data: int  # index into the strategy's datas, -1 if not one of them
+    long: bool
+    opened: float  # backtrader datetimes
+    closed: float
+    size: float | None
+    entry_price: float | None
+    exit_price: float | None
+    pnl: float
+    pnl_net: float
+    bars: int
+
+
 class MetricsAnalyzer(bt.Analyzer):
     """Portfolio, risk and trade metrics for any ``bt.Cerebro`` run (definitions: module doc).
 
@@ -216,6 +296,13 @@ class MetricsAnalyzer(bt.Analyzer):
         self._trade_data = array("q")
         self._open_refs: set[int] = set()
         self._closed_refs: set[int] = set()
+        self._closed_trades: deque[_ClosedTrade] = deque(maxlen=MAX_TRADES)
+        self._opened_dt = array("d")  # every trade's opening and closing bar (for the chart)
+        self._closed_dt = array("d")
+        # per (data, tradeid): the trade being built, and built ones (with their closing bar)
+        # waiting for their notify_trade
+        self._legs: dict[tuple[int, int], _Legs] = {}
+        self._built: dict[tuple[int, int], deque[tuple[int, _Legs]]] = {}
         self._data_index: dict[int, int] = {}
         self._per_data: list[tuple[Any, Any, Any, Any, Any]] = []
         self._pending: list[tuple[Any, Any, Any, Any, Any]] = []
@@ -280,6 +367,25 @@ class MetricsAnalyzer(bt.Analyzer):
             if len(data):
                 close[-1] = close_line[0]
 
+    def notify_order(self, order: Any) -> None:
+        """Each execution into the trade it belongs to, split as ``Strategy._addnotification``
+        splits it (the closing part first, then the opening part). Backtrader notifies an
+        order before the trades it changed, so ``notify_trade`` finds the trade built."""
+        if not order.executed.size:
+            return
+        data = order.data if order.data._compensate is None else order.data._compensate
+        key = (id(data), order.tradeid)
+        for bit in order.executed.iterpending():
+            for size in (bit.closed, bit.opened):
+                if not size:
+                    continue
+                legs = self._legs.get(key)
+                if legs is None:
+                    legs = self._legs[key] = _Legs()
+                if legs.add(size, bit.price):
+                    del self._legs[key]
+                    self._built.setdefault(key, deque()).append((len(data), legs))
+
     def notify_trade(self, trade: Any) -> None:
         ref = trade.ref
         if trade.isclosed:
@@ -288,9 +394,38 @@ class MetricsAnalyzer(bt.Analyzer):
                 self._closed_refs.add(ref)
                 self._trade_pnl.append(trade.pnlcomm)
                 self._trade_barlen.append(trade.barlen)
-                self._trade_data.append(self._data_index.get(id(trade.data), -1))
+                index = self._data_index.get(id(trade.data), -1)
+                self._trade_data.append(index)
+                self._closed_trades.append(self._closed_trade(trade, index))
+                self._closed_dt.append(trade.dtclose)
         elif trade.justopened:
             self._open_refs.add(ref)
+            self._opened_dt.append(trade.dtopen)
+
+    def _closed_trade(self, trade: Any, index: int) -> _ClosedTrade:
+        legs = self._built_legs((id(trade.data), trade.tradeid), trade.barclose)
+        return _ClosedTrade(
+            data=index,
+            long=bool(getattr(trade, "long", True)),
+            opened=trade.dtopen,
+            closed=trade.dtclose,
+            size=None if legs is None else legs.peak,
+            entry_price=None if legs is None else _ratio(legs.in_value, legs.in_size),
+            exit_price=None if legs is None else _ratio(legs.out_value, legs.out_size),
+            pnl=trade.pnl,
+            pnl_net=trade.pnlcomm,
+            bars=trade.barlen,
+        )
+
+    def _built_legs(self, key: tuple[int, int], bar: int) -> _Legs | None:
+        """The executions of the trade of ``key`` closed on ``bar`` (older leftovers, which
+        backtrader never notified as closed, are dropped)."""
+        built = self._built.get(key)
+        while built and built[0][0] < bar:
+            built.popleft()
+        if built and built[0][0] == bar:
+            return built.popleft()[1]
+        return None
 
     # -- results -------------------------------------------------------------------------------
 
@@ -317,6 +452,14 @@ class MetricsAnalyzer(bt.Analyzer):
         if not curves:
             return np.full(len(self._value), self._initial)
         return np.asarray(self._initial * np.mean(curves, axis=0), dtype=np.float64)
+
+    def trade_marks(self) -> tuple[np.ndarray, np.ndarray]:
+        """The bar datetimes (``datetime64[us]``) where trades opened, and where they closed:
+        every trade's, not only the listed ones (for the chart's markers)."""
+        return (
+            _bt_num2datetime64(np.frombuffer(self._opened_dt, dtype=np.float64)),
+            _bt_num2datetime64(np.frombuffer(self._closed_dt, dtype=np.float64)),
+        )
 
     def cash_curve(self) -> np.ndarray:
         """Broker cash at each bar close (aligned with :meth:`equity_curve`)."""
@@ -421,8 +564,10 @@ class MetricsAnalyzer(bt.Analyzer):
             **trades,
             "exposure_pct": exposure,
             "buy_and_hold_return_pct": bh_mean,
-            "annual_returns": self._annual_returns(dates, bar_values, initial),
+            "annual_returns": self._period_returns(dates, bar_values, initial, "Y"),
+            "monthly_returns": self._period_returns(dates, bar_values, initial, "M"),
             "per_symbol": per_symbol,
+            "trades": self._trade_list(symbols, dates),
         }
         result = {key: result[key] for key in RESULT_KEYS}
         cleaned: dict[str, Any] = _clean(result)
@@ -459,18 +604,47 @@ class MetricsAnalyzer(bt.Analyzer):
             "average_trade_duration_bars": float(barlen.mean()) if closed else None,
         }
 
+    def _trade_list(self, symbols: list[str], dates: np.ndarray) -> list[dict[str, Any]]:
+        closed = list(self._closed_trades)
+        if not closed:
+            return []
+        spacing = _median_spacing_s(dates)
+        unit: Literal["s", "D"] = "s" if spacing and spacing < _TRADING_DAY_SECONDS else "D"
+        opened = np.datetime_as_string(
+            _bt_num2datetime64(np.array([t.opened for t in closed], dtype=np.float64)), unit=unit
+        )
+        exited = np.datetime_as_string(
+            _bt_num2datetime64(np.array([t.closed for t in closed], dtype=np.float64)), unit=unit
+        )
+        return [
+            {
+                "symbol": symbols[t.data] if t.data >= 0 else "?",
+                "direction": "long" if t.long else "short",
+                "entry_date": str(entry),
+                "exit_date": str(exit_),
+                "size": None if t.size is None else _plain_size(t.size),
+                "entry_price": t.entry_price,
+                "exit_price": t.exit_price,
+                "pnl": t.pnl,
+                "pnl_net": t.pnl_net,
+                "bars_held": t.bars,
+            }
+            for t, entry, exit_ in zip(closed, opened, exited, strict=True)
+        ]
+
     @staticmethod
-    def _annual_returns(
-        dates: np.ndarray, values: np.ndarray, initial: float
+    def _period_returns(
+        dates: np.ndarray, values: np.ndarray, initial: float, unit: str
     ) -> dict[str, float | None]:
+        """Per calendar year (``unit`` "Y") or month ("M"), from each one's last value."""
         if values.size == 0:
             return {}
-        years = dates.astype("datetime64[Y]").astype(np.int64) + 1970
-        last_idx = np.concatenate((np.flatnonzero(np.diff(years)), [years.size - 1]))
+        periods = dates.astype(f"datetime64[{unit}]")
+        last_idx = np.concatenate((np.flatnonzero(periods[1:] != periods[:-1]), [periods.size - 1]))
         out: dict[str, float | None] = {}
         prev = initial
         for i in last_idx:
             end = float(values[i])
-            out[str(int(years[i]))] = _pct_change(prev, end)
+            out[str(np.datetime_as_string(periods[i]))] = _pct_change(prev, end)
             prev = end
         return out

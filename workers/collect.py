@@ -32,11 +32,12 @@ import re
 import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
 from runtime.errors import ErrorKind, RunError, make_error
-from runtime.metrics import RESULT_KEYS
+from runtime.metrics import MAX_TRADES, RESULT_KEYS, TRADE_KEYS
 
 RESULT_BYTES = 1 << 20
 PROGRESS_BYTES = 4096
@@ -45,8 +46,11 @@ MAX_PARTS = 10_000
 MAX_TEXT = 2_000  # a message, a warning, a parameter's text
 MAX_TRACEBACK = 20_000
 MAX_ITEMS = 200  # entries of a mapping or list in the document
+MAX_MONTHS = 1_200  # monthly_returns: a century of months
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+_TRADE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2})?")
 
 
 class Refused(Exception):
@@ -153,7 +157,7 @@ def parse_result(raw: bytes, trusted: Trusted) -> dict[str, Any]:
         raise Refused("result.json is not an object")
     out = skeleton(trusted)
     out["strategy"] = _optional(doc, "strategy", _strategy)
-    out["results"] = _optional(doc, "results", lambda v: _results(v, trusted.symbols))
+    out["results"] = _optional(doc, "results", lambda v: _results(v, trusted))
     out["fmel"] = _optional(doc, "fmel", _fmel)
     out["warnings"] = _texts(doc.get("warnings") or [], "warnings")
     out["monitoring"] = _optional(doc, "monitoring", _monitoring)
@@ -184,9 +188,9 @@ def _optional(doc: Mapping[str, Any], key: str, check: Any) -> Any:
     return None if value is None else check(value)
 
 
-def _mapping(value: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict) or len(value) > MAX_ITEMS:
-        raise Refused(f"{what} is not an object of at most {MAX_ITEMS} entries")
+def _mapping(value: Any, what: str, limit: int = MAX_ITEMS) -> Mapping[str, Any]:
+    if not isinstance(value, dict) or len(value) > limit:
+        raise Refused(f"{what} is not an object of at most {limit} entries")
     if not all(isinstance(k, str) and len(k) <= 100 for k in value):
         raise Refused(f"{what} has a key that is not a short string")
     return value
@@ -240,10 +244,11 @@ _PER_SYMBOL = ("net_pnl", "trades_closed", "win_trades", "loss_trades", "final_p
                "buy_and_hold_return_pct")  # fmt: skip
 
 
-def _results(value: Any, symbols: Sequence[str]) -> dict[str, Any]:
+def _results(value: Any, trusted: Trusted) -> dict[str, Any]:
     doc = _mapping(value, "results")
     if set(doc) != set(RESULT_KEYS):
         raise Refused("results do not have exactly the known figures")
+    symbols = trusted.symbols
     out: dict[str, Any] = {}
     for key in RESULT_KEYS:
         if key == "annual_returns":
@@ -251,13 +256,23 @@ def _results(value: Any, symbols: Sequence[str]) -> dict[str, Any]:
             if not all(re.fullmatch(r"\d{4}", y) for y in years):
                 raise Refused("annual_returns has a key that is not a year")
             out[key] = {y: _number(v, f"{key}.{y}") for y, v in years.items()}
+        elif key == "monthly_returns":
+            months = _mapping(doc[key], key, MAX_MONTHS)
+            if not all(_MONTH.fullmatch(m) for m in months):
+                raise Refused("monthly_returns has a key that is not a month (YYYY-MM)")
+            out[key] = {m: _number(v, f"{key}.{m}") for m, v in months.items()}
         elif key == "per_symbol":
             per = _mapping(doc[key], key)
             if not set(per) <= set(symbols):
                 raise Refused("per_symbol names a symbol the run was not given")
             out[key] = {s: _per_symbol(v, s) for s, v in per.items()}
+        elif key == "trades":
+            out[key] = _trades(doc[key], symbols, _window(trusted.parameters))
         else:
             out[key] = _number(doc[key], f"results.{key}")
+    closed = out["trades_closed"]
+    if not isinstance(closed, int) or len(out["trades"]) != min(closed, MAX_TRADES):
+        raise Refused("trades does not list the last closed trades (trades_closed)")
     return out
 
 
@@ -266,6 +281,69 @@ def _per_symbol(value: Any, symbol: str) -> dict[str, Any]:
     if set(doc) != set(_PER_SYMBOL):
         raise Refused(f"per_symbol.{symbol} does not have exactly the known figures")
     return {k: _number(doc[k], f"per_symbol.{symbol}.{k}") for k in _PER_SYMBOL}
+
+
+def _trades(
+    value: Any, symbols: Sequence[str], window: tuple[date | None, date | None]
+) -> list[Any]:
+    if not isinstance(value, list) or len(value) > MAX_TRADES:
+        raise Refused(f"trades is not a list of at most {MAX_TRADES} trades")
+    trades = [_trade(t, f"trades[{i}]", symbols, window) for i, t in enumerate(value)]
+    if len({len(t[k]) for t in trades for k in ("entry_date", "exit_date")}) > 1:
+        raise Refused("trades mixes dates and datetimes")
+    return trades
+
+
+def _trade(
+    value: Any, what: str, symbols: Sequence[str], window: tuple[date | None, date | None]
+) -> dict[str, Any]:
+    doc = _mapping(value, what)
+    if set(doc) != set(TRADE_KEYS):
+        raise Refused(f"{what} does not have exactly the known fields")
+    if doc["symbol"] not in symbols:
+        raise Refused(f"{what}.symbol is not a symbol the run was given")
+    if doc["direction"] not in ("long", "short"):
+        raise Refused(f"{what}.direction is not long or short")
+    entry = _trade_date(doc["entry_date"], f"{what}.entry_date", window)
+    exit_ = _trade_date(doc["exit_date"], f"{what}.exit_date", window)
+    if exit_ < entry:
+        raise Refused(f"{what} exits before it enters")
+    size = _number(doc["size"], f"{what}.size")
+    if size is not None and size <= 0:
+        raise Refused(f"{what}.size is not a positive size")
+    out = {k: doc[k] for k in ("symbol", "direction", "entry_date", "exit_date")}
+    out["size"] = size
+    for key in ("entry_price", "exit_price", "pnl", "pnl_net"):
+        out[key] = _number(doc[key], f"{what}.{key}")
+    out["bars_held"] = _count(doc["bars_held"], f"{what}.bars_held")
+    return out
+
+
+def _trade_date(value: Any, what: str, window: tuple[date | None, date | None]) -> str:
+    """``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM:SS``, a real one, within the run's window."""
+    if not isinstance(value, str) or not _TRADE_DATE.fullmatch(value):
+        raise Refused(f"{what} is not a date like 2021-01-31 or 2021-01-31T15:30:00")
+    try:
+        day = date.fromisoformat(value[:10])
+        if len(value) > 10:
+            time.fromisoformat(value[11:])
+    except ValueError:
+        raise Refused(f"{what} is not a real date") from None
+    first, last = window
+    if (first is not None and day < first) or (last is not None and day > last):
+        raise Refused(f"{what} lies outside the run's data ({first} to {last})")
+    return value
+
+
+def _window(parameters: Mapping[str, Any]) -> tuple[date | None, date | None]:
+    """The first and last day of the run's data, as the trusted side read it."""
+    bounds: list[date | None] = []
+    for key in ("start_date", "end_date"):
+        try:
+            bounds.append(date.fromisoformat(str(parameters.get(key))[:10]))
+        except ValueError:
+            bounds.append(None)
+    return bounds[0], bounds[1]
 
 
 def _fmel(value: Any) -> dict[str, Any]:

@@ -44,7 +44,8 @@ RESULT_KEYS = {
     "trades_open", "trades_closed", "win_trades", "loss_trades", "win_rate_pct",
     "total_net_pnl", "average_win_pnl", "average_loss_pnl", "profit_factor", "expectancy",
     "max_consecutive_wins", "max_consecutive_losses", "average_trade_duration_bars",
-    "exposure_pct", "buy_and_hold_return_pct", "annual_returns", "per_symbol",
+    "exposure_pct", "buy_and_hold_return_pct", "annual_returns", "monthly_returns", "per_symbol",
+    "trades",
 }  # fmt: skip
 DOC_KEYS = {
     "run_id", "agent_id", "agent_sha256", "parameters", "strategy", "results",
@@ -203,6 +204,7 @@ FMEL_TESTS = (
     "test_fmel_prefix_last_rows",
     "test_fmel_json",
     "test_fmel_unknown_run",
+    "test_fmel_trades_lists_the_runs_closed_trades",
 )
 SMA_TESTS = (
     "test_backtest_json_is_the_result_document",
@@ -337,6 +339,15 @@ def fmel_json(ctx: Ctx) -> CliResult:
 def fmel_unknown(ctx: Ctx) -> CliResult:
     ctx.result("sma")
     return ctx.cli("sma", "fmel", "19990101T000000-deadbeef")
+
+
+@job("test_fmel_trades_lists_the_runs_closed_trades")
+def fmel_trades(ctx: Ctx) -> dict[str, CliResult]:
+    ctx.result("sma")
+    return {
+        "text": ctx.cli("sma", "fmel", "last", "--trades"),
+        "json": ctx.cli("sma", "fmel", "last", "--trades", "--json"),
+    }
 
 
 @job("test_fmel_verify_finds_a_tampered_row")
@@ -509,6 +520,7 @@ def test_readable_output(runs: Runs) -> None:
     assert run_dir.name in out.stdout
     assert "Sharpe" in out.stdout
     assert re.search(r"FMEL\s+\d+ decisions", out.stdout)
+    assert "Monthly returns (%)" in out.stdout and "closed trades (tradeops fmel" in out.stdout
     assert str(chart) in out.stdout
     assert chart.read_bytes()[:8] == PNG_SIGNATURE
     assert "BUY" not in out.stdout  # the agent's prints are in its log only
@@ -683,11 +695,33 @@ def test_fmel_json(runs: Runs, spy: dict[str, Any]) -> None:
     assert [r["bar_number"] for r in doc["decisions"]] == [n - 2, n - 1, n]
 
 
+def test_fmel_trades_lists_the_runs_closed_trades(runs: Runs, spy: dict[str, Any]) -> None:
+    out = runs["fmel_trades"]
+    trades, closed = spy["results"]["trades"], spy["results"]["trades_closed"]
+    assert out["json"].code == 0, out["json"]
+    assert json.loads(out["json"].stdout) == {
+        "run_id": spy["run_id"],
+        "trades_closed": closed,
+        "trades": trades,
+    }
+    text = out["text"]
+    assert text.code == 0, text
+    head, columns, *rows = text.stdout.splitlines()
+    assert head == (
+        f"Closed trades of run {spy['run_id']} (all {closed}; net P&L after commission):"
+    )
+    assert columns.split()[:5] == ["#", "symbol", "side", "entry", "exit"]
+    assert len(rows) == closed == len(trades) > 0
+    last = trades[-1]
+    shown = f"{closed} SPY {last['direction']} {last['entry_date']} {last['exit_date']}"
+    assert " ".join(rows[-1].split()[:5]) == shown
+
+
 def test_fmel_unknown_run(runs: Runs) -> None:
     out = runs["fmel_unknown"]
     assert out.code == 2
     assert out.stdout == ""
-    assert out.stderr.startswith("tradeops: error: no run '19990101T000000-deadbeef'")
+    assert out.stderr.startswith("tradeops: error: no agent or run '19990101T000000-deadbeef'")
     assert len(out.stderr.splitlines()) == 1
 
 

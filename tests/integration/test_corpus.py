@@ -218,7 +218,10 @@ def test_corpus_entry_matches_plain_backtrader(
     decisions = doc["fmel"]["decisions"]
     assert decisions > 0
     assert decisions == plain.bars  # one row per bar the strategy saw (prenext included)
-    assert doc.get("warnings", []) == []  # the recorder left no line of the strategy out
+    # the recorder left no line of the strategy out and saw no look-ahead (a sample may ask
+    # for more than its cash: backtrader refuses such orders alike, and that is said too)
+    fmel_said = [w for w in doc.get("warnings", []) if not w.endswith("the portfolio held")]
+    assert fmel_said == []
 
     verify = outcome.verify
     assert verify is not None

@@ -449,8 +449,10 @@ def test_identity_parameters_and_data_checks_come_from_the_request(run: Any) -> 
         ('doc["results"]["sharpe_ratio"] = "high"', "results.sharpe_ratio is not a number"),
         ('doc["results"]["bonus"] = 1', "not have exactly the known figures"),
         ('doc["error"] = {"kind": "nope", "message": "x", "hint": "y"}', "error.kind"),
-        ('doc["results"]["trades"].append(dict(doc["results"]["per_symbol"], symbol="XYZ"))',
-         "trades[0] does not have exactly the known fields"),
+        (
+            'doc["results"]["trades"].append(dict(doc["results"]["per_symbol"], symbol="XYZ"))',
+            "trades[0] does not have exactly the known fields",
+        ),
         ('doc["results"]["monthly_returns"]["2021-13"] = 1.0', "not a month"),
     ],
     ids=["figures", "decisions", "type", "unknown-key", "error-kind", "trade", "month"],

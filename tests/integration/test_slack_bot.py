@@ -512,7 +512,7 @@ def test_a_crash_streak_is_one_message_updated_in_place(stack: Stack) -> None:
     from workers import events as ev
 
     notifier = RedisNotifier(redis_lib.Redis.from_url(EmbeddedRedis(stack.home).url))
-    where = {"channel": "C6", "thread_ts": "6.1"}
+    where = {"channel": "CSTREAK", "thread_ts": "6.1"}  # a channel no other test posts in
 
     def crash(streak: int, in_a_row: int, reason: str) -> ev.PaperHealth:
         return ev.PaperHealth(job_id="paper-loop-r1", agent_id="loop", reply_to=where,
@@ -520,7 +520,7 @@ def test_a_crash_streak_is_one_message_updated_in_place(stack: Stack) -> None:
                                       "restart_in_s": 1.0, "run_id": "r1", "reason": reason,
                                       "streak": streak, "in_a_row": in_a_row})  # fmt: skip
 
-    in_thread = lambda c: c.args.get("channel") == "C6"  # noqa: E731
+    in_thread = lambda c: c.args.get("channel") == "CSTREAK"  # noqa: E731
     for n in (1, 2, 3):
         notifier.send(crash(0, n, f"ZeroDivisionError: crash {n}"))
     said = lambda text: lambda c: in_thread(c) and text in json.dumps(c.args)  # noqa: E731

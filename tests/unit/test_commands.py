@@ -294,6 +294,18 @@ HAPPY = [
         Command(name="fmel", agent="sma", last=3, verify=True),
         id="fmel-upper-nbsp",
     ),
+    pytest.param(
+        "/fmel",
+        "20261124T004443-4d87e7d5 trades",
+        Command(name="fmel", agent="20261124T004443-4d87e7d5", trades=True),
+        id="fmel-trades",
+    ),
+    pytest.param(
+        "/fmel",
+        "sma TRADES verify last=5",
+        Command(name="fmel", agent="sma", last=5, verify=True, trades=True),
+        id="fmel-trades-with-the-rest",
+    ),
 ]
 
 
@@ -582,6 +594,7 @@ ERRORS = [
         ["last= expects a number from 1 to 500", "'0'"],
         id="fmel-last-0",
     ),
+    pytest.param("/fmel", "sma trades=5", ["unexpected 'trades=5'"], id="fmel-trades-value"),
     pytest.param(
         "/fmel",
         "sma last=9999",

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+import re
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
 
-from runtime.metrics import RESULT_KEYS, MetricsAnalyzer, periods_per_year
+from runtime.metrics import MAX_TRADES, RESULT_KEYS, TRADE_KEYS, MetricsAnalyzer, periods_per_year
 
 CASH = 100_000.0
 COMMISSION = 0.001
@@ -36,16 +38,35 @@ def make_frame(seed: int, periods: int = 320, start: str = "2021-01-04") -> pd.D
     )
 
 
+class Fill(NamedTuple):
+    """A completed order as the strategy saw it."""
+
+    symbol: str
+    size: float  # signed
+    price: float
+    bar: int  # len(data) when it filled
+    when: datetime
+
+
 class Recorder(bt.Strategy):
-    """Base: records closed trades and exposure itself, for independent checks."""
+    """Base: records closed trades, fills and exposure itself, for independent checks."""
 
     def __init__(self) -> None:
         self.closed_pnl: list[float] = []
         self.exposed: list[bool] = []
+        self.fills: list[Fill] = []
 
     def notify_trade(self, trade: Any) -> None:
         if trade.isclosed:
             self.closed_pnl.append(trade.pnlcomm)
+
+    def notify_order(self, order: Any) -> None:
+        if order.status == order.Completed:
+            data = order.data
+            when = data.datetime.datetime(0)
+            self.fills.append(
+                Fill(data._name, order.executed.size, order.executed.price, len(data), when)
+            )
 
     def _record(self) -> None:
         self.exposed.append(any(self.getposition(d).size != 0 for d in self.datas))
@@ -83,6 +104,41 @@ class SmaCross(Recorder):
 
 class NeverTrades(Recorder):
     pass
+
+
+class Scaling(Recorder):
+    """Scales in and out of long and short positions in two datas: additions, partial exits,
+    additions after a partial exit, reversals."""
+
+    TARGETS = (100, 300, 150, 250, 0, -200, -50, -250, 100, 0)
+
+    def next(self) -> None:
+        super().next()
+        if len(self) % 3:
+            return
+        step = len(self) // 3
+        for i, data in enumerate(self.datas):
+            target = self.TARGETS[(step + 3 * i) % len(self.TARGETS)]
+            self.order_target_size(data=data, target=target)
+
+
+class Schedule(Recorder):
+    """Orders each bar's target size from ``targets`` (bar number -> size)."""
+
+    params = (("targets", {}),)
+
+    def next(self) -> None:
+        super().next()
+        if len(self) in self.p.targets:
+            self.order_target_size(target=self.p.targets[len(self)])
+
+
+class Flipper(Recorder):
+    """Long 10, then short 10, then long…: a trade closes on every bar."""
+
+    def next(self) -> None:
+        super().next()
+        self.order_target_size(target=10 if len(self) % 2 else -10)
 
 
 class TwoData(Recorder):
@@ -130,6 +186,7 @@ SCENARIOS = {
     "buy_and_hold": (BuyAndHold, [make_frame(1)], ["AAA"]),
     "sma_cross": (SmaCross, [make_frame(2)], ["BBB"]),
     "two_data": (TwoData, [make_frame(3), make_frame(4)], ["CCC", "DDD"]),
+    "scaling": (Scaling, [make_frame(9), make_frame(10)], ["EEE", "FFF"]),
 }
 
 
@@ -154,6 +211,9 @@ def test_keys_and_json_clean(scenario: tuple[Any, bt.Cerebro, str]) -> None:
     def walk(obj: Any) -> None:
         if isinstance(obj, dict):
             for value in obj.values():
+                walk(value)
+        elif isinstance(obj, list):
+            for value in obj:
                 walk(value)
         else:
             assert obj is None or type(obj) in (int, float, str), repr(obj)
@@ -396,3 +456,184 @@ def test_buy_and_hold_curve_ends_at_the_buy_and_hold_return() -> None:
     assert curve[0] == pytest.approx(10_000.0)
     expected = m.get_analysis()["buy_and_hold_return_pct"]
     assert (curve[-1] / 10_000.0 - 1) * 100 == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------ the per-trade list
+def expected_trades(fills: list[Fill], *, intraday: bool = False) -> list[dict[str, Any]]:
+    """Closed trades from the fills alone: one position per symbol, a trade from leaving zero
+    to coming back to it (a fill across zero closes one and opens the next); pnl is the cash
+    the round trip made, commission the run's rate on each part."""
+    building: dict[str, dict[str, Any]] = {}
+    closed: list[dict[str, Any]] = []
+    form = "%Y-%m-%dT%H:%M:%S" if intraday else "%Y-%m-%d"
+    for fill in fills:
+        left = fill.size
+        while left:
+            t = building.setdefault(
+                fill.symbol,
+                {
+                    "pos": 0.0,
+                    "peak": 0.0,
+                    "cash": 0.0,
+                    "comm": 0.0,
+                    "in": [0.0, 0.0],
+                    "out": [0.0, 0.0],
+                },
+            )
+            pos = t["pos"]
+            adding = pos == 0 or (pos > 0) == (left > 0)
+            part = left if adding else math.copysign(min(abs(left), abs(pos)), left)
+            if pos == 0:
+                t["long"], t["bar"], t["when"] = part > 0, fill.bar, fill.when
+            side = t["in"] if adding else t["out"]
+            side[0] += abs(part)
+            side[1] += abs(part) * fill.price
+            t["cash"] -= part * fill.price
+            t["comm"] += abs(part) * fill.price * COMMISSION
+            t["pos"] = pos + part
+            t["peak"] = max(t["peak"], abs(t["pos"]))
+            left -= part
+            if t["pos"] == 0:
+                del building[fill.symbol]
+                closed.append(
+                    {
+                        "symbol": fill.symbol,
+                        "direction": "long" if t["long"] else "short",
+                        "entry_date": t["when"].strftime(form),
+                        "exit_date": fill.when.strftime(form),
+                        "size": t["peak"],
+                        "entry_price": t["in"][1] / t["in"][0],
+                        "exit_price": t["out"][1] / t["out"][0],
+                        "pnl": t["cash"],
+                        "pnl_net": t["cash"] - t["comm"],
+                        "bars_held": fill.bar - t["bar"],
+                    }
+                )
+    return closed
+
+
+def assert_same_trades(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert list(g) == list(TRADE_KEYS)
+        for key in ("symbol", "direction", "entry_date", "exit_date", "size", "bars_held"):
+            assert g[key] == e[key], (key, g, e)
+        for key in ("entry_price", "exit_price", "pnl", "pnl_net"):
+            assert g[key] == pytest.approx(e[key], rel=1e-9, abs=1e-6), (key, g, e)
+
+
+def test_trade_list_matches_the_fills(scenario: tuple[Any, bt.Cerebro, str]) -> None:
+    strat, _, name = scenario
+    result = strat.analyzers.metrics.get_analysis()
+    expected = expected_trades(strat.fills)
+    assert result["trades_closed"] == len(expected)
+    assert_same_trades(result["trades"], expected)
+    assert [t["pnl_net"] for t in result["trades"]] == pytest.approx(strat.closed_pnl)
+    per_symbol = {
+        s: sum(t["pnl_net"] for t in result["trades"] if t["symbol"] == s)
+        for s in result["per_symbol"]
+    }
+    for symbol, pnl in per_symbol.items():
+        assert result["per_symbol"][symbol]["net_pnl"] == pytest.approx(pnl, abs=1e-9)
+    if name in ("sma_cross", "scaling"):
+        assert {t["direction"] for t in result["trades"]} == {"long", "short"}
+    if name in ("two_data", "scaling"):
+        assert {t["symbol"] for t in result["trades"]} == set(SCENARIOS[name][2])
+    if name == "scaling":  # 100 -> 300 -> 150 -> 250 -> 0; -200 -> -50 -> -250 -> +100 -> 0
+        shapes = {(t["direction"], t["size"]) for t in result["trades"]}
+        assert shapes == {("long", 300), ("short", 250), ("long", 100)}
+
+
+def price_ladder(periods: int = 12) -> pd.DataFrame:
+    """Opens 101, 102, … from the second bar: bar ``k`` (1-based) opens at ``100 + k - 1``."""
+    price = 100.0 + np.arange(periods)
+    return pd.DataFrame(
+        {
+            "open": price,
+            "high": price + 1,
+            "low": price - 1,
+            "close": price,
+            "volume": 1_000.0,
+            "openinterest": 0.0,
+        },
+        index=pd.bdate_range("2021-01-04", periods=periods),
+    )
+
+
+def test_trade_list_by_hand() -> None:
+    """Scale in and out of a long, then a short covered in part and reversed into a long.
+    Orders at bar k fill at bar k+1's open, 100 + k."""
+    targets = {1: 100, 2: 300, 3: 150, 4: 0, 5: -200, 6: -50, 7: 100, 8: 0}
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=price_ladder()), name="AAA")
+    cerebro.addstrategy(Schedule, targets=targets)
+    cerebro.broker.setcash(CASH)
+    cerebro.broker.setcommission(commission=COMMISSION)
+    cerebro.addanalyzer(MetricsAnalyzer, _name="metrics")
+    strat = cerebro.run()[0]
+    long1, short, long2 = strat.analyzers.metrics.get_analysis()["trades"]
+    # +100 @101, +200 @102, -150 @103, -150 @104
+    assert long1["direction"] == "long" and long1["size"] == 300
+    assert (long1["entry_date"], long1["exit_date"]) == ("2021-01-05", "2021-01-08")
+    assert long1["entry_price"] == pytest.approx((100 * 101 + 200 * 102) / 300)
+    assert long1["exit_price"] == pytest.approx(103.5)
+    assert long1["pnl"] == pytest.approx(550.0)
+    assert long1["pnl_net"] == pytest.approx(550.0 - 0.001 * (10_100 + 20_400 + 15_450 + 15_600))
+    assert long1["bars_held"] == 3
+    # -200 @105, +150 @106, then +150 @107: 50 covers the short, 100 opens a long
+    assert short["direction"] == "short" and short["size"] == 200
+    assert short["entry_price"] == 105.0
+    assert short["exit_price"] == pytest.approx((150 * 106 + 50 * 107) / 200)
+    assert short["pnl"] == pytest.approx(-250.0)
+    assert short["pnl_net"] == pytest.approx(-250.0 - 0.001 * (21_000 + 15_900 + 5_350))
+    assert (short["exit_date"], short["bars_held"]) == ("2021-01-13", 2)
+    # +100 @107 (the reversal), -100 @108
+    assert long2["direction"] == "long" and long2["size"] == 100
+    assert (long2["entry_price"], long2["exit_price"]) == (107.0, 108.0)
+    assert long2["entry_date"] == short["exit_date"] == "2021-01-13"
+    assert long2["pnl"] == pytest.approx(100.0)
+    assert long2["pnl_net"] == pytest.approx(100.0 - 0.001 * (10_700 + 10_800))
+
+
+def test_trade_list_keeps_the_last_max_trades(runonce: bool) -> None:
+    strat, _ = run(Flipper, [make_frame(11, periods=MAX_TRADES + 200)], ["AAA"], runonce=runonce)
+    result = strat.analyzers.metrics.get_analysis()
+    expected = expected_trades(strat.fills)
+    assert result["trades_closed"] == len(expected) > MAX_TRADES
+    assert len(result["trades"]) == MAX_TRADES
+    assert_same_trades(result["trades"], expected[-MAX_TRADES:])
+
+
+def test_intraday_trades_carry_the_time() -> None:
+    frame = make_frame(12, periods=200)
+    frame.index = pd.date_range("2021-03-01 09:30", periods=200, freq="h")
+    strat, _ = run(SmaCross, [frame], ["AAA"])
+    trades = strat.analyzers.metrics.get_analysis()["trades"]
+    assert trades
+    for t in trades:
+        for key in ("entry_date", "exit_date"):
+            assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", t[key]), t[key]
+    assert_same_trades(trades, expected_trades(strat.fills, intraday=True))
+
+
+# ------------------------------------------------------------------ monthly returns
+def test_monthly_returns_compound_to_the_total(scenario: tuple[Any, bt.Cerebro, str]) -> None:
+    strat, _, _ = scenario
+    result = strat.analyzers.metrics.get_analysis()
+    monthly = result["monthly_returns"]
+    dates, values = strat.analyzers.metrics.equity_curve()
+    months = sorted({str(d)[:7] for d in dates.astype("datetime64[M]")})
+    assert list(monthly) == months  # every month with a bar, in order
+    growth = np.prod([1 + pct / 100 for pct in monthly.values()])
+    assert growth == pytest.approx(result["final_value"] / CASH, rel=1e-12)
+    assert (growth - 1) * 100 == pytest.approx(result["portfolio_return_pct"], abs=1e-9)
+    # each month from the last value of the one before (the first from the cash)
+    month_of = dates.astype("datetime64[M]")
+    last_jan = values[month_of == np.datetime64("2021-01")][-1]
+    last_feb = values[month_of == np.datetime64("2021-02")][-1]
+    assert monthly["2021-01"] == pytest.approx((last_jan / CASH - 1) * 100)
+    assert monthly["2021-02"] == pytest.approx((last_feb / last_jan - 1) * 100)
+    # the months of a year compound to its annual return
+    in_2021 = [pct for month, pct in monthly.items() if month.startswith("2021")]
+    year = (np.prod([1 + pct / 100 for pct in in_2021]) - 1) * 100
+    assert year == pytest.approx(result["annual_returns"]["2021"])

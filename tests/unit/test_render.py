@@ -176,6 +176,32 @@ def fmel_row(
     }
 
 
+def closed_trade(n: int, *, symbol: str = "QQQ", intraday: bool = False) -> dict[str, Any]:
+    """A closed trade as the result document lists it (``runtime.metrics``)."""
+    entry = datetime(2021, 1, 4, 15, 30) + timedelta(days=n)
+    form = "%Y-%m-%dT%H:%M:%S" if intraday else "%Y-%m-%d"
+    return {
+        "symbol": symbol,
+        "direction": "short" if n % 3 == 0 else "long",
+        "entry_date": entry.strftime(form),
+        "exit_date": (entry + timedelta(days=2)).strftime(form),
+        "size": 10 + n % 7,
+        "entry_price": 100.0 + n,
+        "exit_price": 101.25 + n,
+        "pnl": 12.5 + n,
+        "pnl_net": -2.75 if n % 2 else 12.0 + n,
+        "bars_held": 2,
+    }
+
+
+def months(first_year: int, last_year: int) -> dict[str, float]:
+    return {
+        f"{y}-{m:02d}": (m - 6.5) / 3 + (y - 2000) / 10
+        for y in range(first_year, last_year + 1)
+        for m in range(1, 13)
+    }
+
+
 def session(agent: str = "sma", status: str = "running", **extra: Any) -> dict[str, Any]:
     """A paper session as ``workers.control._session_doc`` makes it."""
     return {
@@ -605,6 +631,21 @@ def test_digest_lists_sessions_backtests_and_failures() -> None:
     assert "`broken` v1" in text and "agent: ZeroDivisionError: division by zero" in text
 
 
+def test_look_ahead_is_flagged_in_digests_run_lists_and_the_home_tab() -> None:
+    from dataclasses import replace
+
+    sections = digest_sections()
+    sections["backtests"][0] |= {"lookahead": True, "warnings": 1}
+    digest = render.render_event(ev.Digest(job_id="j", since=0.0, until=1.0, sections=sections))
+    assert digest is not None and "Sharpe 0.65 · ⚠️ look-ahead" in shown(digest)
+    peeked = replace(run("r-peek"), result={**RESULT, "warnings": ["look-ahead: the strategy …"]})
+    noted = replace(run("r-note"), result={**RESULT, "warnings": ["chart not shown: …"]})
+    listed = shown(render.render_runs([peeked, noted, run("r-clean")]))
+    assert listed.count("⚠️ look-ahead") == 1 and listed.count("⚠️ 1 warning") == 1
+    home = render.render_home(user_id="U1", agents=[], runs=[peeked], sessions=[])
+    assert "⚠️ look-ahead" in shown(home)
+
+
 def test_an_empty_digest_says_so() -> None:
     message = render.render_event(ev.Digest(job_id="j", since=0.0, until=1.0, sections={}))
     assert message is not None
@@ -695,6 +736,98 @@ def test_a_sparse_result_renders_with_n_a() -> None:
     message = render.render_result(doc)
     assert_valid(message)
     assert result_fields(message)["Sharpe"] == "n/a"
+
+
+def with_report(**results: Any) -> dict[str, Any]:
+    return {**RESULT, "results": {**RESULT["results"], **results}}
+
+
+def code_blocks(message: dict[str, Any]) -> list[str]:
+    return re.findall(r"```\n(.*?)\n```", shown(message), re.DOTALL)
+
+
+def test_result_shows_monthly_returns_as_a_year_by_month_grid() -> None:
+    monthly = {k: v for k, v in months(2020, 2023).items() if k >= "2020-07"}
+    message = render.render_result(with_report(monthly_returns=monthly))
+    assert_valid(message)
+    (grid,) = code_blocks(message)
+    head, *years = grid.splitlines()
+    assert " ".join(head.split()) == "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec Year"
+    assert [y.split()[0] for y in years] == ["2020", "2021", "2022", "2023"]
+    jul_to_dec = [f"{monthly[f'2020-{m:02d}']:+.1f}" for m in range(7, 13)]
+    assert years[0].split()[1:] == [*jul_to_dec, "+0.1"]  # no bars before July; the year's
+    column = slice(head.index("Jul") - 3, head.index("Jul") + 3)
+    assert years[0][column].strip() == jul_to_dec[0]  # under its month
+    assert years[2].split()[1] == f"{monthly['2022-01']:+.1f}" and years[2].endswith("-2.9")
+    assert len(set(map(len, [head, *years[1:]]))) == 1  # columns line up
+    assert "Annual returns:" not in shown(message)  # the grid's last column says it
+    plain = shown(render.render_result(RESULT))  # a result from before: the annual line
+    assert "```" not in plain and "2022 -2.94%" in plain
+
+
+def test_a_long_run_shows_the_last_years_of_months_and_says_how_many_are_left_out() -> None:
+    annual = {str(y): float(y - 2000) for y in range(1990, 2026)}
+    message = render.render_result(
+        with_report(monthly_returns=months(1990, 2025), annual_returns=annual)
+    )
+    assert_valid(message)
+    (grid,) = code_blocks(message)
+    lines = grid.splitlines()
+    assert lines[1] == "… 31 earlier years"
+    assert [ln.split()[0] for ln in lines[2:]] == ["2021", "2022", "2023", "2024", "2025"]
+    assert "Annual returns: 1990 -10.00%" in shown(message)  # the years left out, somewhere
+
+
+def test_result_shows_the_last_five_closed_trades() -> None:
+    trades = [closed_trade(n) for n in range(39)]
+    message = render.render_result(with_report(trades=trades, trades_closed=39))
+    assert_valid(message)
+    text = shown(message)
+    assert f"*Last 5 of 39 closed trades* · all of them: `/fmel {RUN_ID} trades`" in text
+    (table,) = code_blocks(message)
+    head, *rows = table.splitlines()
+    columns = "# symbol side entry exit size entry price exit price P&L net P&L bars"
+    assert " ".join(head.split()) == columns
+    assert [r.split()[0] for r in rows] == ["35", "36", "37", "38", "39"]
+    the_39th = "39 QQQ long 2021-02-11 2021-02-13 13 138.00 139.25 +50.50 +50.00 2"
+    assert " ".join(rows[-1].split()) == the_39th
+    assert rows[-2].split()[-2] == "-2.75"
+    few = shown(render.render_result(with_report(trades=trades[:3], trades_closed=3)))
+    assert "*The closed trades* · all of them" in few and "Last" not in few
+
+
+def test_fmel_trades_lists_the_last_50_and_says_how_many_there_are() -> None:
+    listed = [closed_trade(n, intraday=True) for n in range(734, 1234)]  # the last 500
+    message = render.render_fmel(
+        FmelReport(RUN_ID, None, [fmel_row(1)], None, trades=listed, trades_closed=1234)
+    )
+    assert_valid(message)
+    text = shown(message)
+    assert f"*Closed trades* of run `{RUN_ID}` (the last 50 of 1,234)" in text
+    assert "`1`" not in text  # decisions are not shown
+    tables = code_blocks(message)
+    assert len(tables) > 1  # 50 wide rows do not fit one section: cut between rows
+    rows = [ln for t in tables for ln in t.splitlines()[1:]]
+    assert [int(r.split()[0]) for r in rows] == list(range(1185, 1235))
+    assert all(t.splitlines()[0].startswith("   #  symbol") for t in tables)  # each has a head
+    assert closed_trade(1184, intraday=True)["entry_date"] in rows[0]  # with the time
+    assert message["text"] == f"Run {RUN_ID}: 1,234 closed trades"
+
+
+def test_fmel_trades_of_a_run_without_trades_is_one_line() -> None:
+    message = render.render_fmel(FmelReport(RUN_ID, None, [], None, trades=[], trades_closed=0))
+    assert_valid(message)
+    assert shown(message) == f"Run `{RUN_ID}` closed no trades."
+
+
+def test_a_huge_result_with_trades_and_a_century_of_months_stays_within_limits() -> None:
+    checks = [{"message": f"SPY: gap number {i} w{i:05d}x"} for i in range(300)]
+    trades = [closed_trade(n, intraday=True) for n in range(500)]
+    doc = with_report(trades=trades, trades_closed=10_000, monthly_returns=months(1925, 2024))
+    message = render.render_result({**doc, "data_checks": checks})
+    assert_valid(message)
+    assert "*Last 5 of 10,000 closed trades*" in shown(message)
+    assert len(buttons(message)) == 2
 
 
 # ------------------------------------------------------------------ the other answers
@@ -843,6 +976,9 @@ def evil_messages() -> list[dict[str, Any] | None]:
         ),
         render.render_result({**RESULT, "error": error}),
         render.render_fmel(FmelReport(EVIL, None, [evil_row], None)),
+        render.render_fmel(
+            FmelReport(EVIL, None, [], None, trades=[closed_trade(1, symbol=EVIL)], trades_closed=1)
+        ),
         render.render_agents([Agent(name=EVIL, owner=EVIL, created_at=0.0, latest_version=1)]),
         render.render_runs([run(EVIL, error=error)]),
         render.render_usage_error(EVIL),
