@@ -471,14 +471,12 @@ def _finish_run(services: Any, run_id: str, doc: dict[str, Any]) -> None:
 
 
 def cmd_fmel(args: argparse.Namespace, settings: Settings) -> int:
-    from runtime.fmel import store as fmel_store
-
-    root = settings.fmel_dir
-    run_id = resolve_run_id(root, args.run_id, settings)
+    fmel = _local_services(settings).fmel
+    run_id = resolve_run_id(args.run_id, settings)
     if args.trades:
         return _print_trades(settings, run_id, as_json=args.json)
     if args.verify:
-        v = fmel_store.verify_run(root, run_id)
+        v = fmel.verify(run_id)
         if args.json:
             print(json.dumps(v.to_dict(), indent=2))
         elif v.ok:
@@ -487,8 +485,8 @@ def cmd_fmel(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print(f"FMEL {run_id}: MISMATCH at bar {v.first_bad_bar}: {v.reason}")
         return 0 if v.ok else 1
-    rows = fmel_store.read_rows(root, run_id, last=args.last)
-    summary = fmel_store.read_summary(root, run_id)
+    rows = fmel.decisions(run_id, last=args.last)
+    summary = fmel.summary(run_id)
     if args.json:
         print(json.dumps({"summary": summary, "decisions": rows}, indent=2, default=str))
         return 0
@@ -518,30 +516,20 @@ def _print_trades(settings: Settings, run_id: str, *, as_json: bool) -> int:
     return 0
 
 
-def resolve_run_id(root: Path, wanted: str, settings: Settings | None = None) -> str:
-    """``last``, an agent's name (its latest recorded run), a run id or its start."""
-    from runtime.fmel import store as fmel_store
+def resolve_run_id(wanted: str, settings: Settings) -> str:
+    """``last`` (the latest recorded run), an agent's name (its latest recorded run), a run
+    id or its unambiguous start: the desk's rule, as in chat."""
+    from bot.desk import Desk, DeskError
 
-    ids = fmel_store.run_ids(root)
-    if wanted == "last" and ids:
-        return max(ids, key=lambda i: (root / fmel_store.DECISIONS / i).stat().st_mtime)
-    if settings is not None and wanted != "last":
-        from bot.desk import Desk, DeskError
-
-        try:
-            return Desk(settings, user=_cli_user()).fmel_run_id(wanted)
-        except DeskError as exc:
-            raise CliError(str(exc)) from None
-    if not ids:
-        raise CliError("no recorded runs yet: run `tradeops backtest AGENT` first")
-    if wanted in ids:
-        return wanted
-    matches = [i for i in ids if i.startswith(wanted)]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise CliError(f"run id {wanted!r} is ambiguous: {', '.join(matches[:5])}")
-    raise CliError(f"no run {wanted!r} (recent: {', '.join(sorted(ids)[-3:])})")
+    if wanted == "last":
+        recorded = _local_services(settings).fmel.recorded()
+        if not recorded:
+            raise CliError("no recorded runs yet: run `tradeops backtest AGENT` first")
+        return recorded[0]
+    try:
+        return Desk(settings, user=_cli_user()).fmel_run_id(wanted)
+    except DeskError as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:

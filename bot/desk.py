@@ -338,11 +338,8 @@ class Desk:
         fills (with the state behind each), and the chain check when asked; with ``trades``,
         the run's closed trades (from its stored result) instead of decisions. ``target`` is
         a run id, a unique prefix of one, or an agent (its latest run with a record)."""
-        from runtime.fmel import store
-
-        root = self.settings.fmel_dir
         run_id = self.fmel_run_id(target)
-        registry = self._local_services().registry
+        registry, fmel = self._local_services().registry, self._local_services().fmel
         run = registry.get_run(run_id) if self.roles is not None or trades else None
         if self.roles is not None:  # a run's decisions are its agent owner's (and admins')
             if run is None and not self.roles.is_admin(self.user):
@@ -361,15 +358,13 @@ class Desk:
                     "or a backtest from before tradeops kept one)"
                 )
             listed, closed = results["trades"], results.get("trades_closed")
-        rows = store.read_rows(root, run_id)
-        summary = store.read_summary(root, run_id)
-        traded = [r for r in rows if r["actions_taken"] or r["fills"]]
+        acting = fmel.decisions(run_id, last=last, acting_only=True)
         return FmelReport(
             run_id=run_id,
-            summary=summary,
-            rows=(traded or rows)[-last:],
-            trades_only=bool(traded),
-            verification=store.verify_rows(run_id, rows, summary).to_dict() if verify else None,
+            summary=fmel.summary(run_id),
+            rows=acting or fmel.decisions(run_id, last=last),
+            trades_only=bool(acting),
+            verification=fmel.verify(run_id).to_dict() if verify else None,
             trades=listed,
             trades_closed=closed,
         )
@@ -377,10 +372,7 @@ class Desk:
     def fmel_run_id(self, target: str) -> str:
         """The run ``target`` names: an agent (its latest recorded run), a run id or its
         unambiguous start."""
-        from runtime.fmel import store
-
-        root = self.settings.fmel_dir
-        recorded = set(store.run_ids(root))
+        recorded = set(self._local_services().fmel.recorded())
         registry = self._local_services().registry
         if registry.get_agent(target) is not None:
             runs = registry.list_runs(target, limit=50)

@@ -16,6 +16,7 @@ def build_services(settings: Settings, notifier: Notifier) -> Services:
             f"TRADEOPS_BACKEND: the {settings.backend!r} adapters are not built yet; use 'local'"
         )
     from infra.local.artifacts import LocalArtifactStore
+    from infra.local.fmel import LocalFmelStore
     from infra.local.paper import LocalPaperCluster
     from infra.local.registry import SqliteRegistry
     from infra.local.runner import SubprocessRunner
@@ -26,6 +27,7 @@ def build_services(settings: Settings, notifier: Notifier) -> Services:
     return Services(
         artifacts=artifacts,
         registry=SqliteRegistry(settings.home / "state.db"),
+        fmel=LocalFmelStore(settings.fmel_dir),
         runner=SubprocessRunner(
             limits=limits,
             warm_dir=settings.home / "warm",  # the worker keeps a sandbox ready between jobs

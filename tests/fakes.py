@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from workers.ports import (
+    ACTING,
     Agent,
     AgentVersion,
     PaperConflict,
@@ -231,3 +232,37 @@ class InMemoryPaperCluster:
         self.sessions[agent] = dataclasses.replace(
             self.sessions[agent], status=SessionStatus.CRASHED, pid=None, restarts=3
         )
+
+
+class InMemoryFmelStore:
+    """The FMEL store in memory: each run's rows and summary as the record holds them."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+        self.summaries: dict[str, dict[str, Any]] = {}
+        self._order: list[str] = []
+
+    def ingest(self, run_id: str, record: Any) -> None:
+        self.rows[run_id] = record.decisions.sort_by("bar_number").to_pylist()
+        self.summaries[run_id] = dict(record.summary_row)
+        if run_id in self._order:
+            self._order.remove(run_id)
+        self._order.append(run_id)
+
+    def summary(self, run_id: str) -> dict[str, Any] | None:
+        found = self.summaries.get(run_id)
+        return None if found is None else dict(found)
+
+    def decisions(
+        self, run_id: str, *, last: int | None = None, acting_only: bool = False
+    ) -> list[dict[str, Any]]:
+        rows = [r for r in self.rows.get(run_id, ()) if not acting_only or r["action"] in ACTING]
+        return rows[max(0, len(rows) - last) :] if last is not None else rows
+
+    def verify(self, run_id: str) -> Any:
+        from runtime.fmel.store import verify_rows
+
+        return verify_rows(run_id, self.decisions(run_id), self.summary(run_id))
+
+    def recorded(self) -> list[str]:
+        return list(reversed(self._order))

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from workers import events as ev
-from workers.ports import ArtifactStore, BacktestRunner, Notifier, PaperCluster, Registry, RunStatus
+from workers.ports import (
+    ArtifactStore,
+    BacktestRunner,
+    FmelStore,
+    Notifier,
+    PaperCluster,
+    Registry,
+    RunStatus,
+)
 from workers.validation import DEFAULT_POLICY, Policy, validate_source
 
 
@@ -24,6 +32,7 @@ from workers.validation import DEFAULT_POLICY, Policy, validate_source
 class Services:
     artifacts: ArtifactStore
     registry: Registry
+    fmel: FmelStore  # the decision records, read by /fmel and the result's summary
     runner: BacktestRunner
     notifier: Notifier
     data_dir: Path

@@ -12,7 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from runtime.fmel.store import Verification
+    from workers.collect import Record
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 ARTIFACT_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -328,4 +332,40 @@ class PaperCluster(Protocol):
 
     def logs(self, agent: str, tail: int = 100) -> str:
         """The last ``tail`` lines the agent's session wrote; ``KeyError`` if unknown."""
+        ...
+
+
+#: The actions of decisions that did something: placed orders, or got fills.
+ACTING = ("ORDERED", "TRADED")
+
+
+class FmelStore(Protocol):
+    """Runs' decision records (FMEL): one row a bar, a summary a run, a hash chain.
+
+    Records arrive verified (``workers.collect.read_record``); readers ask for what they
+    show, and the store does the filtering (a Parquet scan here, a query on BigQuery), so no
+    caller reads a whole run to show its last rows.
+    """
+
+    def ingest(self, run_id: str, record: Record) -> None:
+        """Store a run's verified record, replacing any earlier one of the run (a retry's)."""
+        ...
+
+    def summary(self, run_id: str) -> dict[str, Any] | None:
+        """The run's summary row (decisions, actions, chain head…); None without one."""
+        ...
+
+    def decisions(
+        self, run_id: str, *, last: int | None = None, acting_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """The run's rows in bar order: all, or the last ``last``; with ``acting_only`` only
+        those whose action is in :data:`ACTING`. Empty for a run without rows."""
+        ...
+
+    def verify(self, run_id: str) -> Verification:
+        """Recompute the run's hashes and chain from what is stored."""
+        ...
+
+    def recorded(self) -> list[str]:
+        """The ids of the runs with decisions, the most recently recorded first."""
         ...

@@ -385,17 +385,30 @@ def read_summary(root: Path, run_id: str) -> dict[str, Any] | None:
 
 
 def read_rows(
-    root: Path, run_id: str, *, last: int | None = None, columns: Sequence[str] | None = None
+    root: Path,
+    run_id: str,
+    *,
+    last: int | None = None,
+    columns: Sequence[str] | None = None,
+    actions: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """A run's rows in bar order (all, or the last ``last``)."""
+    """A run's rows in bar order (all, or the last ``last``; only those whose action is one
+    of ``actions`` when given)."""
     files = decision_files(root, run_id)
     if not files:
         return []
     wanted = list(columns or [])
     read = [*wanted, "run_id"] if wanted and "run_id" not in wanted else wanted
+    if wanted and actions is not None and "action" not in read:
+        read.append("action")
     table = pq.ParquetDataset([str(f) for f in files]).read(columns=read or None)
     # a paper session writes its own parts: rows that claim another run are not this run's
-    table = table.filter(pc.equal(table["run_id"], run_id)).sort_by("bar_number")
+    keep = pc.equal(table["run_id"], run_id)
+    if actions is not None:
+        keep = pc.and_(keep, pc.is_in(table["action"], value_set=pa.array(list(actions))))
+    table = table.filter(keep).sort_by("bar_number")
+    if wanted and "action" not in wanted and "action" in table.column_names:
+        table = table.drop_columns(["action"])
     if wanted and "run_id" not in wanted:
         table = table.drop_columns(["run_id"])
     if last is not None:
@@ -407,6 +420,19 @@ def read_rows(
 def run_ids(root: Path) -> list[str]:
     base = root / DECISIONS
     return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
+
+
+def recent_run_ids(root: Path) -> list[str]:
+    """:func:`run_ids`, the most recently written first."""
+    base = root / DECISIONS
+
+    def written(run_id: str) -> float:
+        try:
+            return (base / run_id).stat().st_mtime
+        except OSError:  # gone meanwhile
+            return 0.0
+
+    return sorted(run_ids(root), key=lambda r: (written(r), r), reverse=True)
 
 
 @dataclass(frozen=True)

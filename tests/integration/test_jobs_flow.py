@@ -12,6 +12,7 @@ from rq import Queue, SimpleWorker
 from rq.job import JobStatus
 
 from infra.local.artifacts import LocalArtifactStore
+from infra.local.fmel import LocalFmelStore
 from infra.local.queue import job_id_for, submit
 from infra.local.redis_server import EmbeddedRedis
 from infra.local.registry import SqliteRegistry
@@ -49,6 +50,7 @@ def stack(tmp_path: Path, synthetic_data: Path, redis_home: Path) -> Iterator[An
         jobs.Services(
             artifacts=LocalArtifactStore(tmp_path / "artifacts"),
             registry=registry,
+            fmel=LocalFmelStore(tmp_path / "fmel"),
             runner=SubprocessRunner(timeout_s=120),
             notifier=notifier,
             data_dir=synthetic_data,

@@ -18,6 +18,7 @@ from rq.cron import CronScheduler
 from rq.job import Job, JobStatus
 
 from infra.local.artifacts import LocalArtifactStore
+from infra.local.fmel import LocalFmelStore
 from infra.local.queue import job_id_for
 from infra.local.redis_server import EmbeddedRedis
 from infra.local.registry import SqliteRegistry
@@ -88,6 +89,7 @@ def test_a_due_digest_is_enqueued_once_and_a_worker_turns_it_into_a_digest_event
         jobs.Services(
             artifacts=LocalArtifactStore(tmp_path / "artifacts"),
             registry=registry,
+            fmel=LocalFmelStore(tmp_path / "fmel"),
             runner=SubprocessRunner(timeout_s=60),
             notifier=notifier,
             data_dir=DEFAULT_DATA_DIR,  # paper start checks its symbols against the data

@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from runtime.paths import DEFAULT_DATA_DIR
-from tests.fakes import InMemoryArtifactStore, InMemoryPaperCluster, InMemoryRegistry
+from tests.fakes import (
+    InMemoryArtifactStore,
+    InMemoryFmelStore,
+    InMemoryPaperCluster,
+    InMemoryRegistry,
+)
 from workers import control, jobs
 from workers import events as ev
 from workers.ports import PaperSession, PaperSpec, RunStatus, SessionStatus
@@ -65,6 +70,7 @@ def make_world(tmp_path: Path) -> Callable[..., World]:
         services = jobs.Services(
             artifacts=InMemoryArtifactStore(),
             registry=registry,
+            fmel=InMemoryFmelStore(),
             runner=None,  # type: ignore[arg-type]  # these jobs never backtest
             notifier=notifier,
             data_dir=DEFAULT_DATA_DIR,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from runtime.paths import DEFAULT_DATA_DIR, EXAMPLES_DIR
-from tests.fakes import InMemoryArtifactStore, InMemoryRegistry
+from tests.fakes import InMemoryArtifactStore, InMemoryFmelStore, InMemoryRegistry
 from workers import events as ev
 from workers import jobs
 from workers.ports import RunStatus
@@ -45,6 +45,7 @@ def wired(tmp_path: Path) -> Any:
         services = jobs.Services(
             artifacts=InMemoryArtifactStore(),
             registry=InMemoryRegistry(),
+            fmel=InMemoryFmelStore(),
             runner=runner,
             notifier=notifier,
             data_dir=DEFAULT_DATA_DIR,
