@@ -372,7 +372,6 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
         commission=args.commission,
         data_dir=data_dir,
         strategy=strategy,
-        fmel_dir=settings.fmel_dir,
         chart_path=(args.chart or work / "chart.png").resolve(),
     )
     limits = settings.sandbox_limits(timeout_s=args.timeout)
@@ -382,6 +381,7 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
         log_limit=limits.log_bytes,
         warm_dir=settings.home / "warm",
         keep_warm=False,
+        fmel=services.fmel,
     )
     runner.prewarm()  # the sandbox starts up while this process validates and loads data
     report = _validate(agent_file, strategy, settings)

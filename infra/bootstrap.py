@@ -24,17 +24,18 @@ def build_services(settings: Settings, notifier: Notifier) -> Services:
 
     limits = settings.sandbox_limits(timeout_s=DEFAULT_TIMEOUT_S)
     artifacts = LocalArtifactStore(settings.home / "artifacts")
+    fmel = LocalFmelStore(settings.fmel_dir)
     return Services(
         artifacts=artifacts,
         registry=SqliteRegistry(settings.home / "state.db"),
-        fmel=LocalFmelStore(settings.fmel_dir),
+        fmel=fmel,
         runner=SubprocessRunner(
             limits=limits,
+            fmel=fmel,
             warm_dir=settings.home / "warm",  # the worker keeps a sandbox ready between jobs
         ),
         notifier=notifier,
         data_dir=settings.data_dir,
-        fmel_dir=settings.fmel_dir,
         runs_dir=settings.runs_dir,
         policy=Policy(max_bytes=settings.max_agent_bytes, allowed_imports=settings.allowed_imports),
         meta_sink=_job_meta,

@@ -36,7 +36,6 @@ class Services:
     runner: BacktestRunner
     notifier: Notifier
     data_dir: Path
-    fmel_dir: Path
     runs_dir: Path
     policy: Policy = DEFAULT_POLICY
     progress_every_s: float = 2.0
@@ -162,7 +161,6 @@ def run_backtest(
         agent_id=agent,
         agent_version=str(found.version),
         user_id=owner,
-        fmel_dir=s.fmel_dir,
         chart_path=work / "chart.png",
     )
     doc = s.runner.run(req, work, _progress_reporter(s, job_id, owner, route, run_id))

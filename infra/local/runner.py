@@ -61,8 +61,8 @@ from workers.collect import (
     read_regular,
     refused_error,
     skeleton,
-    store_record,
 )
+from workers.ports import FmelStore
 
 REQUEST_FILE = "request.json"
 LOG_FILE = "agent.log"
@@ -102,8 +102,9 @@ class SubprocessRunner:
         chart.png      the chart, moved out of the box
         box/           the only folder the sandbox may write (mounted at /out)
 
-    FMEL rows the run wrote in ``box/fmel`` are moved into the FMEL store afterwards, so
-    a sandboxed run never sees, let alone writes, other runs' records.
+    FMEL rows the run wrote in ``box/fmel`` are verified and ingested into the FMEL store
+    (``fmel``) afterwards, so a sandboxed run never sees, let alone writes, other runs'
+    records.
     """
 
     def __init__(
@@ -118,8 +119,10 @@ class SubprocessRunner:
         allow_unsafe: bool = False,
         warm_dir: Path | None = None,
         keep_warm: bool = True,
+        fmel: FmelStore | None = None,
     ) -> None:
         self.python = python
+        self.fmel = fmel  # where verified decisions go; None: checked, then not kept
         # every sandbox setting (memory, CPU, processes, file size, log) when given
         self.limits = (
             limits
@@ -173,7 +176,7 @@ class SubprocessRunner:
             remove_cgroup(job.cgroup)
         trusted = _trusted(req, bars)
         doc = self._outcome(trusted, job.box, job.proc.returncode, stopped, forks_capped)
-        doc = _take_outputs(job.box, req, trusted, doc)
+        doc = _take_outputs(job.box, req, trusted, doc, self.fmel)
         doc["sandbox"] = sandbox.describe()
         if (progress := read_progress(job.box, PROGRESS_FILE)) is not None:
             write_json(work_dir / PROGRESS_FILE, {"done": progress[0], "total": progress[1]})
@@ -482,7 +485,11 @@ def _failed(trusted: Trusted, error: RunError) -> dict[str, Any]:
 
 
 def _take_outputs(
-    box: Path, req: BacktestRequest, trusted: Trusted, doc: dict[str, Any]
+    box: Path,
+    req: BacktestRequest,
+    trusted: Trusted,
+    doc: dict[str, Any],
+    fmel: FmelStore | None,
 ) -> dict[str, Any]:
     """Take the run's decisions and chart out of its box, verified; the document says
     what was stored. A record that does not verify fails the run, and is not stored."""
@@ -496,8 +503,8 @@ def _take_outputs(
                 return _failed(trusted, refused_error(str(exc)))
             record, doc["fmel"] = None, None  # the run's own failure is the news
             doc["warnings"].append(f"its decisions were not kept: {exc}")
-    if record is not None and req.fmel_dir is not None:
-        store_record(req.fmel_dir, req.run_id, record)
+    if record is not None and fmel is not None:
+        fmel.ingest(req.run_id, record)
     chart_path = req.chart_path if doc["chart"] else None
     doc["chart"] = None
     if chart_path is not None:

@@ -51,10 +51,9 @@ def stack(tmp_path: Path, synthetic_data: Path, redis_home: Path) -> Iterator[An
             artifacts=LocalArtifactStore(tmp_path / "artifacts"),
             registry=registry,
             fmel=LocalFmelStore(tmp_path / "fmel"),
-            runner=SubprocessRunner(timeout_s=120),
+            runner=SubprocessRunner(timeout_s=120, fmel=LocalFmelStore(tmp_path / "fmel")),
             notifier=notifier,
             data_dir=synthetic_data,
-            fmel_dir=tmp_path / "fmel",
             runs_dir=tmp_path / "runs",
         )
     )

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from infra.local.fmel import LocalFmelStore
 from infra.local.runner import LOG_FILE, SubprocessRunner
 from infra.local.sandbox import Isolation, Limits, Sandbox, SandboxUnavailable
 from runtime.backtest import BacktestRequest
@@ -80,7 +81,8 @@ def run(tmp_path: Path, home: Path, write_agent: WriteAgent, synthetic_data: Pat
             agent_file=agent, symbols=("SYN",), data_dir=synthetic_data, fmel_dir=home / "fmel"
         )
         sandbox = Sandbox.detect(limits or Limits(timeout_s=timeout_s))
-        runner = SubprocessRunner(sandbox=sandbox, timeout_s=timeout_s)
+        runner = SubprocessRunner(sandbox=sandbox, timeout_s=timeout_s,
+                                  fmel=LocalFmelStore(home / "fmel"))  # fmt: skip
         work = home / "runs" / req.run_id
         started = time.monotonic()
         doc = runner.run(req, work)

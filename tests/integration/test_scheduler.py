@@ -90,10 +90,9 @@ def test_a_due_digest_is_enqueued_once_and_a_worker_turns_it_into_a_digest_event
             artifacts=LocalArtifactStore(tmp_path / "artifacts"),
             registry=registry,
             fmel=LocalFmelStore(tmp_path / "fmel"),
-            runner=SubprocessRunner(timeout_s=60),
+            runner=SubprocessRunner(timeout_s=60, fmel=LocalFmelStore(tmp_path / "fmel")),
             notifier=notifier,
             data_dir=DEFAULT_DATA_DIR,  # paper start checks its symbols against the data
-            fmel_dir=tmp_path / "fmel",
             runs_dir=tmp_path / "runs",
             cluster=cluster,  # the local paper supervisor comes later
         )

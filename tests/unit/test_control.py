@@ -74,7 +74,6 @@ def make_world(tmp_path: Path) -> Callable[..., World]:
             runner=None,  # type: ignore[arg-type]  # these jobs never backtest
             notifier=notifier,
             data_dir=DEFAULT_DATA_DIR,
-            fmel_dir=tmp_path / "fmel",
             runs_dir=tmp_path / "runs",
             cluster=cluster if with_cluster else None,
         )

@@ -49,7 +49,6 @@ def wired(tmp_path: Path) -> Any:
             runner=runner,
             notifier=notifier,
             data_dir=DEFAULT_DATA_DIR,
-            fmel_dir=tmp_path / "fmel",
             runs_dir=tmp_path / "runs",
             progress_every_s=0.0,
             meta_sink=meta.append,
