@@ -13,6 +13,7 @@ from workers.ports import (
     ACTING,
     Agent,
     AgentVersion,
+    NotFound,
     PaperConflict,
     PaperSession,
     PaperSpec,
@@ -37,7 +38,10 @@ class InMemoryArtifactStore:
         return sha256
 
     def get(self, sha256: str) -> bytes:
-        return self.objects[check_sha256(sha256)]
+        found = self.objects.get(check_sha256(sha256))
+        if found is None:
+            raise NotFound(sha256)
+        return found
 
     def exists(self, sha256: str) -> bool:
         return check_sha256(sha256) in self.objects
@@ -109,7 +113,7 @@ class InMemoryRegistry:
     ) -> Run:
         parameters = _json_copy(parameters)
         if (agent, version) not in self.versions:
-            raise KeyError(f"no agent version {agent}@v{version}")
+            raise NotFound(f"no agent version {agent}@v{version}")
         if run_id in self.runs:
             raise ValueError(f"run {run_id!r} already exists")
         now = self._clock()
@@ -133,7 +137,7 @@ class InMemoryRegistry:
         result = None if result is None else _json_copy(result)
         error = None if error is None else _json_copy(error)
         if run_id not in self.runs:
-            raise KeyError(f"no run {run_id!r}")
+            raise NotFound(f"no run {run_id!r}")
         run = self.runs[run_id]
         run.status.check_transition(new)
         run = dataclasses.replace(
@@ -208,7 +212,7 @@ class InMemoryPaperCluster:
         return session
 
     def stop(self, agent: str) -> PaperSession:
-        session = self.sessions[agent]
+        session = self._known(agent)
         if session.status is SessionStatus.STOPPED:
             return session
         session = dataclasses.replace(
@@ -222,8 +226,14 @@ class InMemoryPaperCluster:
         return [s for name, s in sorted(self.sessions.items()) if agent in (None, name)]
 
     def logs(self, agent: str, tail: int = 100) -> str:
+        self._known(agent)
         lines = self.lines[agent]
         return "\n".join(lines[max(0, len(lines) - tail) :])
+
+    def _known(self, agent: str) -> PaperSession:
+        if agent not in self.sessions:
+            raise NotFound(agent)
+        return self.sessions[agent]
 
     def set_health(self, agent: str, health: dict[str, Any]) -> None:
         self.sessions[agent] = dataclasses.replace(self.sessions[agent], health=health)

@@ -223,7 +223,12 @@ def _progress_reporter(
 
 # ------------------------------------------------------------ platform failures
 def job_failed(
-    *, work: str, kwargs: dict[str, Any], reason: str, attempts_left: int = 0
+    *,
+    work: str,
+    kwargs: dict[str, Any],
+    reason: str,
+    attempts_left: int = 0,
+    hint: str | None = None,
 ) -> ev.Event:
     """Tell the user that the platform, not their agent, interrupted a job.
 
@@ -238,7 +243,7 @@ def job_failed(
     error = {
         "kind": ErrorKind.PLATFORM.value,
         "message": reason,
-        "hint": HINTS[ErrorKind.PLATFORM],
+        "hint": hint or HINTS[ErrorKind.PLATFORM],
         "line": None,
     }
     common: dict[str, Any] = {

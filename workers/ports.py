@@ -40,7 +40,26 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-class ArtifactCorrupted(RuntimeError):
+# What a port raises says what happens next (freqtrade's exceptions.py habit):
+class NotFound(KeyError):
+    """What was asked for does not exist: the caller tells whoever asked. (A ``KeyError``,
+    so a caller written for the builtin still catches it.)"""
+
+    def __str__(self) -> str:  # KeyError's own str() quotes its argument
+        return str(self.args[0]) if self.args else "not found"
+
+
+class Temporary(RuntimeError):
+    """The backend failed in a way that may pass (a timeout, a 503, a lost connection):
+    the job is retried while it has attempts left."""
+
+
+class NeedsOperator(RuntimeError):
+    """The backend is misconfigured or its data damaged: retrying cannot help. The job is
+    not retried; its author is told it is ours to fix, and the operator's log says what."""
+
+
+class ArtifactCorrupted(NeedsOperator):
     """A stored artifact no longer matches its sha256: an operator must look at the store."""
 
 
@@ -60,7 +79,8 @@ class ArtifactStore(Protocol):
         ...
 
     def get(self, sha256: str) -> bytes:
-        """The stored bytes; ``KeyError`` if absent, ``ArtifactCorrupted`` if damaged."""
+        """The stored bytes; :class:`NotFound` if absent, :class:`ArtifactCorrupted` if
+        damaged."""
         ...
 
     def exists(self, sha256: str) -> bool: ...
@@ -172,7 +192,8 @@ class Registry(Protocol):
     ) -> Run:
         """A new QUEUED run of a registered version, asked from ``channel`` (if a chat's).
 
-        ``KeyError`` if the agent version does not exist, ``ValueError`` if ``run_id`` is taken.
+        :class:`NotFound` if the agent version does not exist, ``ValueError`` if ``run_id`` is
+        taken.
         """
         ...
 
@@ -186,7 +207,7 @@ class Registry(Protocol):
     ) -> Run:
         """Move a run to ``status``; ``result``/``error`` replace the stored ones when given.
 
-        ``KeyError`` for an unknown run, ``ValueError`` for a refused transition
+        :class:`NotFound` for an unknown run, ``ValueError`` for a refused transition
         (see ``RunStatus.check_transition``).
         """
         ...
@@ -319,7 +340,7 @@ class PaperCluster(Protocol):
         """Stop the agent's session and return its final state (``stopped``).
 
         Stopping a stopped session returns it unchanged, like scaling a StatefulSet to zero
-        twice. ``KeyError`` if the cluster has never had a session for ``agent``.
+        twice. :class:`NotFound` if the cluster has never had a session for ``agent``.
         """
         ...
 
@@ -331,7 +352,7 @@ class PaperCluster(Protocol):
         ...
 
     def logs(self, agent: str, tail: int = 100) -> str:
-        """The last ``tail`` lines the agent's session wrote; ``KeyError`` if unknown."""
+        """The last ``tail`` lines the agent's session wrote; :class:`NotFound` if unknown."""
         ...
 
 

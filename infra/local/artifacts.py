@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from workers.ports import ArtifactCorrupted, check_kind, check_sha256
+from workers.ports import ArtifactCorrupted, NotFound, check_kind, check_sha256
 
 
 class LocalArtifactStore:
@@ -39,7 +39,7 @@ class LocalArtifactStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise KeyError(sha256) from None
+            raise NotFound(sha256) from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
             raise ArtifactCorrupted(

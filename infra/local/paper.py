@@ -37,7 +37,7 @@ from runtime.files import write_json
 from runtime.paths import CANNOT_START_PREFIX, CRASH_PREFIX, HEALTH_SOCKET, PAPER_CANNOT_START
 from runtime.paths import PAPER_OUT as OUT
 from runtime.paths import PAPER_STATE as STATE_FILE
-from workers.ports import PaperConflict, PaperSession, PaperSpec, SessionStatus
+from workers.ports import NotFound, PaperConflict, PaperSession, PaperSpec, SessionStatus
 
 SUPERVISOR_FILE = "supervisor.json"
 LOG_FILE = "session.log"
@@ -115,7 +115,7 @@ class LocalPaperCluster:
         folder = self.folder(agent)
         doc = _read(folder / SUPERVISOR_FILE)
         if not doc:
-            raise KeyError(agent)
+            raise NotFound(agent)
         pid = doc.get("supervisor_pid")
         if pid and process_alive(int(pid)):
             os.kill(int(pid), signal.SIGTERM)
@@ -139,7 +139,7 @@ class LocalPaperCluster:
     def logs(self, agent: str, tail: int = 100) -> str:
         path = self.folder(agent) / LOG_FILE
         if not path.exists():
-            raise KeyError(agent)
+            raise NotFound(agent)
         lines = path.read_text(errors="replace").splitlines()
         return "\n".join(lines[-tail:])
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from workers.ports import Agent, AgentVersion, Run, RunStatus
+from workers.ports import Agent, AgentVersion, NotFound, Run, RunStatus
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
@@ -142,7 +142,7 @@ class SqliteRegistry:
         params_json = _dumps(parameters)
         with self._write() as db:
             if self._version_row(db, agent, version) is None:
-                raise KeyError(f"no agent version {agent}@v{version}")
+                raise NotFound(f"no agent version {agent}@v{version}")
             if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 raise ValueError(f"run {run_id!r} already exists")
             now = self._clock()
@@ -168,7 +168,7 @@ class SqliteRegistry:
         with self._write() as db:
             row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
-                raise KeyError(f"no run {run_id!r}")
+                raise NotFound(f"no run {run_id!r}")
             RunStatus(row["status"]).check_transition(new)
             db.execute(
                 "UPDATE runs SET status = ?, result = coalesce(?, result),"

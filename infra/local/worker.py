@@ -103,11 +103,22 @@ def on_job_failure(
     exc_value: BaseException | None,
     tb: TracebackType | None,
 ) -> None:
-    """RQ failure callback: tell the user, in one line and without any traceback."""
-    from workers import jobs
+    """RQ failure callback: tell the user, in one line and without any traceback.
 
+    RQ calls it before it decides on a retry: a :class:`NeedsOperator` failure (a damaged
+    store, a wrong setting) is not retried, and the operator's log says what it was."""
+    from workers import jobs
+    from workers.ports import NeedsOperator
+
+    hint = None
     if exc_type is AbandonedJobError or isinstance(exc_value, AbandonedJobError):
         reason = "the worker running this job stopped unexpectedly"
+    elif isinstance(exc_value, NeedsOperator):
+        job.retries_left = 0  # the same failure again; an operator must act first
+        reason = "tradeops needs an operator to fix its storage or settings before this can run"
+        hint = "Nothing in your agent causes this: an operator has been told."
+        print(f"tradeops worker: job {job.id} needs an operator: "
+              f"{type(exc_value).__name__}: {exc_value}", file=sys.stderr, flush=True)  # fmt: skip
     else:
         name = exc_type.__name__ if exc_type else "unknown error"
         reason = f"a platform error interrupted this job ({name})"
@@ -118,6 +129,7 @@ def on_job_failure(
         kwargs=kwargs,
         reason=reason,
         attempts_left=int(job.retries_left or 0),
+        hint=hint,
     )
 
 

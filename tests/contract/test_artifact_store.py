@@ -9,7 +9,7 @@ import pytest
 
 from infra.local.artifacts import LocalArtifactStore
 from tests.fakes import InMemoryArtifactStore
-from workers.ports import ArtifactCorrupted, ArtifactStore
+from workers.ports import ArtifactCorrupted, ArtifactStore, NeedsOperator, NotFound
 
 MISSING = "0" * 64
 BAD_SHAS = ["", "abc", "../../etc/passwd", "A" * 64, "g" * 64, "0" * 63 + "/", "0" * 65]
@@ -50,8 +50,9 @@ def test_different_bytes_are_different_objects(store: ArtifactStore) -> None:
 
 def test_missing_object(store: ArtifactStore) -> None:
     assert not store.exists(MISSING)
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFound) as info:
         store.get(MISSING)
+    assert isinstance(info.value, KeyError) and MISSING in str(info.value)
     assert MISSING in store.path_hint(MISSING)
 
 
@@ -93,6 +94,7 @@ def test_local_corrupted_file_is_detected_never_returned(tmp_path: Path) -> None
     with pytest.raises(ArtifactCorrupted, match=sha) as info:
         store.get(sha)
     assert str(path) in str(info.value)
+    assert isinstance(info.value, NeedsOperator)  # not retried: an operator must look
 
 
 def test_local_put_repairs_a_corrupted_copy(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from infra.local.registry import SqliteRegistry
 from tests.conftest import REPO_ROOT
 from tests.fakes import InMemoryRegistry
-from workers.ports import Registry, RunStatus
+from workers.ports import NotFound, Registry, RunStatus
 
 MakeRegistry = Callable[..., Registry]
 
@@ -165,9 +165,9 @@ def test_create_run_is_queued(registry: Registry) -> None:
 
 def test_create_run_refuses_unknown_versions_and_taken_ids(registry: Registry) -> None:
     add(registry)
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFound):
         new_run(registry, "r1", agent="nope")
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFound):
         new_run(registry, "r1", version=2)
     new_run(registry, "r1")
     with pytest.raises(ValueError, match="r1"):
@@ -176,7 +176,7 @@ def test_create_run_refuses_unknown_versions_and_taken_ids(registry: Registry) -
 
 def test_missing_runs(registry: Registry) -> None:
     assert registry.get_run("nope") is None
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFound):
         registry.update_run("nope", status=RunStatus.RUNNING)
 
 

@@ -154,3 +154,30 @@ def test_an_agent_error_is_reported_not_retried(stack: Any) -> None:
     assert isinstance(failed, ev.BacktestFailed)
     assert failed.error["kind"] == "agent" and failed.error["line"] == 7
     assert registry.get_run("run-b").status == RunStatus.FAILED
+
+
+def test_a_damaged_store_is_an_operators_job_and_is_not_retried(
+    stack: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    conn, notifier, registry = stack
+    upload = {"job_id": "u", "owner": "U1", "name": "sma", "source": SMA_CROSS.read_bytes()}
+    submit(conn, "validate", "workers.jobs.register_agent", job_id="v-damaged", timeout_s=60,
+           kwargs=upload)  # fmt: skip
+    work(conn)
+    stored = LocalArtifactStore(tmp_path / "artifacts")
+    sha = registry.get_version("sma", 1).sha256  # type: ignore[union-attr]
+    Path(stored.path_hint(sha)).write_bytes(b"# not the code that was uploaded\n")
+    job = submit(conn, "backtest", "workers.jobs.run_backtest", job_id="b-damaged",
+                 timeout_s=240, retries=2,
+                 kwargs={"job_id": "b", "run_id": "run-d", "owner": "U1", "agent": "sma",
+                         "reply_to": {"channel": "C1"}}).job  # fmt: skip
+    work(conn)
+    job.refresh()
+    assert job.get_status() == JobStatus.FAILED and not job.retries_left  # not run again
+    (told,) = [e for e in notifier.sent if isinstance(e, ev.BacktestFailed)]
+    assert told.error["kind"] == "platform" and "needs an operator" in told.error["message"]
+    assert "an operator has been told" in told.error["hint"]
+    assert "Traceback" not in told.to_json() and sha not in told.to_json()  # no store detail
+    assert registry.get_run("run-d").status == RunStatus.FAILED  # type: ignore[union-attr]
+    said = capfd.readouterr().err
+    assert f"job b-damaged needs an operator: ArtifactCorrupted: artifact {sha}" in said
