@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -349,31 +350,28 @@ def _one_line(event: Any) -> str:
 
 
 def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
+    """The worker's job code, run in this process with this command's runner (its timeout,
+    an unsandboxed run when asked) and data folder: one pipeline, whoever runs it."""
     from infra.local.runner import LOG_FILE, SubprocessRunner
-    from runtime.backtest import BacktestRequest
     from runtime.fmel import new_run_id
+    from workers import events as ev
+    from workers import jobs
 
     run_id = new_run_id()
     work = settings.runs_dir / run_id
     data_dir = (args.data or settings.data_dir).resolve()
     if not data_dir.is_dir():
         raise CliError(f"data folder not found: {data_dir}")
-    services = _local_services(settings)
-    agent_file, name, stored, chosen = _resolve_agent(args.file, services, work)
+    progress = _ProgressLine()
+
+    class Progress:
+        def send(self, event: Any) -> None:
+            if isinstance(event, ev.BacktestProgress):
+                progress(event.done, event.total)
+
+    services = _local_services(settings, Progress())
+    agent_file, name, stored, chosen = _resolve_agent(args.file, services, None)
     strategy = args.strategy or chosen
-    req = BacktestRequest(
-        agent_file=agent_file,
-        agent_id=name,
-        run_id=run_id,
-        symbols=args.symbols or ("SPY",),
-        start=args.start,
-        end=args.end,
-        cash=args.cash,
-        commission=args.commission,
-        data_dir=data_dir,
-        strategy=strategy,
-        chart_path=(args.chart or work / "chart.png").resolve(),
-    )
     limits = settings.sandbox_limits(timeout_s=args.timeout)
     runner = SubprocessRunner(
         sandbox=_sandbox(limits, args.unsafe),
@@ -384,36 +382,76 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
         fmel=services.fmel,
     )
     runner.prewarm()  # the sandbox starts up while this process validates and loads data
-    report = _validate(agent_file, strategy, settings)
-    if report.ok:
-        version = stored or _register(services, name, agent_file.read_bytes(), report)
-        _record_run(services, req, version)
-        progress = _ProgressLine()
-        doc = runner.run(req, work, progress)
+    jobs.configure(dataclasses.replace(services, runner=runner, data_dir=data_dir,
+                                       progress_every_s=0.5))  # fmt: skip
+    try:
+        if stored is None:  # a file: validated and registered as the upload job does it
+            report = _validate(agent_file, strategy, settings)
+            if not report.ok:  # refused before any of it runs
+                return _refused(args, run_id, work, agent_file, name, report)
+            registered = jobs.register_agent(job_id=f"cli-{run_id}", owner=_cli_user(),
+                                             name=name, source=agent_file.read_bytes(),
+                                             strategy=args.strategy)  # fmt: skip
+            assert isinstance(registered, ev.AgentRegistered), registered
+            stored, validation = int(registered.version), dict(registered.report)
+        else:
+            version = services.registry.get_version(name, stored)
+            validation = dict(version.report) if version is not None else {}
+        params = {"symbols": list(args.symbols or ("SPY",)),
+                  "start": args.start and args.start.isoformat(),
+                  "end": args.end and args.end.isoformat(), "cash": args.cash,
+                  "commission": args.commission,
+                  **({"strategy": args.strategy} if args.strategy else {})}  # fmt: skip
+        jobs.run_backtest(job_id=f"cli-{run_id}", run_id=run_id, owner=_cli_user(), agent=name,
+                          version=stored, parameters=params)  # fmt: skip
+    finally:
         progress.finish()
-        _finish_run(services, run_id, doc)
-    else:  # refused before any of it runs
-        from runtime.backtest import error_document
-
-        error = report.first_error_as_run_error()
-        assert error is not None
-        doc = error_document(req, error)
-        doc["agent_sha256"] = report.sha256
-        doc["sandbox"] = None  # nothing ran
-    runner.close()
-    doc["validation"] = report.to_dict()
-    work.mkdir(parents=True, exist_ok=True)
+        runner.close()
+    run = services.registry.get_run(run_id)
+    assert run is not None and run.result is not None
+    doc = {**run.result, "validation": validation}
+    doc.setdefault("chart_artifact", None)
+    if args.chart and doc.get("chart"):  # where this command was asked to put it
+        args.chart.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(doc["chart"], args.chart)
+        doc["chart"] = str(args.chart.resolve())
     (work / "result.json").write_text(json.dumps(doc, indent=2))
     if args.json:
         print(json.dumps(doc, indent=2))
-    elif not report.ok:
-        print(f"Backtest {run_id} refused: the agent did not pass validation (nothing ran)")
-        print(format_validation(report))
     else:
         print(format_result(doc))
         if doc["error"] and (work / LOG_FILE).is_file():
             print(f"  Agent log: {work / LOG_FILE}")
     return 1 if doc["error"] else 0
+
+
+def _refused(
+    args: argparse.Namespace,
+    run_id: str,
+    work: Path,
+    agent_file: Path,
+    name: str,
+    report: ValidationReport,
+) -> int:
+    """A file that did not pass validation: nothing ran, nothing was registered."""
+    from runtime.backtest import BacktestRequest, error_document
+
+    error = report.first_error_as_run_error()
+    assert error is not None
+    req = BacktestRequest(agent_file=agent_file, agent_id=name, run_id=run_id,
+                          symbols=args.symbols or ("SPY",), start=args.start, end=args.end,
+                          cash=args.cash, commission=args.commission)  # fmt: skip
+    doc = error_document(req, error)
+    doc |= {"agent_sha256": report.sha256, "sandbox": None, "agent_version": None,
+            "chart_artifact": None, "validation": report.to_dict()}  # fmt: skip
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "result.json").write_text(json.dumps(doc, indent=2))
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"Backtest {run_id} refused: the agent did not pass validation (nothing ran)")
+        print(format_validation(report))
+    return 1
 
 
 def _resolve_agent(
@@ -441,33 +479,6 @@ def _resolve_agent(
     path = work / f"{version.name}.py"
     path.write_bytes(services.artifacts.get(version.sha256))
     return path, version.name, int(version.version), chosen
-
-
-def _register(services: Any, name: str, source: bytes, report: ValidationReport) -> int:
-    sha = services.artifacts.put(source, kind="agent")
-    added = services.registry.add_version(
-        owner=_cli_user(), name=name, sha256=sha, report=report.to_dict()
-    )
-    return int(added.version)
-
-
-def _record_run(services: Any, req: Any, version: int) -> None:
-    from workers.ports import RunStatus
-
-    params = {"symbols": list(req.symbols), "start": req.start and req.start.isoformat(),
-              "end": req.end and req.end.isoformat(), "cash": req.cash,
-              "commission": req.commission,
-              **({"strategy": req.strategy} if req.strategy else {})}  # fmt: skip
-    services.registry.create_run(run_id=req.run_id, agent=req.agent_id, version=version,
-                                 owner=_cli_user(), kind="backtest", parameters=params)  # fmt: skip
-    services.registry.update_run(req.run_id, status=RunStatus.RUNNING)
-
-
-def _finish_run(services: Any, run_id: str, doc: dict[str, Any]) -> None:
-    from workers.ports import RunStatus
-
-    status = RunStatus.FAILED if doc.get("error") else RunStatus.FINISHED
-    services.registry.update_run(run_id, status=status, result=doc, error=doc.get("error"))
 
 
 def cmd_fmel(args: argparse.Namespace, settings: Settings) -> int:
@@ -656,15 +667,16 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
-def _local_services(settings: Settings) -> Any:
-    """The job code's services for this process, with events printed here."""
+def _local_services(settings: Settings, notifier: Any = None) -> Any:
+    """The job code's services for this process; its events go to ``notifier`` (by default
+    nowhere: commands print the event they get back)."""
     from infra.bootstrap import build_services
 
-    class Printer:
+    class Quiet:
         def send(self, event: Any) -> None:
-            pass  # commands print the event they get back
+            pass
 
-    return build_services(settings, Printer())
+    return build_services(settings, notifier or Quiet())
 
 
 def cmd_agents(args: argparse.Namespace, settings: Settings) -> int:

@@ -50,6 +50,7 @@ RESULT_KEYS = {
 DOC_KEYS = {
     "run_id", "agent_id", "agent_sha256", "parameters", "strategy", "results",
     "data_checks", "warnings", "fmel", "chart", "monitoring", "error", "sandbox", "validation",
+    "agent_version", "chart_artifact",
 }  # fmt: skip
 SAMPLE_SYMBOLS = ("AAPL", "GLD", "MSFT", "QQQ", "SPY", "TLT")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
