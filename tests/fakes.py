@@ -181,10 +181,9 @@ class InMemoryRegistry:
 
 
 class InMemoryPaperCluster:
-    """``PaperCluster`` as a dict: sessions run at once and stay as the test sets them.
-
-    ``set_health`` and ``crash`` stand in for what a real session does on its own.
-    """
+    """``PaperCluster`` as a dict: a session is ``starting`` when started and ``running``
+    from the next status on (a real one is running once its process is up), then stays as
+    the test sets it. ``set_health`` and ``crash`` stand in for what a real session does."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
@@ -199,7 +198,7 @@ class InMemoryPaperCluster:
             raise PaperConflict(f"paper-{spec.agent} is {current.status} (run {current.run_id})")
         self._next_pid += 1
         session = PaperSession(
-            agent=spec.agent, owner=spec.owner, status=SessionStatus.RUNNING,
+            agent=spec.agent, owner=spec.owner, status=SessionStatus.STARTING,
             run_id=spec.run_id, pid=self._next_pid, restarts=0,
             health_url=f"memory://paper-{spec.agent}/health", health=None,
             started_at=self._clock(), stopped_at=None,
@@ -223,6 +222,9 @@ class InMemoryPaperCluster:
         return session
 
     def status(self, agent: str | None = None) -> list[PaperSession]:
+        for name, session in self.sessions.items():
+            if session.status is SessionStatus.STARTING:
+                self.sessions[name] = dataclasses.replace(session, status=SessionStatus.RUNNING)
         return [s for name, s in sorted(self.sessions.items()) if agent in (None, name)]
 
     def logs(self, agent: str, tail: int = 100) -> str:

@@ -137,11 +137,13 @@ class LocalPaperCluster:
         return [s for a in agents if (s := self._session(a)) is not None]
 
     def logs(self, agent: str, tail: int = 100) -> str:
-        path = self.folder(agent) / LOG_FILE
-        if not path.exists():
+        if self._session(agent) is None:
             raise NotFound(agent)
+        path = self.folder(agent) / LOG_FILE
+        if not path.exists():  # started, and has said nothing yet
+            return ""
         lines = path.read_text(errors="replace").splitlines()
-        return "\n".join(lines[-tail:])
+        return "\n".join(lines[max(0, len(lines) - tail) :])
 
     # ------------------------------------------------------------------ helpers
     def _session(self, agent: str) -> PaperSession | None:

@@ -131,7 +131,7 @@ def test_start_runs_the_latest_version_and_records_a_paper_run(world: World) -> 
         "bar_seconds": control.DEFAULT_BAR_SECONDS,
     }  # fmt: skip
     assert out.session["run_id"] == spec.run_id
-    assert out.session["status"] == "running" and out.session["version"] == 2
+    assert out.session["status"] == "starting" and out.session["version"] == 2
     assert world.notifier.sent == [out]
     round_trips(out)
 
