@@ -29,6 +29,7 @@ from typing import Any, TypeAlias
 from bot.console import LAST_TRADES, monthly_grid, trades_table
 from runtime.defaults import LOOKAHEAD_WARNING
 from workers import events as ev
+from workers.payloads import BacktestLine, FailureLine, SessionDoc
 
 Block: TypeAlias = dict[str, Any]
 Message: TypeAlias = dict[str, Any]
@@ -155,7 +156,7 @@ def render_thread_root(user_id: str, command_text: str) -> Message:
     return fit([_section(text)], text)
 
 
-def render_paper_status(sessions: Sequence[Mapping[str, Any]]) -> Message:
+def render_paper_status(sessions: Sequence[SessionDoc]) -> Message:
     return fit(*_paper_status_draft(sessions))
 
 
@@ -177,7 +178,7 @@ def render_home(
     user_id: str,
     agents: Sequence[Any],
     runs: Sequence[Any],
-    sessions: Sequence[Mapping[str, Any]],
+    sessions: Sequence[SessionDoc],
 ) -> dict[str, Any]:
     """The App Home tab: the user's agents, recent runs and paper sessions."""
     parts: list[Part] = [
@@ -556,7 +557,7 @@ def _error_parts(title: str, error: Mapping[str, Any]) -> list[Part]:
 
 
 # ---------------------------------------------------------------------- paper trading
-def _session_line(x: Mapping[str, Any]) -> str:
+def _session_line(x: SessionDoc) -> str:
     status = str(x.get("status") or "?")
     health = (x.get("health") or {}).get("status")
     pnl = x.get("pnl")
@@ -573,7 +574,7 @@ def _session_line(x: Mapping[str, Any]) -> str:
     return " · ".join(bits)
 
 
-def _positions_line(x: Mapping[str, Any]) -> str:
+def _positions_line(x: SessionDoc) -> str:
     """``Open: SPY 12 @ 412.30, last 420.10, unrealised +93.60 · …`` (at most 10)."""
     held = x.get("positions") or {}
     if not isinstance(held, Mapping) or not held:
@@ -597,7 +598,7 @@ def _stop_button(x: Mapping[str, Any]) -> Block | None:
     return _button("Stop", PAPER_STOP, {"agent": x["agent"]}, style="danger")
 
 
-def _paper_status_draft(sessions: Sequence[Mapping[str, Any]]) -> Draft:
+def _paper_status_draft(sessions: Sequence[SessionDoc]) -> Draft:
     if not sessions:
         text = "No paper sessions. Start one with `/paper-start &lt;agent&gt;`."
         return [_section(text)], "No paper sessions."
@@ -698,7 +699,7 @@ def _digest(e: ev.Digest) -> Draft:
     return parts, f"Digest: {counts.replace(' · ', ', ')}"
 
 
-def _backtest_line(b: Mapping[str, Any]) -> str:
+def _backtest_line(b: BacktestLine) -> str:
     outcome = (f"return {_pct(b['return_pct'])} · Sharpe {_num(b.get('sharpe'))}"
                if b.get("return_pct") is not None else esc(b.get("status") or "?"))  # fmt: skip
     who = f"{code(b.get('agent'))} v{esc(b.get('version'))}"
@@ -715,7 +716,7 @@ def _warning_flag(lookahead: bool, warnings: Any) -> str:
     return ""
 
 
-def _failure_line(f: Mapping[str, Any]) -> str:
+def _failure_line(f: FailureLine) -> str:
     err = f.get("error") or {}
     what = f"{esc(err.get('kind') or '?')}: {esc(err.get('message') or '')}"
     return f"• ❌ {code(f.get('agent'))} v{esc(f.get('version'))} {esc(f.get('kind'))} · {what}"

@@ -21,7 +21,6 @@ import logging
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from typing import Any
 
 import redis
@@ -37,6 +36,7 @@ from bot import render
 from bot.commands import HELP, USAGE, Command, UsageError, agent_name_for, parse
 from bot.desk import Desk, DeskError
 from infra.settings import Settings
+from workers.control import session_doc
 from workers.policy import Refused
 
 log = logging.getLogger(__name__)
@@ -368,10 +368,10 @@ class Handlers:
         desk = self.desk.with_user(user)
         agents = [a for a in desk.agents() if a.owner == user]
         runs = [r for r in desk.runs(None, limit=50) if r.owner == user][:10]
-        cluster = desk.services().cluster
-        sessions = [
-            {**asdict(x), "status": x.status.value}
-            for x in (cluster.status() if cluster is not None else [])
+        services = desk.services()
+        sessions = [  # as /paper-status shows them: with their version, P&L and positions
+            session_doc(x, services.registry.get_run(x.run_id))
+            for x in (services.cluster.status() if services.cluster is not None else [])
             if x.owner == user
         ]
         try:

@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from workers.ports import (
@@ -50,7 +50,7 @@ class InMemoryArtifactStore:
         return f"memory://{check_sha256(sha256)}"
 
 
-def _json_copy(doc: dict[str, Any]) -> dict[str, Any]:
+def _json_copy(doc: Mapping[str, Any]) -> dict[str, Any]:
     """What a JSON column gives back, with the same refusals (NaN, odd types) as SQLite's."""
     try:
         copied: dict[str, Any] = json.loads(json.dumps(doc, allow_nan=False))
@@ -130,8 +130,8 @@ class InMemoryRegistry:
         run_id: str,
         *,
         status: RunStatus,
-        result: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
+        result: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
     ) -> Run:
         new = RunStatus(status)
         result = None if result is None else _json_copy(result)

@@ -14,13 +14,14 @@ import hashlib
 import math
 import time
 import uuid
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import date
 from typing import Any, Literal
 
 from runtime.defaults import LOOKAHEAD_WARNING
 from workers import events as ev
 from workers.jobs import Services, emit, services, unknown_version
+from workers.payloads import BacktestLine, DigestSections, ErrorDoc, FailureLine, Pnl, SessionDoc
 from workers.ports import (
     AgentVersion,
     PaperCluster,
@@ -44,7 +45,7 @@ class _Refused(Exception):
 
     def __init__(self, kind: str, message: str, hint: str) -> None:
         super().__init__(message)
-        self.error = {"kind": kind, "message": message, "hint": hint}
+        self.error: ErrorDoc = {"kind": kind, "message": message, "hint": hint}
 
 
 def _refused_event(
@@ -86,7 +87,7 @@ def paper_start(
             user_id=owner,
             reply_to=route,
             agent_id=agent,
-            session=_session_doc(session, run),
+            session=session_doc(session, run),
         )
     )
 
@@ -102,7 +103,7 @@ def paper_stop(
     except _Refused as refused:
         return _refused_event(refused, job_id=job_id, owner=owner, route=route, agent=agent)
     run = s.registry.get_run(session.run_id)
-    summary = _session_doc(session, run)
+    summary = session_doc(session, run)
     if run is not None:
         _finish(s, run, summary)
     return emit(
@@ -124,7 +125,7 @@ def paper_status(
             raise _unknown_agent(s, agent)
     except _Refused as refused:
         return _refused_event(refused, job_id=job_id, owner=owner, route=route, agent=agent or "")
-    sessions = [_session_doc(x, s.registry.get_run(x.run_id)) for x in cluster.status(agent)]
+    sessions = [session_doc(x, s.registry.get_run(x.run_id)) for x in cluster.status(agent)]
     return emit(ev.PaperStatus(job_id=job_id, user_id=owner, reply_to=route, sessions=sessions))
 
 
@@ -284,19 +285,29 @@ def _not_running(agent: str) -> _Refused:
     )
 
 
-def _finish(s: Services, run: Run, summary: dict[str, Any]) -> None:
+def _finish(s: Services, run: Run, summary: SessionDoc) -> None:
     if run.status is RunStatus.QUEUED:  # its start was interrupted before it was marked
         s.registry.update_run(run.run_id, status=RunStatus.RUNNING)
     if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
         s.registry.update_run(run.run_id, status=RunStatus.FINISHED, result=summary)
 
 
-def _session_doc(session: PaperSession, run: Run | None) -> dict[str, Any]:
+def session_doc(session: PaperSession, run: Run | None) -> SessionDoc:
     """The session as data, with what a reader asks first: its version, P&L and decisions."""
     health = session.health or session.final or {}
     return {
-        **asdict(session),
+        "agent": session.agent,
+        "owner": session.owner,
         "status": session.status.value,
+        "run_id": session.run_id,
+        "pid": session.pid,
+        "restarts": session.restarts,
+        "health_url": session.health_url,
+        "health": session.health,
+        "started_at": session.started_at,
+        "stopped_at": session.stopped_at,
+        "parameters": session.parameters,
+        "final": session.final,
         "version": None if run is None else run.version,
         "pnl": _pnl(health.get("equity"), None if run is None else run.parameters.get("cash")),
         "decisions": health.get("decisions"),
@@ -305,7 +316,7 @@ def _session_doc(session: PaperSession, run: Run | None) -> dict[str, Any]:
     }
 
 
-def _pnl(equity: Any, cash: Any) -> dict[str, float] | None:
+def _pnl(equity: Any, cash: Any) -> Pnl | None:
     """Profit and loss from the session's equity and its starting cash, when both are known."""
     if not (_number(equity) and _number(cash) and cash > 0):
         return None
@@ -340,7 +351,7 @@ def digest(
         for r in s.registry.list_runs(since=since, limit=DIGEST_MAX_RUNS, channel=channel)
         if r.created_at < end
     ]
-    sections = {
+    sections: DigestSections = {
         "paper": _paper_section(s, channel),
         "backtests": [_backtest_line(r) for r in runs if r.kind == "backtest"],
         "failures": [_failure_line(r) for r in runs if r.status is RunStatus.FAILED],
@@ -358,15 +369,15 @@ def digest(
     return event
 
 
-def _paper_section(s: Services, channel: str) -> list[dict[str, Any]]:
+def _paper_section(s: Services, channel: str) -> list[SessionDoc]:
     """The sessions started from ``channel`` (their runs say where they were asked from)."""
     if s.cluster is None:
         return []
     runs = [(x, s.registry.get_run(x.run_id)) for x in s.cluster.status()]
-    return [_session_doc(x, run) for x, run in runs if run is not None and run.channel == channel]
+    return [session_doc(x, run) for x, run in runs if run is not None and run.channel == channel]
 
 
-def _backtest_line(run: Run) -> dict[str, Any]:
+def _backtest_line(run: Run) -> BacktestLine:
     results = (run.result or {}).get("results") or {}
     warnings = [w for w in (run.result or {}).get("warnings") or () if isinstance(w, str)]
     return {
@@ -383,7 +394,7 @@ def _backtest_line(run: Run) -> dict[str, Any]:
     }
 
 
-def _failure_line(run: Run) -> dict[str, Any]:
+def _failure_line(run: Run) -> FailureLine:
     error = run.error or {}
     return {
         "run_id": run.run_id,

@@ -12,6 +12,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from workers.payloads import DigestSections, ErrorDoc, SessionDoc
+
 
 class UnknownEvent(ValueError):
     """A stored or received event of a kind this version does not know."""
@@ -101,7 +103,7 @@ class BacktestFinished(Event):
 class BacktestFailed(Event):
     kind: ClassVar[str] = "backtest_failed"
     run_id: str
-    error: dict[str, Any]  # kind, message, hint, line
+    error: ErrorDoc  # kind, message, hint, line
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,7 +116,7 @@ class JobFailed(Event):
 
     kind: ClassVar[str] = "job_failed"
     work: str  # what was interrupted: "register_agent", "run_backtest", "paper_start"…
-    error: dict[str, Any]  # kind "platform", message, hint
+    error: ErrorDoc  # kind "platform", message, hint
     retrying: bool = False
     attempts_left: int = 0
 
@@ -127,7 +129,7 @@ class JobFailed(Event):
 class PaperStarted(Event):
     kind: ClassVar[str] = "paper_started"
     agent_id: str
-    session: dict[str, Any]
+    session: SessionDoc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,7 +147,7 @@ class PaperHealth(Event):
 class PaperStopped(Event):
     kind: ClassVar[str] = "paper_stopped"
     agent_id: str
-    summary: dict[str, Any]
+    summary: SessionDoc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,13 +157,13 @@ class PaperFailed(Event):
 
     kind: ClassVar[str] = "paper_failed"
     agent_id: str  # "" when the command named no agent (a status of all sessions)
-    error: dict[str, Any]  # kind, message, hint
+    error: ErrorDoc  # kind, message, hint
 
 
 @dataclass(frozen=True, kw_only=True)
 class PaperStatus(Event):
     kind: ClassVar[str] = "paper_status"
-    sessions: list[dict[str, Any]]  # one per agent: the session, its P&L and decisions
+    sessions: list[SessionDoc]  # one per agent: the session, its P&L and decisions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,7 +171,7 @@ class Digest(Event):
     kind: ClassVar[str] = "digest"
     since: float
     until: float
-    sections: dict[str, Any]  # paper sessions, backtests since the last digest, failures
+    sections: DigestSections  # paper sessions, backtests since the last digest, failures
 
 
 KINDS: dict[str, type[Event]] = {

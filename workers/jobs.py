@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from workers import events as ev
+from workers.payloads import ErrorDoc
 from workers.ports import (
     ArtifactStore,
     BacktestRunner,
@@ -121,7 +122,7 @@ def run_backtest(
     params = dict(parameters or {})
     found = s.registry.get_version(agent, version)
     if found is None:
-        error = {
+        error: ErrorDoc = {
             "kind": "validation",
             "message": unknown_version(s, agent, version),
             "hint": "Upload the agent file, then run the backtest again.",
@@ -240,7 +241,7 @@ def job_failed(
     from runtime.errors import HINTS, ErrorKind
 
     s = services()
-    error = {
+    error: ErrorDoc = {
         "kind": ErrorKind.PLATFORM.value,
         "message": reason,
         "hint": hint or HINTS[ErrorKind.PLATFORM],

@@ -10,6 +10,7 @@ The dataclasses here are the application's own records, not any backend's rows.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -202,8 +203,8 @@ class Registry(Protocol):
         run_id: str,
         *,
         status: RunStatus,
-        result: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
+        result: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
     ) -> Run:
         """Move a run to ``status``; ``result``/``error`` replace the stored ones when given.
 

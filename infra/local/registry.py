@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -159,8 +159,8 @@ class SqliteRegistry:
         run_id: str,
         *,
         status: RunStatus,
-        result: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
+        result: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
     ) -> Run:
         new = RunStatus(status)
         result_json = None if result is None else _dumps(result)
@@ -316,7 +316,7 @@ def _ensure_schema(db: sqlite3.Connection, path: Path) -> None:
     db.execute("COMMIT")
 
 
-def _dumps(doc: dict[str, Any]) -> str:
+def _dumps(doc: Mapping[str, Any]) -> str:
     """JSON text of ``doc``; ``ValueError`` (not a half-written row) for NaN or odd types."""
     try:
         return json.dumps(doc, allow_nan=False, sort_keys=True)

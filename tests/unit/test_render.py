@@ -203,7 +203,7 @@ def months(first_year: int, last_year: int) -> dict[str, float]:
 
 
 def session(agent: str = "sma", status: str = "running", **extra: Any) -> dict[str, Any]:
-    """A paper session as ``workers.control._session_doc`` makes it."""
+    """A paper session as ``workers.control.session_doc`` makes it."""
     return {
         "agent": agent,
         "owner": "U1",
