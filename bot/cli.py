@@ -352,6 +352,7 @@ def _one_line(event: Any) -> str:
 def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
     """The worker's job code, run in this process with this command's runner (its timeout,
     an unsandboxed run when asked) and data folder: one pipeline, whoever runs it."""
+    from infra.local.market import LocalMarketData
     from infra.local.runner import LOG_FILE, SubprocessRunner
     from runtime.fmel import new_run_id
     from workers import events as ev
@@ -362,6 +363,7 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
     data_dir = (args.data or settings.data_dir).resolve()
     if not data_dir.is_dir():
         raise CliError(f"data folder not found: {data_dir}")
+    market = LocalMarketData(data_dir)
     progress = _ProgressLine()
 
     class Progress:
@@ -380,9 +382,10 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
         warm_dir=settings.home / "warm",
         keep_warm=False,
         fmel=services.fmel,
+        market=market,
     )
     runner.prewarm()  # the sandbox starts up while this process validates and loads data
-    jobs.configure(dataclasses.replace(services, runner=runner, data_dir=data_dir,
+    jobs.configure(dataclasses.replace(services, runner=runner, market=market,
                                        progress_every_s=0.5))  # fmt: skip
     try:
         if stored is None:  # a file: validated and registered as the upload job does it

@@ -17,6 +17,7 @@ def build_services(settings: Settings, notifier: Notifier) -> Services:
         )
     from infra.local.artifacts import LocalArtifactStore
     from infra.local.fmel import LocalFmelStore
+    from infra.local.market import LocalMarketData
     from infra.local.paper import LocalPaperCluster
     from infra.local.registry import SqliteRegistry
     from infra.local.runner import SubprocessRunner
@@ -25,6 +26,7 @@ def build_services(settings: Settings, notifier: Notifier) -> Services:
     limits = settings.sandbox_limits(timeout_s=DEFAULT_TIMEOUT_S)
     artifacts = LocalArtifactStore(settings.home / "artifacts")
     fmel = LocalFmelStore(settings.fmel_dir)
+    market = LocalMarketData(settings.data_dir)
     return Services(
         artifacts=artifacts,
         registry=SqliteRegistry(settings.home / "state.db"),
@@ -32,10 +34,11 @@ def build_services(settings: Settings, notifier: Notifier) -> Services:
         runner=SubprocessRunner(
             limits=limits,
             fmel=fmel,
+            market=market,
             warm_dir=settings.home / "warm",  # the worker keeps a sandbox ready between jobs
         ),
         notifier=notifier,
-        data_dir=settings.data_dir,
+        market=market,
         runs_dir=settings.runs_dir,
         policy=Policy(max_bytes=settings.max_agent_bytes, allowed_imports=settings.allowed_imports),
         meta_sink=_job_meta,

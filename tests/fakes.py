@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from workers.ports import (
@@ -278,3 +278,35 @@ class InMemoryFmelStore:
 
     def recorded(self) -> list[str]:
         return list(reversed(self._order))
+
+
+class InMemoryMarketData:
+    """Bars held in memory, by symbol (``runtime.prepared.PreparedSymbol``), windowed on ask."""
+
+    def __init__(self, bars: Sequence[Any]) -> None:
+        self._bars = {b.symbol: b for b in bars}
+
+    def symbols(self) -> list[str]:
+        return sorted(self._bars)
+
+    def bars(self, symbols: Sequence[str], start: Any = None, end: Any = None) -> list[Any]:
+        import numpy as np
+
+        from runtime.data import DataError
+
+        missing = [s for s in symbols if s.upper() not in self._bars]
+        if missing:
+            raise DataError(f"no data for symbol {missing[0]!r} (symbols: {', '.join(self._bars)})")
+        out = []
+        for symbol in dict.fromkeys(s.upper() for s in symbols):
+            b = self._bars[symbol]
+            day = b.dates.astype("datetime64[D]")
+            keep = np.ones(day.size, dtype=bool)
+            if start is not None:
+                keep &= day >= np.datetime64(start, "D")
+            if end is not None:
+                keep &= day <= np.datetime64(end, "D")
+            if not keep.any():
+                raise DataError(f"no bars for {symbol} between {start} and {end}")
+            out.append(dataclasses.replace(b, dates=b.dates[keep], values=b.values[keep]))
+        return out

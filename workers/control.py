@@ -197,12 +197,12 @@ def _check_data(s: Services, spec: PaperSpec) -> None:
     one line, as a backtest's request is (not after a start that only crashes)."""
     if spec.feed != "replay":
         return
-    from runtime import data as market
+    from runtime.data import DataError
 
     start = date.fromisoformat(spec.start) if spec.start else None
     try:
-        market.load(s.data_dir, list(spec.symbols), start, None)
-    except market.DataError as exc:
+        s.market.bars(spec.symbols, start, None)
+    except DataError as exc:
         raise _bad_parameters(str(exc)) from None
 
 

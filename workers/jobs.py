@@ -21,6 +21,7 @@ from workers.ports import (
     ArtifactStore,
     BacktestRunner,
     FmelStore,
+    MarketData,
     Notifier,
     PaperCluster,
     Registry,
@@ -36,7 +37,7 @@ class Services:
     fmel: FmelStore  # the decision records, read by /fmel and the result's summary
     runner: BacktestRunner
     notifier: Notifier
-    data_dir: Path
+    market: MarketData  # the bars runs may ask for
     runs_dir: Path
     policy: Policy = DEFAULT_POLICY
     progress_every_s: float = 2.0
@@ -158,7 +159,6 @@ def run_backtest(
         commission=float(params.get("commission") or 0.0),
         # the class chosen when this version was registered, unless the run names one
         strategy=params.get("strategy") or found.report.get("strategy") or None,
-        data_dir=s.data_dir,
         agent_id=agent,
         agent_version=str(found.version),
         user_id=owner,

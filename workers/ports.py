@@ -16,7 +16,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import date
+
     from runtime.fmel.store import Verification
+    from runtime.prepared import PreparedSymbol
     from workers.collect import Record
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -390,4 +394,21 @@ class FmelStore(Protocol):
 
     def recorded(self) -> list[str]:
         """The ids of the runs with decisions, the most recently recorded first."""
+        ...
+
+
+class MarketData(Protocol):
+    """Bars by symbol: what runs may ask for, loaded and checked on the trusted side (the
+    sandbox gets arrays, never a data folder)."""
+
+    def symbols(self) -> list[str]:
+        """The symbols there are bars for, sorted."""
+        ...
+
+    def bars(
+        self, symbols: Sequence[str], start: date | None = None, end: date | None = None
+    ) -> list[PreparedSymbol]:
+        """The symbols' bars within ``start``..``end`` (inclusive), checked (gaps, stray rows:
+        each symbol's ``checks``); ``runtime.data.DataError`` in one line when they cannot
+        be had (an unknown symbol, no bars in the window)."""
         ...

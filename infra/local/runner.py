@@ -62,7 +62,7 @@ from workers.collect import (
     refused_error,
     skeleton,
 )
-from workers.ports import FmelStore
+from workers.ports import FmelStore, MarketData
 
 REQUEST_FILE = "request.json"
 LOG_FILE = "agent.log"
@@ -120,9 +120,11 @@ class SubprocessRunner:
         warm_dir: Path | None = None,
         keep_warm: bool = True,
         fmel: FmelStore | None = None,
+        market: MarketData | None = None,
     ) -> None:
         self.python = python
         self.fmel = fmel  # where verified decisions go; None: checked, then not kept
+        self.market = market  # where bars come from; None: the request's data folder
         # every sandbox setting (memory, CPU, processes, file size, log) when given
         self.limits = (
             limits
@@ -137,6 +139,16 @@ class SubprocessRunner:
         self.warm_dir = warm_dir  # where waiting sandboxes keep their box; None: no warm start
         self.keep_warm = keep_warm  # after a run, start the next one's sandbox
         self._warm: _Job | None = None
+
+    def _bars(self, req: BacktestRequest) -> list[PreparedSymbol]:
+        if self.market is None:
+            return load_and_check(req)
+        from runtime.data import DataError
+
+        try:
+            return self.market.bars(req.symbols, req.start, req.end)
+        except DataError as exc:
+            raise RunFailed(make_error(ErrorKind.DATA, str(exc))) from exc
 
     @property
     def sandbox(self) -> Sandbox:
@@ -154,7 +166,7 @@ class SubprocessRunner:
             (work_dir / stale).unlink(missing_ok=True)
         try:
             sandbox = self.sandbox
-            bars = load_and_check(req)  # here, on the trusted side: the box gets only arrays
+            bars = self._bars(req)  # here, on the trusted side: the box gets only arrays
         except SandboxUnavailable as exc:
             return error_document(req, make_error(ErrorKind.PLATFORM, str(exc)))
         except RunFailed as exc:

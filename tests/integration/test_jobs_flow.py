@@ -13,6 +13,7 @@ from rq.job import JobStatus
 
 from infra.local.artifacts import LocalArtifactStore
 from infra.local.fmel import LocalFmelStore
+from infra.local.market import LocalMarketData
 from infra.local.queue import job_id_for, submit
 from infra.local.redis_server import EmbeddedRedis
 from infra.local.registry import SqliteRegistry
@@ -51,9 +52,10 @@ def stack(tmp_path: Path, synthetic_data: Path, redis_home: Path) -> Iterator[An
             artifacts=LocalArtifactStore(tmp_path / "artifacts"),
             registry=registry,
             fmel=LocalFmelStore(tmp_path / "fmel"),
-            runner=SubprocessRunner(timeout_s=120, fmel=LocalFmelStore(tmp_path / "fmel")),
+            runner=SubprocessRunner(timeout_s=120, fmel=LocalFmelStore(tmp_path / "fmel"),
+                                    market=LocalMarketData(synthetic_data)),
             notifier=notifier,
-            data_dir=synthetic_data,
+            market=LocalMarketData(synthetic_data),
             runs_dir=tmp_path / "runs",
         )
     )

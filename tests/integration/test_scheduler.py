@@ -19,6 +19,7 @@ from rq.job import Job, JobStatus
 
 from infra.local.artifacts import LocalArtifactStore
 from infra.local.fmel import LocalFmelStore
+from infra.local.market import LocalMarketData
 from infra.local.queue import job_id_for
 from infra.local.redis_server import EmbeddedRedis
 from infra.local.registry import SqliteRegistry
@@ -92,7 +93,7 @@ def test_a_due_digest_is_enqueued_once_and_a_worker_turns_it_into_a_digest_event
             fmel=LocalFmelStore(tmp_path / "fmel"),
             runner=SubprocessRunner(timeout_s=60, fmel=LocalFmelStore(tmp_path / "fmel")),
             notifier=notifier,
-            data_dir=DEFAULT_DATA_DIR,  # paper start checks its symbols against the data
+            market=LocalMarketData(DEFAULT_DATA_DIR),  # paper start checks its symbols
             runs_dir=tmp_path / "runs",
             cluster=cluster,  # the local paper supervisor comes later
         )

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from infra.local.market import LocalMarketData
 from runtime.paths import DEFAULT_DATA_DIR
 from tests.fakes import (
     InMemoryArtifactStore,
@@ -73,7 +74,7 @@ def make_world(tmp_path: Path) -> Callable[..., World]:
             fmel=InMemoryFmelStore(),
             runner=None,  # type: ignore[arg-type]  # these jobs never backtest
             notifier=notifier,
-            data_dir=DEFAULT_DATA_DIR,
+            market=LocalMarketData(DEFAULT_DATA_DIR),
             runs_dir=tmp_path / "runs",
             cluster=cluster if with_cluster else None,
         )

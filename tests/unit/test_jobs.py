@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from infra.local.market import LocalMarketData
 from runtime.paths import DEFAULT_DATA_DIR, EXAMPLES_DIR
 from tests.fakes import InMemoryArtifactStore, InMemoryFmelStore, InMemoryRegistry
 from workers import events as ev
@@ -48,7 +49,7 @@ def wired(tmp_path: Path) -> Any:
             fmel=InMemoryFmelStore(),
             runner=runner,
             notifier=notifier,
-            data_dir=DEFAULT_DATA_DIR,
+            market=LocalMarketData(DEFAULT_DATA_DIR),
             runs_dir=tmp_path / "runs",
             progress_every_s=0.0,
             meta_sink=meta.append,
