@@ -16,8 +16,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from datetime import date
+    from pathlib import Path
+
+    from runtime.backtest import BacktestRequest
+    from workers.events import Event
 
     from runtime.fmel.store import Verification
     from runtime.prepared import PreparedSymbol
@@ -259,17 +263,16 @@ class BacktestRunner(Protocol):
 
     def run(
         self,
-        req: Any,  # runtime.backtest.BacktestRequest
-        work_dir: Any,  # pathlib.Path: the run's folder
-        on_progress: Any = None,  # Callable[[int, int | None], None]
+        req: BacktestRequest,
+        work_dir: Path,  # the run's folder on the trusted side (logs, chart, result)
+        on_progress: Callable[[int, int | None], None] | None = None,
     ) -> dict[str, Any]: ...
 
 
 class Notifier(Protocol):
     """Delivers events to the people concerned (a Slack thread, the console)."""
 
-    def send(self, event: Any) -> None:  # workers.events.Event
-        ...
+    def send(self, event: Event) -> None: ...
 
 
 # ------------------------------------------------------------------ paper trading
