@@ -21,11 +21,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from runtime.backtest import BacktestRequest
-    from workers.events import Event
-
     from runtime.fmel.store import Verification
     from runtime.prepared import PreparedSymbol
     from workers.collect import Record
+    from workers.events import Event
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 ARTIFACT_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
