@@ -22,6 +22,7 @@ from runtime.paths import EXAMPLES_DIR
 
 if TYPE_CHECKING:
     from infra.local.sandbox import Limits, Sandbox
+    from workers.ports import AgentVersion
     from workers.validation import ValidationReport
 
 # backtrader, pandas and pyarrow are imported by the commands that need them, so that
@@ -308,12 +309,9 @@ def _backtest_via_queue(args: argparse.Namespace, settings: Settings, desk: Any)
             raise CliError(_one_line(registered))
         agent, version = name, int(registered.version)
     else:
-        _, agent, version, _ = _resolve_agent(args.file, _local_services(settings), None)
-    params: dict[str, Any] = {"symbols": list(args.symbols or ("SPY",)),
-                              "start": args.start and args.start.isoformat(),
-                              "end": args.end and args.end.isoformat(), "cash": args.cash,
-                              "commission": args.commission, "strategy": args.strategy}  # fmt: skip
-    ticket = desk.backtest(agent=agent, version=version, parameters=params)
+        _, agent, stored = _resolve_agent(args.file, _local_services(settings))
+        version = None if stored is None else int(stored.version)
+    ticket = desk.backtest(agent=agent, version=version, parameters=_run_parameters(args))
     print(f"tradeops: backtest {ticket.run_id} queued ({desk.workers_on('backtest')} worker(s))",
           file=sys.stderr)  # fmt: skip
     progress = _ProgressLine()
@@ -372,8 +370,8 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
                 progress(event.done, event.total)
 
     services = _local_services(settings, Progress())
-    agent_file, name, stored, chosen = _resolve_agent(args.file, services, None)
-    strategy = args.strategy or chosen
+    agent_file, name, stored = _resolve_agent(args.file, services)
+    strategy = args.strategy or (stored.report.get("strategy") if stored else None)
     limits = settings.sandbox_limits(timeout_s=args.timeout)
     runner = SubprocessRunner(
         sandbox=_sandbox(limits, args.unsafe),
@@ -396,17 +394,11 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
                                              name=name, source=agent_file.read_bytes(),
                                              strategy=args.strategy)  # fmt: skip
             assert isinstance(registered, ev.AgentRegistered), registered
-            stored, validation = int(registered.version), dict(registered.report)
+            version, validation = int(registered.version), dict(registered.report)
         else:
-            version = services.registry.get_version(name, stored)
-            validation = dict(version.report) if version is not None else {}
-        params = {"symbols": list(args.symbols or ("SPY",)),
-                  "start": args.start and args.start.isoformat(),
-                  "end": args.end and args.end.isoformat(), "cash": args.cash,
-                  "commission": args.commission,
-                  **({"strategy": args.strategy} if args.strategy else {})}  # fmt: skip
+            version, validation = int(stored.version), dict(stored.report)
         jobs.run_backtest(job_id=f"cli-{run_id}", run_id=run_id, owner=_cli_user(), agent=name,
-                          version=stored, parameters=params)  # fmt: skip
+                          version=version, parameters=_run_parameters(args))  # fmt: skip
     finally:
         progress.finish()
         runner.close()
@@ -457,14 +449,20 @@ def _refused(
     return 1
 
 
-def _resolve_agent(
-    target: Path, services: Any, work: Path | None
-) -> tuple[Path, str, int | None, str | None]:
-    """(file to run, agent name, stored version or None, the strategy class the version was
-    registered with) for a file or a registered agent; a registered agent's code is written
-    into ``work`` (when given)."""
+def _run_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """A backtest's parameters from this command's options, as the job takes them."""
+    return {"symbols": list(args.symbols or ("SPY",)),
+            "start": args.start and args.start.isoformat(),
+            "end": args.end and args.end.isoformat(), "cash": args.cash,
+            "commission": args.commission,
+            **({"strategy": args.strategy} if args.strategy else {})}  # fmt: skip
+
+
+def _resolve_agent(target: Path, services: Any) -> tuple[Path, str, AgentVersion | None]:
+    """(the file, the agent's name, None) for a file; (its name as a path, the agent's name,
+    the stored version) for a registered agent (``NAME`` or ``NAME@vN``)."""
     if target.is_file():
-        return target.resolve(), agent_name_for(target.stem), None, None
+        return target.resolve(), agent_name_for(target.stem), None
     if target.suffix == ".py" or "/" in str(target):
         raise CliError(f"agent file not found: {target}")
     found = AGENT_REF.fullmatch(str(target))
@@ -475,13 +473,7 @@ def _resolve_agent(
     if version is None:
         known = ", ".join(a.name for a in services.registry.list_agents()[:8]) or "none yet"
         raise CliError(f"no agent file or registered agent {str(target)!r} (agents: {known})")
-    chosen = version.report.get("strategy")
-    if work is None:
-        return Path(f"{version.name}.py"), version.name, int(version.version), chosen
-    work.mkdir(parents=True, exist_ok=True)
-    path = work / f"{version.name}.py"
-    path.write_bytes(services.artifacts.get(version.sha256))
-    return path, version.name, int(version.version), chosen
+    return Path(f"{version.name}.py"), version.name, version
 
 
 def cmd_fmel(args: argparse.Namespace, settings: Settings) -> int:
