@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from runtime.defaults import LOOKAHEAD_WARNING
+from runtime.defaults import stored_warnings
 
 if TYPE_CHECKING:
     from workers.validation import Finding, ValidationReport
@@ -194,11 +194,18 @@ def trades_table(trades: Sequence[Mapping[str, Any]], *, first: int = 1) -> str:
     return format_table(headers, rows, right=(0, 5, 6, 7, 8, 9, 10))
 
 
+def closed_count(closed: object, trades: Sequence[object]) -> int:
+    """How many trades a run closed: its count, or the length of its list (which holds the
+    last of them) when the count is missing or smaller."""
+    count = closed if isinstance(closed, int | float) and not isinstance(closed, bool) else 0
+    return int(max(count, len(trades)))
+
+
 def format_trades(run_id: str, trades: Sequence[Mapping[str, Any]], closed: int | None) -> str:
     """A run's closed trades (its result's list: the last ones when there were many)."""
     if not trades:
         return f"Run {run_id} closed no trades."
-    total = max(closed or 0, len(trades))
+    total = closed_count(closed, trades)
     what = f"all {total}" if total == len(trades) else f"the last {len(trades)} of {total}"
     head = f"Closed trades of run {run_id} ({what}; net P&L after commission):"
     return head + "\n" + trades_table(trades, first=total - len(trades) + 1)
@@ -214,7 +221,7 @@ def _report_lines(run_id: str, r: Mapping[str, Any]) -> list[str]:
         lines += ["    " + ln for ln in grid]
     trades = r.get("trades") or []
     if trades:
-        total = max(r.get("trades_closed") or 0, len(trades))
+        total = closed_count(r.get("trades_closed"), trades)
         shown = trades[-LAST_TRADES:]
         every = f"tradeops fmel {run_id} --trades"
         cut = len(shown) < total
@@ -323,10 +330,10 @@ def format_runs(runs: Sequence[Any]) -> str:
             res = r.result["results"]
             said = f"return {_pct(res['portfolio_return_pct'])}"
             said += f" · Sharpe {_num(res['sharpe_ratio'])}"
-            warnings = r.result.get("warnings") or []
-            if any(str(w).startswith(LOOKAHEAD_WARNING) for w in warnings):
+            warnings, lookahead = stored_warnings(r.result)
+            if lookahead:
                 return said + " · look-ahead!"
-            return said + (f" · {len(warnings)} warning(s)" if warnings else "")
+            return said + (f" · {warnings} warning(s)" if warnings else "")
         return "-"
 
     rows = [

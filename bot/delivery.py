@@ -154,7 +154,7 @@ class Deliverer:
         message = render.render_event(event)
         if message is None:
             return
-        if isinstance(event, ev.PaperHealth) and _is_number(event.health.get("streak")):
+        if isinstance(event, ev.PaperHealth) and isinstance(event.health.get("streak"), int):
             self._streak(event, message)
             return
         self._once(key, "post", lambda: self._post(where, message))
@@ -249,10 +249,6 @@ def redeliver(conn: redis.Redis) -> int:
         conn.xadd(EVENTS_STREAM, {"event": raw if isinstance(raw, bytes | str) else str(raw)})
         moved += 1
     return moved
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 def _retryable(exc: Exception) -> bool:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeAlias
 
-from bot.console import LAST_TRADES, monthly_grid, trades_table
-from runtime.defaults import LOOKAHEAD_WARNING
+from bot.console import LAST_TRADES, closed_count, monthly_grid, trades_table
+from runtime.defaults import stored_warnings
 from workers import events as ev
 from workers.payloads import BacktestLine, FailureLine, SessionDoc
 
@@ -825,18 +825,13 @@ def _last_trades(doc: Mapping[str, Any]) -> Block | None:
     trades = r.get("trades") or []
     if not trades:
         return None
-    total = _closed_count(r.get("trades_closed"), trades)
+    total = closed_count(r.get("trades_closed"), trades)
     shown = trades[-LAST_TRADES:]
     every = code(f"/fmel {doc.get('run_id')} trades")
     which = f"Last {len(shown)} of {total:,}" if len(shown) < total else "The"
     head = f"*{which} closed trades* · all of them: {every}"
     table = trades_table(shown, first=total - len(shown) + 1)
     return _section(head + "\n" + _code_block(table.splitlines()))
-
-
-def _closed_count(closed: Any, trades: Sequence[Any]) -> int:
-    """How many trades the run closed (its list holds the last of them)."""
-    return max(closed, len(trades)) if _is_number(closed) else len(trades)
 
 
 def _code_block(lines: Sequence[str]) -> str:
@@ -1040,7 +1035,7 @@ def _fmel_trades_draft(report: Any) -> Draft:
             [_section(f"Run {run} closed no trades."), _verification(report.verification)]
         )
         return parts, f"Run {esc(report.run_id)} closed no trades."
-    total = _closed_count(report.trades_closed, trades)
+    total = closed_count(report.trades_closed, trades)
     shown = trades[-FMEL_TRADES:]
     what = f"all {total:,}" if len(shown) == total else f"the last {len(shown)} of {total:,}"
     head = f"*Closed trades* of run {run} ({what}) · net {PNL} after commission"
@@ -1087,8 +1082,8 @@ def _run_outcome(run: Any) -> str:
     res = (run.result or {}).get("results")
     if res:
         sharpe = _num(res.get("sharpe_ratio"))
-        warnings = [w for w in (run.result or {}).get("warnings") or () if isinstance(w, str)]
-        flag = _warning_flag(any(w.startswith(LOOKAHEAD_WARNING) for w in warnings), len(warnings))
+        warnings, lookahead = stored_warnings(run.result)
+        flag = _warning_flag(lookahead, warnings)
         return f"return {_pct(res.get('portfolio_return_pct'))} · Sharpe {sharpe}{flag}"
     return "-"
 

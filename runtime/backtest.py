@@ -130,10 +130,9 @@ def run_backtest(req: BacktestRequest, progress: Progress | None = None) -> dict
     finally:
         for rec in recorder:
             rec.close()
-    if doc["error"] and recorder and recorder[0].kept_after_failure and recorder[0].summary()[
-        "decisions"
-    ]:
-        doc["fmel"] = _fmel_figures(recorder[0].summary())  # the bars before the failure
+    kept = recorder[0].summary() if recorder and recorder[0].kept_after_failure else None
+    if doc["error"] and kept and kept["decisions"]:
+        doc["fmel"] = _fmel_figures(kept)  # the decisions of the bars before the failure
     doc["monitoring"] = _monitoring(started, doc)
     return doc
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import date
 from typing import Any, Literal
 
-from runtime.defaults import LOOKAHEAD_WARNING
+from runtime.defaults import stored_warnings
 from workers import events as ev
 from workers.jobs import Services, emit, services, unknown_version
 from workers.payloads import BacktestLine, DigestSections, ErrorDoc, FailureLine, Pnl, SessionDoc
@@ -379,10 +379,10 @@ def _paper_section(s: Services, channel: str) -> list[SessionDoc]:
 
 def _backtest_line(run: Run) -> BacktestLine:
     results = (run.result or {}).get("results") or {}
-    warnings = [w for w in (run.result or {}).get("warnings") or () if isinstance(w, str)]
+    warnings, lookahead = stored_warnings(run.result)
     return {
-        "warnings": len(warnings),
-        "lookahead": any(w.startswith(LOOKAHEAD_WARNING) for w in warnings),
+        "warnings": warnings,
+        "lookahead": lookahead,
         "run_id": run.run_id,
         "agent": run.agent,
         "version": run.version,
