@@ -26,11 +26,12 @@ import redis
 from rq.job import Job
 
 from bot.desk import Desk
-from infra.local.queue import job_id_for, submit
+from infra.local.queue import submit
 from infra.local.redis_server import EmbeddedRedis
 from infra.settings import Settings
 from runtime.data import write_synthetic_dir
 from runtime.paths import EXAMPLES_DIR
+from workers.ports import job_id_for
 
 
 def start_workers(n: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:

@@ -56,11 +56,11 @@ def main() -> None:
 
     def boxed_cold() -> None:
         req = request()
-        assert cold.run(req, tmp / "runs" / req.run_id)["error"] is None
+        assert cold.run_request(req, tmp / "runs" / req.run_id)["error"] is None
 
     def boxed_warm() -> None:
         req = request()
-        assert warm.run(req, tmp / "runs" / req.run_id)["error"] is None
+        assert warm.run_request(req, tmp / "runs" / req.run_id)["error"] is None
         time.sleep(3.0)  # a worker's idle time between jobs: the next sandbox warms up
 
     in_process()  # warm this process's imports, as a long-running worker has them

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -21,7 +20,8 @@ from runtime.defaults import DEFAULT_CASH, DEFAULT_TIMEOUT_S
 from runtime.paths import EXAMPLES_DIR
 
 if TYPE_CHECKING:
-    from infra.local.sandbox import Limits, Sandbox
+    from infra.bootstrap import Platform
+    from workers.payloads import RunParameters
     from workers.ports import AgentVersion
     from workers.validation import ValidationReport
 
@@ -63,7 +63,7 @@ def _positive(kind: type[float] | type[int]) -> Any:
 
 
 def _queues(text: str) -> tuple[str, ...]:
-    from infra.local.queue import QUEUES
+    from workers.ports import QUEUES
 
     names = tuple(q.strip() for q in text.split(",") if q.strip())
     unknown = [q for q in names if q not in QUEUES]
@@ -330,6 +330,8 @@ def _backtest_via_queue(args: argparse.Namespace, settings: Settings, desk: Any)
     if doc is None:  # lost before any result: the failure news is all there is
         print(_one_line(final), file=sys.stderr)
         return 1
+    if chart := desk.chart_file(doc):  # from the artifact store, for the reader to open
+        doc["chart"] = str(chart)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
@@ -350,8 +352,7 @@ def _one_line(event: Any) -> str:
 def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
     """The worker's job code, run in this process with this command's runner (its timeout,
     an unsandboxed run when asked) and data folder: one pipeline, whoever runs it."""
-    from infra.local.market import LocalMarketData
-    from infra.local.runner import LOG_FILE, SubprocessRunner
+    from bot.desk import Desk
     from runtime.fmel import new_run_id
     from workers import events as ev
     from workers import jobs
@@ -361,7 +362,6 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
     data_dir = (args.data or settings.data_dir).resolve()
     if not data_dir.is_dir():
         raise CliError(f"data folder not found: {data_dir}")
-    market = LocalMarketData(data_dir)
     progress = _ProgressLine()
 
     class Progress:
@@ -369,54 +369,48 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
             if isinstance(event, ev.BacktestProgress):
                 progress(event.done, event.total)
 
-    services = _local_services(settings, Progress())
+    platform = _platform(settings)
+    local = platform.sandbox_runner(timeout_s=args.timeout, unsafe=args.unsafe, data_dir=data_dir)
+    if local.unsandboxed:
+        print("tradeops: warning: no sandbox here; running the agent UNSANDBOXED (--unsafe)",
+              file=sys.stderr)  # fmt: skip
+    services = platform.services(Progress(), runner=local.runner, market=local.market,
+                                 progress_every_s=0.5)  # fmt: skip
     agent_file, name, stored = _resolve_agent(args.file, services)
     strategy = args.strategy or (stored.report.get("strategy") if stored else None)
-    limits = settings.sandbox_limits(timeout_s=args.timeout)
-    runner = SubprocessRunner(
-        sandbox=_sandbox(limits, args.unsafe),
-        timeout_s=args.timeout,
-        log_limit=limits.log_bytes,
-        warm_dir=settings.home / "warm",
-        keep_warm=False,
-        fmel=services.fmel,
-        market=market,
-    )
-    runner.prewarm()  # the sandbox starts up while this process validates and loads data
-    jobs.configure(dataclasses.replace(services, runner=runner, market=market,
-                                       progress_every_s=0.5))  # fmt: skip
     try:
         if stored is None:  # a file: validated and registered as the upload job does it
             report = _validate(agent_file, strategy, settings)
             if not report.ok:  # refused before any of it runs
                 return _refused(args, run_id, work, agent_file, name, report)
-            registered = jobs.register_agent(job_id=f"cli-{run_id}", owner=_cli_user(),
+            registered = jobs.register_agent(services, job_id=f"cli-{run_id}", owner=_cli_user(),
                                              name=name, source=agent_file.read_bytes(),
                                              strategy=args.strategy)  # fmt: skip
             assert isinstance(registered, ev.AgentRegistered), registered
             version, validation = int(registered.version), dict(registered.report)
         else:
             version, validation = int(stored.version), dict(stored.report)
-        jobs.run_backtest(job_id=f"cli-{run_id}", run_id=run_id, owner=_cli_user(), agent=name,
-                          version=version, parameters=_run_parameters(args))  # fmt: skip
+        jobs.run_backtest(services, job_id=f"cli-{run_id}", run_id=run_id, owner=_cli_user(),
+                          agent=name, version=version,
+                          parameters=_run_parameters(args))  # fmt: skip
     finally:
         progress.finish()
-        runner.close()
+        local.close()
     run = services.registry.get_run(run_id)
     assert run is not None and run.result is not None
     doc = {**run.result, "validation": validation}
     doc.setdefault("chart_artifact", None)
-    if args.chart and doc.get("chart"):  # where this command was asked to put it
-        args.chart.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(doc["chart"], args.chart)
-        doc["chart"] = str(args.chart.resolve())
+    if chart := Desk(settings, _cli_user(), platform=platform).chart_file(doc, args.chart):
+        doc["chart"] = str(chart)
+    work.mkdir(parents=True, exist_ok=True)
     (work / "result.json").write_text(json.dumps(doc, indent=2))
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         print(format_result(doc))
-        if doc["error"] and (work / LOG_FILE).is_file():
-            print(f"  Agent log: {work / LOG_FILE}")
+        log = local.log_of(run_id)
+        if doc["error"] and log.is_file():
+            print(f"  Agent log: {log}")
     return 1 if doc["error"] else 0
 
 
@@ -449,13 +443,18 @@ def _refused(
     return 1
 
 
-def _run_parameters(args: argparse.Namespace) -> dict[str, Any]:
+def _run_parameters(args: argparse.Namespace) -> RunParameters:
     """A backtest's parameters from this command's options, as the job takes them."""
-    return {"symbols": list(args.symbols or ("SPY",)),
-            "start": args.start and args.start.isoformat(),
-            "end": args.end and args.end.isoformat(), "cash": args.cash,
-            "commission": args.commission,
-            **({"strategy": args.strategy} if args.strategy else {})}  # fmt: skip
+    params: RunParameters = {
+        "symbols": list(args.symbols or ("SPY",)),
+        "start": args.start and args.start.isoformat(),
+        "end": args.end and args.end.isoformat(),
+        "cash": args.cash,
+        "commission": args.commission,
+    }
+    if args.strategy:
+        params["strategy"] = args.strategy
+    return params
 
 
 def _resolve_agent(target: Path, services: Any) -> tuple[Path, str, AgentVersion | None]:
@@ -543,12 +542,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from bot.console import Conversation
     from bot.desk import Desk
     from bot.shell import Shell
-    from infra.local.queue import redis_url
 
     _log_to_file(settings, "demo.log")
-    had_redis = Desk(settings, user="").queue_running()
-    url = redis_url(settings)  # starts the embedded Redis unless one serves this home
-    desk = Desk(settings, user=_cli_user(), use_queue=True)
+    platform = _platform(settings)
+    had_redis = platform.queue.reachable()
+    url = platform.queue_url()  # starts the embedded Redis unless one serves this home
+    desk = Desk(settings, user=_cli_user(), use_queue=True, platform=platform)
     worker = None
     if not (desk.workers_on("validate") and desk.workers_on("backtest")):
         worker = _start_worker(settings, desk)
@@ -577,9 +576,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if worker is not None:
             _stop_worker(worker)
-        if not had_redis and not settings.redis_url:
-            desk.conn.connection_pool.disconnect()
-            _stop_idle_redis(settings)
+        if not had_redis:
+            platform.stop_idle_redis()
 
 
 def _demo_failed(event: Any) -> bool:
@@ -620,19 +618,6 @@ def _stop_worker(proc: Any) -> None:
             proc.wait()
 
 
-def _stop_idle_redis(settings: Settings) -> None:
-    """Stop the embedded Redis the demo started, unless another process now uses it."""
-    from infra.local.redis_server import EmbeddedRedis
-
-    srv = EmbeddedRedis(settings.home)
-    try:
-        clients = len(srv.client(retries=0).client_list())
-    except Exception:
-        return
-    if clients <= 1:
-        srv.stop()
-
-
 def _log_to_file(settings: Settings, name: str) -> Path:
     """Faults go to a log file under the home, not onto the user's screen."""
     import logging
@@ -662,16 +647,21 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
-def _local_services(settings: Settings, notifier: Any = None) -> Any:
-    """The job code's services for this process; its events go to ``notifier`` (by default
-    nowhere: commands print the event they get back)."""
-    from infra.bootstrap import build_services
+def _platform(settings: Settings) -> Platform:
+    from infra.bootstrap import bootstrap
+
+    return bootstrap(settings)
+
+
+def _local_services(settings: Settings) -> Any:
+    """The job code's services for this process; its events go nowhere (commands print
+    the event they get back)."""
 
     class Quiet:
         def send(self, event: Any) -> None:
             pass
 
-    return build_services(settings, notifier or Quiet())
+    return _platform(settings).services(Quiet())
 
 
 def cmd_agents(args: argparse.Namespace, settings: Settings) -> int:
@@ -692,8 +682,7 @@ def cmd_agents(args: argparse.Namespace, settings: Settings) -> int:
     named = AGENT_REF.fullmatch(name)
     if not named or named["version"]:
         raise CliError(f"agent name {name!r}: use letters, digits, - and _ (start with a letter)")
-    jobs.configure(services)
-    event = jobs.register_agent(job_id=f"cli-{name}", owner=_cli_user(), name=name,
+    event = jobs.register_agent(services, job_id=f"cli-{name}", owner=_cli_user(), name=name,
                                 source=args.file.read_bytes(), strategy=args.strategy)  # fmt: skip
     print(event.to_json() if args.json else format_event_or_say(event))
     return 0 if event.kind == "agent_registered" else 1
@@ -715,34 +704,9 @@ def _cli_user() -> str:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from rq import Queue
+    from workers.ports import QUEUES
 
-    from infra.bootstrap import build_services
-    from infra.local.notifier import RedisNotifier
-    from infra.local.queue import QUEUES, connect, redis_url
-    from infra.local.worker import Worker
-    from workers import jobs
-
-    conn = connect(settings)
-    services = build_services(settings, RedisNotifier(conn))
-    jobs.configure(services)
-    names = args.queues or QUEUES
-    # Jobs run in this process, so the sandbox it warms between jobs is still there for
-    # the next one (a forking worker would lose it with each work-horse).
-    worker = Worker(
-        [Queue(q, connection=conn) for q in names],
-        connection=conn,
-        heartbeat_s=settings.worker_heartbeat_s,
-    )
-    where = redis_url(settings)
-    print(f"tradeops worker: queues {', '.join(names)} on {where}", file=sys.stderr)
-    try:
-        worker.work(burst=args.burst, logging_level="WARNING")
-    finally:
-        close = getattr(services.runner, "close", None)
-        if close is not None:
-            close()  # the sandbox kept warm for a next job
-    return 0
+    return _platform(settings).run_worker(args.queues or QUEUES, burst=args.burst)
 
 
 def _validate(path: Path, strategy: str | None, settings: Settings) -> ValidationReport:
@@ -753,19 +717,6 @@ def _validate(path: Path, strategy: str | None, settings: Settings) -> Validatio
         return validate_file(path, strategy=strategy, policy=policy)
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _sandbox(limits: Limits, unsafe: bool) -> Sandbox:
-    from infra.local.sandbox import Sandbox, SandboxUnavailable
-
-    try:
-        sandbox = Sandbox.detect(limits, allow_unsafe=unsafe)
-    except SandboxUnavailable as exc:
-        raise CliError(str(exc)) from None
-    if sandbox.isolation == "none":
-        print("tradeops: warning: no sandbox here; running the agent UNSANDBOXED (--unsafe)",
-              file=sys.stderr)  # fmt: skip
-    return sandbox
 
 
 class _ProgressLine:
@@ -802,9 +753,9 @@ def _expected(exc: Exception) -> bool:
     import redis
 
     from bot.desk import DeskError
-    from infra.local.redis_server import RedisUnavailable
+    from workers.ports import NeedsOperator
 
-    return isinstance(exc, DeskError | RedisUnavailable | redis.ConnectionError)
+    return isinstance(exc, DeskError | NeedsOperator | redis.ConnectionError)
 
 
 def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
@@ -817,10 +768,7 @@ def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
     if args.socket:
         return slack_server.run_socket(settings)
     if args.redeliver:
-        from bot.delivery import redeliver
-        from infra.local.queue import connect
-
-        moved = redeliver(connect(settings))
+        moved = _platform(settings).events.unpark()
         print(f"tradeops bot: {moved} event(s) queued for delivery again; a running bot posts "
               "them", file=sys.stderr)  # fmt: skip
         return 0
@@ -876,25 +824,11 @@ def cmd_paper(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.local.scheduler import run_scheduler
-
-    return run_scheduler(settings)
+    return _platform(settings).run_scheduler()
 
 
 def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.local.redis_server import EmbeddedRedis
-
-    if settings.redis_url:
-        raise CliError("REDIS_URL is set: that Redis is not tradeops' to stop")
-    server = EmbeddedRedis(settings.home)
-    pid = server.pid() if server.running() else None
-    if args.action == "stop" and pid is not None:
-        server.stop()
-        print(f"tradeops: stopped the embedded Redis of {settings.home} (pid {pid})")
-    elif pid is not None:
-        print(f"tradeops: the embedded Redis of {settings.home} runs (pid {pid}, {server.url})")
-    else:
-        print(f"tradeops: no embedded Redis runs for {settings.home}")
+    print(f"tradeops: {_platform(settings).embedded_redis(stop=args.action == 'stop')}")
     return 0
 
 

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from workers.payloads import RunParameters
+
 AGENT_REF = re.compile(r"(?P<name>[A-Za-z][A-Za-z0-9_\-]{0,63})(?:@v?(?P<version>\d{1,6}))?")
 SYMBOL = re.compile(r"[A-Z][A-Z0-9.\-]{0,11}")
 MAX_SYMBOLS = 20
@@ -74,9 +76,9 @@ class Command:
     verify: bool = False
     trades: bool = False  # /fmel: the run's closed trades instead of its decisions
 
-    def parameters(self) -> dict[str, object]:
-        """The backtest / paper parameters a job takes (only those given)."""
-        out: dict[str, object] = {}
+    def backtest_parameters(self) -> RunParameters:
+        """The parameters a backtest job takes (only those given)."""
+        out: RunParameters = {}
         if self.symbols:
             out["symbols"] = list(self.symbols)
         if self.start:
@@ -85,6 +87,11 @@ class Command:
             out["end"] = self.end.isoformat()
         if self.cash is not None:
             out["cash"] = self.cash
+        return out
+
+    def parameters(self) -> dict[str, object]:
+        """The paper parameters a job takes (only those given)."""
+        out: dict[str, object] = dict(self.backtest_parameters())
         if self.feed:
             out["feed"] = self.feed
         if self.speed is not None:

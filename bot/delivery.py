@@ -1,12 +1,15 @@
 """Events into Slack threads: the bot's delivery loop.
 
-Workers never talk to Slack. Each event they send is appended to the Redis stream
-``tradeops:events`` (and the job's own list); the bot reads the stream as a consumer group
+Workers never talk to Slack. Each event they send goes into the event log (the port
+``workers.ports.EventLog``; a Redis stream here); the bot reads it as a consumer group
 (``slack``), posts each event that has a Slack address into its thread, and acknowledges it
 only once posted. An event that could not be posted (Slack down, a rate limit that outlasted
 the client's retries) stays pending and is claimed again and retried; a result is stored
 before its event is sent, so nothing is lost while Slack is away. After ``MAX_ATTEMPTS`` an
-event is parked in ``tradeops:slack:undelivered`` and logged.
+event is parked and logged (``tradeops bot --redeliver`` puts parked events back).
+
+What the bot remembers of its posts (the message showing a job's progress, which steps of
+an event were done) is kept in the queue's Redis, for a week.
 
 One job's progress is one message, updated in place (``chat.update``): the first of
 queued / progress creates it, the final event turns it into a one-line outcome, then the
@@ -28,23 +31,21 @@ from slack_sdk.errors import SlackApiError
 
 from bot import render
 from bot.desk import Desk
-from infra.local.notifier import EVENTS_STREAM
 from workers import events as ev
+from workers.ports import Delivery
 
 log = logging.getLogger(__name__)
 
 GROUP = "slack"
 MAX_ATTEMPTS = 8
-UNDELIVERED = "tradeops:slack:undelivered"
 KEEP_S = 7 * 24 * 3600
 
 
 class Deliverer:
-    def __init__(
-        self, conn: redis.Redis, client: WebClient, desk: Desk, *, retry_s: float = 10.0
-    ) -> None:
-        self.retry_ms = int(retry_s * 1000)
-        self.conn = conn
+    def __init__(self, client: WebClient, desk: Desk, *, retry_s: float = 10.0) -> None:
+        self.retry_s = retry_s
+        self.events = desk.ports.events
+        self.conn: redis.Redis = desk.conn  # the bot's memory of what it posted
         self.client = client
         self.desk = desk
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
@@ -54,29 +55,21 @@ class Deliverer:
 
     # ------------------------------------------------------------------ the loop
     def ensure_group(self) -> None:
-        try:
-            # from the stream's start: what workers sent before the bot's first start (a
-            # scheduled digest, a backtest's result) is delivered too
-            self.conn.xgroup_create(EVENTS_STREAM, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        # from the log's start: what workers sent before the bot's first start (a scheduled
+        # digest, a backtest's result) is delivered too
+        self.events.open_group(GROUP)
 
     def run(self, stop: threading.Event) -> None:
         self.ensure_group()
         self.alive = True
-        next_retry = time.monotonic() + self.retry_ms / 1000
+        next_retry = time.monotonic() + self.retry_s
         try:
             while not stop.is_set():
                 try:
-                    got: Any = self.conn.xreadgroup(
-                        GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=20, block=500
-                    )
-                    for _, entries in got or ():
-                        for entry_id, fields in entries:
-                            self.handle(entry_id, fields)
+                    for taken in self.events.take(GROUP, self.consumer, count=20, block_s=0.5):
+                        self.handle(taken)
                     if time.monotonic() >= next_retry:
-                        next_retry = time.monotonic() + self.retry_ms / 1000
+                        next_retry = time.monotonic() + self.retry_s
                         self.retry_pending()
                 except redis.RedisError as exc:  # Redis restarting: wait, then go on
                     log.warning("delivery: Redis: %s", exc)
@@ -86,20 +79,13 @@ class Deliverer:
 
     def retry_pending(self) -> None:
         """Claim events left pending (a failed post, or a bot that died) and try again."""
-        claimed: Any = self.conn.xautoclaim(
-            EVENTS_STREAM, GROUP, self.consumer, min_idle_time=self.retry_ms, count=50
-        )
-        for entry_id, fields in claimed[1]:
-            if fields is not None:
-                self.handle(entry_id, fields)
+        for taken in self.events.reclaim(GROUP, self.consumer, idle_s=self.retry_s, count=50):
+            self.handle(taken)
 
-    def handle(self, entry_id: Any, fields: dict[Any, Any]) -> None:
-        key = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-        raw = fields.get(b"event") or fields.get("event")
-        try:
-            event = ev.Event.from_json(raw.decode() if isinstance(raw, bytes) else str(raw))
-        except (ValueError, AttributeError):  # unknown kind (a newer worker) or junk
-            self.conn.xack(EVENTS_STREAM, GROUP, key)
+    def handle(self, taken: Delivery) -> None:
+        key, event = taken.key, taken.event
+        if event is None:  # unknown kind (a newer worker) or junk
+            self.events.ack(GROUP, key)
             return
         try:
             self.deliver(event, key)
@@ -112,14 +98,14 @@ class Deliverer:
             )
             if attempts < MAX_ATTEMPTS and _retryable(exc):
                 return  # stays pending: retried later
-            self.conn.rpush(UNDELIVERED, event.to_json())
+            self.events.park(event)
             log.error("delivery of %s (%s) given up after %d attempt(s)", key, event.kind, attempts)
         except Exception:  # a rendering fault or a field no renderer expected: never fatal
             self.failed += 1
             log.exception("delivery of %s (%s) failed; the event is parked", key, event.kind)
-            self.conn.rpush(UNDELIVERED, event.to_json())
+            self.events.park(event)
             self._say_unshowable(event, key)
-        self.conn.xack(EVENTS_STREAM, GROUP, key)
+        self.events.ack(GROUP, key)
         self.conn.hdel("tradeops:slack:attempts", key)
 
     def _say_unshowable(self, event: ev.Event, key: str) -> None:
@@ -240,15 +226,6 @@ class Deliverer:
         do()
         if key:
             self.conn.set(mark, 1, ex=KEEP_S)
-
-
-def redeliver(conn: redis.Redis) -> int:
-    """Put the parked (undelivered) events back on the stream; how many."""
-    moved = 0
-    while (raw := conn.lpop(UNDELIVERED)) is not None:
-        conn.xadd(EVENTS_STREAM, {"event": raw if isinstance(raw, bytes | str) else str(raw)})
-        moved += 1
-    return moved
 
 
 def _retryable(exc: Exception) -> bool:

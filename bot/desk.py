@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infra.settings import Settings
 from runtime.defaults import DEFAULT_TIMEOUT_S
 from workers import events as ev
 from workers import policy
+from workers.ports import JobState, job_id_for
 
 if TYPE_CHECKING:
     import redis
 
+    from infra.bootstrap import Platform
     from workers.jobs import Services
+    from workers.payloads import RunParameters
 
 OnEvent = Callable[[ev.Event], None]
 
@@ -63,14 +67,27 @@ class Desk:
     user: str
     use_queue: bool | None = None  # None: the queue when a worker is alive, else inline
     roles: policy.Roles | None = None  # None: no checks (this machine's own user)
-    _conn: redis.Redis | None = field(default=None, init=False, repr=False)
+    # the ports (from ``infra.bootstrap``); None: this desk makes them from ``settings``
+    platform: Platform | None = field(default=None, repr=False)
     _services: Services | None = field(default=None, init=False, repr=False)
     _on_event: OnEvent | None = field(default=None, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.platform is None:
+            from infra.bootstrap import bootstrap
+
+            self.platform = bootstrap(self.settings)
+
+    @property
+    def ports(self) -> Platform:
+        assert self.platform is not None
+        return self.platform
+
     def with_user(self, user: str) -> Desk:
-        """The same desk (one Redis connection, one registry) for another user."""
-        other = Desk(self.settings, user, use_queue=self.use_queue, roles=self.roles)
-        other._conn, other._services = self.conn, self._local_services()
+        """The same desk (the same ports, one registry) for another user."""
+        other = Desk(self.settings, user, use_queue=self.use_queue, roles=self.roles,
+                     platform=self.platform)  # fmt: skip
+        other._services = self._local_services()
         return other
 
     def authorize(self, work: str, agent: str | None) -> None:
@@ -94,27 +111,17 @@ class Desk:
     # ------------------------------------------------------------------ the queue
     @property
     def conn(self) -> redis.Redis:
-        if self._conn is None:
-            from infra.local.queue import connect
-
-            self._conn = connect(self.settings)
-        return self._conn
+        """The Redis behind the queue: front-ends keep their own small state there (which
+        Slack events were seen, which message shows a job's progress)."""
+        return self.ports.redis
 
     def queue_running(self) -> bool:
-        """A Redis is there to talk to (REDIS_URL, or this home's embedded one is up)."""
-        if self.settings.redis_url:
-            return True
-        from infra.local.redis_server import EmbeddedRedis
-
-        return EmbeddedRedis(self.settings.home).running()
+        """The queue is there to talk to (REDIS_URL, or this home's embedded Redis is up)."""
+        return self.ports.queue.reachable()
 
     def workers_on(self, queue: str) -> int:
-        """How many live workers take jobs from ``queue`` (0 when no Redis runs)."""
-        if not self.queue_running():
-            return 0
-        from rq import Queue, Worker
-
-        return len(Worker.all(queue=Queue(queue, connection=self.conn)))
+        """How many live workers take jobs from ``queue`` (0 when the queue is not up)."""
+        return self.ports.queue.workers(queue)
 
     def _inline(self, queue: str) -> bool:
         if self.use_queue is None:
@@ -144,7 +151,7 @@ class Desk:
         *,
         agent: str,
         version: int | None = None,
-        parameters: dict[str, Any] | None = None,
+        parameters: RunParameters | None = None,
         request_id: str | None = None,
         reply_to: dict[str, str] | None = None,
     ) -> Ticket:
@@ -185,18 +192,16 @@ class Desk:
         request_id: str | None,
         run_id: str | None = None,
     ) -> Ticket:
-        from infra.local.queue import job_id_for
-
         queue, func, timeout_s = WORK[work]
         job_id = job_id_for(queue, work, request_id or uuid.uuid4().hex)
         kwargs = {"job_id": job_id, **kwargs}
         if self._inline(queue):
             return Ticket(job_id, work, kwargs, inline=True, run_id=run_id)
-        from infra.local.queue import submit
-
-        done = submit(self.conn, queue, func, job_id=job_id, kwargs=kwargs, timeout_s=timeout_s)
+        done = self.ports.queue.submit(
+            queue, func, job_id=job_id, kwargs=kwargs, timeout_s=timeout_s
+        )
         if done.duplicate:  # follow the job that is already there
-            kwargs = dict(done.job.kwargs or kwargs)
+            kwargs = done.kwargs
             run_id = kwargs.get("run_id", run_id)
         return Ticket(job_id, work, kwargs, inline=False, duplicate=done.duplicate, run_id=run_id)
 
@@ -204,12 +209,8 @@ class Desk:
         self, ticket: Ticket, agent: str, version: int | None, parameters: dict[str, Any]
     ) -> None:
         """The 'queued' news, with how many jobs are ahead, for every front-end to show."""
-        from rq import Queue
-
-        from infra.local.notifier import RedisNotifier
-
-        ahead = max(0, Queue("backtest", connection=self.conn).count - 1)
-        RedisNotifier(self.conn).send(
+        ahead = max(0, self.ports.queue.depth("backtest") - 1)
+        self.ports.events.send(
             ev.BacktestQueued(
                 job_id=ticket.job_id,
                 user_id=self.user,
@@ -237,22 +238,17 @@ class Desk:
         return self._watch(ticket, on_event, timeout_s, on_wait)
 
     def _run_here(self, ticket: Ticket, on_event: OnEvent) -> ev.Event:
-        from workers import jobs
-
-        self._on_event = on_event
-        jobs.configure(self._local_services())
-        _, func, _ = WORK[ticket.work]
-        module, name = func.rsplit(".", 1)
         import importlib
 
+        self._on_event = on_event
+        _, func, _ = WORK[ticket.work]
+        module, name = func.rsplit(".", 1)
         fn = getattr(importlib.import_module(module), name)
-        result: ev.Event = fn(**ticket.kwargs)
+        result: ev.Event = fn(self._local_services(), **ticket.kwargs)
         return result
 
     def _local_services(self) -> Services:
         if self._services is None:
-            from infra.bootstrap import build_services
-
             desk = self
 
             class Forward:
@@ -260,7 +256,7 @@ class Desk:
                     if desk._on_event is not None:
                         desk._on_event(event)
 
-            self._services = build_services(self.settings, Forward())
+            self._services = self.ports.services(notifier=Forward())
         return self._services
 
     def _watch(
@@ -270,15 +266,13 @@ class Desk:
         timeout_s: float | None,
         on_wait: Callable[[str], None] | None,
     ) -> ev.Event:
-        from infra.local.notifier import RedisNotifier
-
-        notifier = RedisNotifier(self.conn)
+        log = self.ports.events
         seen = 0
         t0 = time.monotonic()
         next_check = t0 + 1.0
         waiting = _Waiting(on_wait)
         while True:
-            for event in notifier.events(ticket.job_id, start=seen):
+            for event in log.events(ticket.job_id, start=seen):
                 seen += 1
                 on_event(event)
                 if event.final:
@@ -293,29 +287,35 @@ class Desk:
 
     def _check_job(self, ticket: Ticket, waited_s: float, waiting: _Waiting) -> None:
         """Now and then: is anyone working on it, and is the job still alive?"""
-        from rq.exceptions import NoSuchJobError
-        from rq.job import Job, JobStatus
-        from rq.registry import StartedJobRegistry
-
         queue = WORK[ticket.work][0]
-        try:
-            status = Job.fetch(ticket.job_id, connection=self.conn).get_status(refresh=False)
-        except NoSuchJobError:
-            raise DeskError(f"job {ticket.job_id} is gone from the queue") from None
-        if status == JobStatus.STARTED:
+        state = self.ports.queue.state(ticket.job_id)
+        if state is JobState.GONE:
+            raise DeskError(f"job {ticket.job_id} is gone from the queue")
+        if state is JobState.STARTED:
             # Find a job whose worker died even when no other worker is left to: its
             # failure callback then sends the news this loop waits for.
-            StartedJobRegistry(queue, connection=self.conn).cleanup()
-        elif status == JobStatus.QUEUED and waited_s > WAITING_NOTE_S and not waiting.told:
+            self.ports.queue.sweep(queue)
+        elif state is JobState.QUEUED and waited_s > WAITING_NOTE_S and not waiting.told:
             if self.workers_on(queue) == 0:
                 waiting.tell(f"waiting for a worker on the {queue} queue: "
                              "start one with `tradeops worker`")  # fmt: skip
-        elif status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+        elif state is JobState.FAILED:
             waiting.ended += 1
             if waiting.ended > 3:  # its failure news would have arrived by now
-                raise DeskError(f"job {ticket.job_id} {status.value} without a result")
+                raise DeskError(f"job {ticket.job_id} failed without a result")
 
     # ------------------------------------------------------------------ quick reads
+    def chart_file(self, doc: Mapping[str, Any], path: Path | None = None) -> Path | None:
+        """The run's chart (a reference into the artifact store) as a file on this machine,
+        for a console reader to open: ``path``, by default in the home's run folder."""
+        sha = doc.get("chart_artifact")
+        if not sha:
+            return None
+        where = path or self.settings.runs_dir / str(doc["run_id"]) / "chart.png"
+        where.parent.mkdir(parents=True, exist_ok=True)
+        where.write_bytes(self._local_services().artifacts.get(str(sha)))
+        return where.resolve()
+
     def services(self) -> Services:
         return self._local_services()
 

@@ -14,6 +14,7 @@ import sys
 import traceback
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +96,9 @@ class Shell:
             self.reply(console.format_fmel(found))
         elif cmd.name == "backtest":
             assert cmd.agent is not None
-            ticket = self.desk.backtest(agent=cmd.agent, version=cmd.version,
-                                        parameters=cmd.parameters(), reply_to=reply_to)  # fmt: skip
+            params = cmd.backtest_parameters()
+            ticket = self.desk.backtest(agent=cmd.agent, version=cmd.version, parameters=params,
+                                        reply_to=reply_to)  # fmt: skip
             self._follow(ticket)
         elif cmd.name in ("paper-start", "paper-stop", "paper-status"):
             self._follow(self._paper(cmd, reply_to))
@@ -132,6 +134,10 @@ class Shell:
 
     def _follow(self, ticket: Ticket) -> None:
         def show(event: ev.Event) -> None:
+            if isinstance(event, ev.BacktestFinished) and (
+                chart := self.desk.chart_file(event.result)
+            ):  # the chart is in the artifact store: a file here, for the reader to open
+                event = replace(event, result={**event.result, "chart": str(chart)})
             text = console.format_event_or_say(event)
             (self.progress if isinstance(event, ev.BacktestProgress) else self.reply)(text)
 

@@ -170,7 +170,7 @@ class Handlers:
                 desk.backtest(
                     agent=cmd.agent,
                     version=cmd.version,
-                    parameters=cmd.parameters(),
+                    parameters=cmd.backtest_parameters(),
                     request_id=request_id,
                     reply_to=thread,
                 )

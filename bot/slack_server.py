@@ -50,9 +50,7 @@ class Bot:
             raise SettingsError(
                 f"SLACK_BOT_TOKEN: Slack refused it ({exc.response.get('error')})"
             ) from None
-        self.deliverer = Deliverer(
-            self.desk.conn, self.client, self.desk, retry_s=settings.delivery_retry_s
-        )
+        self.deliverer = Deliverer(self.client, self.desk, retry_s=settings.delivery_retry_s)
         self.stop = threading.Event()
         self.delivery = threading.Thread(
             target=self.deliverer.run, args=(self.stop,), name="delivery", daemon=True
@@ -69,15 +67,10 @@ class Bot:
     def health(self) -> dict[str, Any]:
         queue: dict[str, Any] = {}
         try:
-            from rq import Queue, Worker
-
-            from infra.local.queue import QUEUES
-
-            conn = self.desk.conn
-            queue["redis"] = "ok" if conn.ping() else "no answer"
-            queue["queued"] = {q: Queue(q, connection=conn).count for q in QUEUES}
-            listening = [w.queue_names() for w in Worker.all(connection=conn)]
-            queue["workers"] = {q: sum(q in names for names in listening) for q in QUEUES}
+            work = self.desk.ports.queue
+            queue["redis"] = "ok" if self.desk.conn.ping() else "no answer"
+            queue["queued"] = {q: work.depth(q) for q in work.names}
+            queue["workers"] = {q: work.workers(q) for q in work.names}
         except Exception as exc:  # the answer is the state, whatever it is
             queue["redis"] = f"error: {type(exc).__name__}"
         ok = queue.get("redis") == "ok" and self.deliverer.alive

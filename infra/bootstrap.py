@@ -1,55 +1,307 @@
-"""The composition root: the one place that reads settings and picks adapters."""
+"""The composition root: the one place that reads settings and picks adapters.
+
+``bootstrap(settings)`` gives a :class:`Platform`: each port's adapter, made on first use
+from its own setting (``TRADEOPS_ARTIFACTS``, ``TRADEOPS_REGISTRY``, ``TRADEOPS_FMEL``,
+``TRADEOPS_RUNNER``, ``TRADEOPS_CLUSTER``; DESIGN.md section 3), or the one passed as an
+override. A process pays only for the adapters it uses: ``tradeops runs`` opens the
+registry and nothing else, a worker makes its sandbox runner, the bot never does.
+
+Front-ends (``bot/``) and jobs (``workers/``) see ports only; processes are started from
+here too (:meth:`Platform.run_worker`, :meth:`Platform.run_scheduler`), so nothing outside
+``infra/`` names an adapter.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from infra.settings import Settings, SettingsError
 from runtime.defaults import DEFAULT_TIMEOUT_S
-from workers.jobs import Services
-from workers.ports import Notifier
 
+if TYPE_CHECKING:
+    import redis
 
-def build_services(settings: Settings, notifier: Notifier) -> Services:
-    if settings.backend != "local":
-        raise SettingsError(
-            f"TRADEOPS_BACKEND: the {settings.backend!r} adapters are not built yet; use 'local'"
-        )
-    from infra.local.artifacts import LocalArtifactStore
-    from infra.local.fmel import LocalFmelStore
-    from infra.local.market import LocalMarketData
-    from infra.local.paper import LocalPaperCluster
-    from infra.local.registry import SqliteRegistry
-    from infra.local.runner import SubprocessRunner
-    from workers.validation import Policy
-
-    limits = settings.sandbox_limits(timeout_s=DEFAULT_TIMEOUT_S)
-    artifacts = LocalArtifactStore(settings.home / "artifacts")
-    fmel = LocalFmelStore(settings.fmel_dir)
-    market = LocalMarketData(settings.data_dir)
-    return Services(
-        artifacts=artifacts,
-        registry=SqliteRegistry(settings.home / "state.db"),
-        fmel=fmel,
-        runner=SubprocessRunner(
-            limits=limits,
-            fmel=fmel,
-            market=market,
-            warm_dir=settings.home / "warm",  # the worker keeps a sandbox ready between jobs
-        ),
-        notifier=notifier,
-        market=market,
-        runs_dir=settings.runs_dir,
-        policy=Policy(max_bytes=settings.max_agent_bytes, allowed_imports=settings.allowed_imports),
-        meta_sink=_job_meta,
-        cluster=LocalPaperCluster(
-            settings.home,
-            data_dir=settings.data_dir,
-            fmel_dir=settings.fmel_dir,
-            artifacts=artifacts,
-            limits=limits,
-        ),
+    from workers.jobs import Services
+    from workers.ports import (
+        ArtifactStore,
+        BacktestRunner,
+        EventLog,
+        FmelStore,
+        MarketData,
+        Notifier,
+        PaperCluster,
+        Registry,
+        WorkQueue,
     )
+
+_CLOUD = {  # a port's setting when it names a cloud service, and what stands behind it
+    "artifacts": "Cloud Storage",
+    "registry": "Firebase Realtime Database",
+    "fmel": "BigQuery",
+    "runner": "Cloud Build",
+    "cluster": "Kubernetes",
+}
+
+
+def _not_built(port: str, value: str) -> SettingsError:
+    var = f"TRADEOPS_{port.upper()}"
+    return SettingsError(
+        f"{var}: the {_CLOUD[port]} adapter ({value}) is not in this release; use 'local'"
+    )
+
+
+class Platform:
+    """Every port of one deployment, each adapter made once, on first use."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        artifacts: ArtifactStore | None = None,
+        registry: Registry | None = None,
+        fmel: FmelStore | None = None,
+        market: MarketData | None = None,
+        runner: BacktestRunner | None = None,
+        cluster: PaperCluster | None = None,
+        events: EventLog | None = None,
+        queue: WorkQueue | None = None,
+        redis_conn: redis.Redis | None = None,
+    ) -> None:
+        self.settings = settings
+        given = {"artifacts": artifacts, "registry": registry, "fmel": fmel, "market": market,
+                 "runner": runner, "cluster": cluster, "events": events, "queue": queue,
+                 "redis": redis_conn}  # fmt: skip
+        # a cached_property reads the instance dict first: an override is simply there
+        self.__dict__.update({k: v for k, v in given.items() if v is not None})
+        self._lock = threading.Lock()
+        for port in _CLOUD:  # a setting no adapter here serves: one line, at start
+            value = getattr(settings, port)
+            if value != "local" and port not in self.__dict__:
+                raise _not_built(port, value)
+
+    # ------------------------------------------------------------------ storage
+    @cached_property
+    def artifacts(self) -> ArtifactStore:
+        from infra.local.artifacts import LocalArtifactStore
+
+        return LocalArtifactStore(self.settings.home / "artifacts")
+
+    @cached_property
+    def registry(self) -> Registry:
+        from infra.local.registry import SqliteRegistry
+
+        return SqliteRegistry(self.settings.home / "state.db")
+
+    @cached_property
+    def fmel(self) -> FmelStore:
+        from infra.local.fmel import LocalFmelStore
+
+        return LocalFmelStore(self.settings.fmel_dir)
+
+    @cached_property
+    def market(self) -> MarketData:
+        from infra.local.market import LocalMarketData
+
+        return LocalMarketData(self.settings.data_dir)
+
+    # ------------------------------------------------------------------ compute
+    @cached_property
+    def runner(self) -> BacktestRunner:
+        from infra.local.runner import SubprocessRunner
+
+        return SubprocessRunner(
+            limits=self.settings.sandbox_limits(timeout_s=DEFAULT_TIMEOUT_S),
+            artifacts=self.artifacts,
+            fmel=self.fmel,
+            market=self.market,
+            runs_dir=self.settings.runs_dir,
+            warm_dir=self.settings.home / "warm",  # a worker keeps a sandbox ready between jobs
+        )
+
+    def sandbox_runner(
+        self, *, timeout_s: float, unsafe: bool = False, data_dir: Path | None = None
+    ) -> LocalRun:
+        """A runner on this machine for one command: its own timeout, its own data folder,
+        unsandboxed only when asked and no sandbox can be had (``SettingsError``, one line,
+        when there is none and it was not asked). Close it with ``close()``."""
+        from infra.local.market import LocalMarketData
+        from infra.local.runner import LOG_FILE, SubprocessRunner
+        from infra.local.sandbox import Sandbox, SandboxUnavailable
+
+        limits = self.settings.sandbox_limits(timeout_s=timeout_s)
+        try:
+            sandbox = Sandbox.detect(limits, allow_unsafe=unsafe)
+        except SandboxUnavailable as exc:
+            raise SettingsError(str(exc)) from None
+        runner = SubprocessRunner(
+            sandbox=sandbox,
+            timeout_s=timeout_s,
+            log_limit=limits.log_bytes,
+            warm_dir=self.settings.home / "warm",
+            keep_warm=False,
+            artifacts=self.artifacts,
+            fmel=self.fmel,
+            market=LocalMarketData(data_dir) if data_dir is not None else self.market,
+            runs_dir=self.settings.runs_dir,
+        )
+        runner.prewarm()  # the sandbox starts while the command validates and loads data
+        return LocalRun(
+            runner=runner,
+            market=runner.market or self.market,
+            unsandboxed=sandbox.isolation == "none",
+            log_of=lambda run_id: self.settings.runs_dir / run_id / LOG_FILE,
+            close=runner.close,
+        )
+
+    @cached_property
+    def cluster(self) -> PaperCluster:
+        from infra.local.paper import LocalPaperCluster
+
+        return LocalPaperCluster(
+            self.settings.home,
+            data_dir=self.settings.data_dir,
+            fmel_dir=self.settings.fmel_dir,
+            artifacts=self.artifacts,
+            limits=self.settings.sandbox_limits(timeout_s=DEFAULT_TIMEOUT_S),
+            health_every_s=self.settings.paper_health_s,
+        )
+
+    # ------------------------------------------------------------------ queue and events
+    @cached_property
+    def redis(self) -> redis.Redis:
+        """The Redis behind the queue and the event log (``REDIS_URL``, else this home's
+        embedded one, started if it is not running)."""
+        from infra.local.queue import connect
+
+        with self._lock:
+            return connect(self.settings)
+
+    @cached_property
+    def events(self) -> EventLog:
+        from infra.local.events import RedisEventLog
+
+        return RedisEventLog(self.redis)
+
+    @cached_property
+    def queue(self) -> WorkQueue:
+        from infra.local.queue import RedisWorkQueue
+
+        return RedisWorkQueue(self.settings, lambda: self.redis, lambda: self.services())
+
+    def queue_url(self) -> str:
+        """Where the queue is, for a status line (starts the embedded Redis if need be)."""
+        from infra.local.queue import redis_url
+
+        return redis_url(self.settings)
+
+    # ------------------------------------------------------------------ jobs
+    def services(self, notifier: Notifier | None = None, **changes: Any) -> Services:
+        """What job functions take: these adapters, events to ``notifier`` (by default the
+        event log), with ``changes`` (another runner, a shorter progress interval…)."""
+        from workers.jobs import Services
+        from workers.validation import Policy
+
+        settings = self.settings
+        services = Services(
+            artifacts=self.artifacts,
+            registry=self.registry,
+            fmel=self.fmel,
+            runner=self.runner,
+            notifier=notifier if notifier is not None else self.events,
+            market=self.market,
+            policy=Policy(
+                max_bytes=settings.max_agent_bytes, allowed_imports=settings.allowed_imports
+            ),
+            meta_sink=_job_meta,
+            cluster=self.cluster,
+        )
+        return replace(services, **changes) if changes else services
+
+    def run_worker(self, queues: tuple[str, ...], *, burst: bool = False) -> int:
+        """A worker on ``queues`` in this process until stopped (or, with ``burst``, until
+        they are empty). Jobs run in this process, so the sandbox it warms between jobs is
+        still there for the next one (a forking worker would lose it with each job)."""
+        import sys
+
+        from rq import Queue
+
+        from infra.local.worker import Worker
+
+        conn = self.redis
+        worker = Worker(
+            [Queue(q, connection=conn) for q in queues],
+            connection=conn,
+            services=self.services(),
+            heartbeat_s=self.settings.worker_heartbeat_s,
+        )
+        print(f"tradeops worker: queues {', '.join(queues)} on {self.queue_url()}",
+              file=sys.stderr)  # fmt: skip
+        try:
+            worker.work(burst=burst, logging_level="WARNING")
+        finally:
+            if "runner" in self.__dict__:
+                close = getattr(self.runner, "close", None)
+                if close is not None:
+                    close()  # the sandbox kept warm for a next job
+        return 0
+
+    def run_scheduler(self) -> int:
+        from infra.local.scheduler import run_scheduler
+
+        return run_scheduler(self.settings)
+
+    def embedded_redis(self, *, stop: bool = False) -> str:
+        """What this home's embedded Redis is doing (stopping it first with ``stop``)."""
+        from infra.local.redis_server import EmbeddedRedis
+
+        home = self.settings.home
+        if self.settings.redis_url:
+            raise SettingsError("REDIS_URL is set: that Redis is not tradeops' to stop")
+        server = EmbeddedRedis(home)
+        pid = server.pid() if server.running() else None
+        if stop and pid is not None:
+            server.stop()
+            return f"stopped the embedded Redis of {home} (pid {pid})"
+        if pid is not None:
+            return f"the embedded Redis of {home} runs (pid {pid}, {server.url})"
+        return f"no embedded Redis runs for {home}"
+
+    def stop_idle_redis(self) -> None:
+        """Stop the embedded Redis (one a command started), unless another process uses it."""
+        from infra.local.redis_server import EmbeddedRedis
+
+        if "redis" in self.__dict__:
+            self.redis.connection_pool.disconnect()
+        if self.settings.redis_url:
+            return
+        srv = EmbeddedRedis(self.settings.home)
+        try:
+            clients = len(srv.client(retries=0).client_list())
+        except Exception:
+            return
+        if clients <= 1:
+            srv.stop()
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """A backtest runner for one command on this machine, and what the command shows."""
+
+    runner: BacktestRunner
+    market: MarketData
+    unsandboxed: bool  # --unsafe where no sandbox could be had: the command warns
+    log_of: Callable[[str], Path]  # a run's agent log on this machine
+    close: Callable[[], None]
+
+
+def bootstrap(settings: Settings, **overrides: Any) -> Platform:
+    """The platform of ``settings``, with any port given in ``overrides`` used as is."""
+    return Platform(settings, **overrides)
 
 
 def _job_meta(meta: dict[str, Any]) -> None:

@@ -25,6 +25,13 @@ class Settings:
     home: Path
     data_dir: Path
     backend: str = "local"
+    # one adapter per port (DESIGN.md section 3), so a team can mix: "local", or where the
+    # cloud one lives (gs://bucket/prefix, https://<db>.firebaseio.com, bigquery://p/dataset)
+    artifacts: str = "local"  # TRADEOPS_ARTIFACTS: agent code, charts
+    registry: str = "local"  # TRADEOPS_REGISTRY: agents, versions, runs
+    fmel: str = "local"  # TRADEOPS_FMEL: decision records
+    runner: str = "local"  # TRADEOPS_RUNNER: where backtests run (local | cloudbuild)
+    cluster: str = "local"  # TRADEOPS_CLUSTER: where paper sessions run (local | kubernetes)
     redis_url: str | None = None  # REDIS_URL; None: the embedded Redis under home
     # top-level module names an agent may import: the approved ones plus TRADEOPS_ALLOWED_IMPORTS
     allowed_imports: frozenset[str] = DEFAULT_ALLOWED
@@ -47,6 +54,8 @@ class Settings:
     admins: frozenset[str] = frozenset()
     traders: frozenset[str] = frozenset()
     delivery_retry_s: float = 10.0  # a Slack post that failed is tried again after this long
+    # how often a paper session's /health is asked; three misses in a row restart it
+    paper_health_s: float = 10.0
     # scheduled digests (TRADEOPS_DIGESTS): (Slack channel id, "HH:MM" in UTC) pairs
     digests: tuple[tuple[str, str], ...] = ()
 
@@ -87,12 +96,18 @@ class Settings:
         backend = env.get("TRADEOPS_BACKEND") or "local"
         if backend not in ("local", "gcp"):
             raise SettingsError(f"TRADEOPS_BACKEND: expected 'local' or 'gcp', got {backend!r}")
+        artifacts, registry, fmel, runner, cluster = _ports(env, backend)
         if home.exists() and not home.is_dir():
             raise SettingsError(f"TRADEOPS_HOME: {home} exists and is not a folder")
         return cls(
             home=home,
             data_dir=data_dir.resolve(),
             backend=backend,
+            artifacts=artifacts,
+            registry=registry,
+            fmel=fmel,
+            runner=runner,
+            cluster=cluster,
             redis_url=_redis_url(env),
             allowed_imports=DEFAULT_ALLOWED | _module_names(env),
             max_agent_bytes=_max_agent_bytes(env),
@@ -104,9 +119,44 @@ class Settings:
             admins=_user_ids(env, "TRADEOPS_ADMINS"),
             traders=_user_ids(env, "TRADEOPS_TRADERS"),
             delivery_retry_s=_seconds(env, "TRADEOPS_DELIVERY_RETRY_S", 10.0),
+            paper_health_s=_seconds(env, "TRADEOPS_PAPER_HEALTH_S", 10.0),
             digests=_digests(env),
             **{field: _positive_int(env, var) for field, var in _SANDBOX_VARS.items()},
         )
+
+
+# each port's setting: the forms it takes besides "local"
+_PORT_FORMS: dict[str, tuple[str, re.Pattern[str], str]] = {
+    "artifacts": ("TRADEOPS_ARTIFACTS", re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\s]*)?"),
+                  "gs://BUCKET[/PREFIX]"),
+    "registry": ("TRADEOPS_REGISTRY", re.compile(r"https?://[A-Za-z0-9.:_-]+/?"),
+                 "https://DATABASE.firebaseio.com"),
+    "fmel": ("TRADEOPS_FMEL", re.compile(r"bigquery://[a-z][a-z0-9-]{4,61}[a-z0-9]/[A-Za-z_]\w{0,1023}"),
+             "bigquery://PROJECT/DATASET"),
+    "runner": ("TRADEOPS_RUNNER", re.compile(r"cloudbuild"), "cloudbuild"),
+    "cluster": ("TRADEOPS_CLUSTER", re.compile(r"kubernetes"), "kubernetes"),
+}  # fmt: skip
+
+
+def _ports(env: dict[str, str], backend: str) -> tuple[str, str, str, str, str]:
+    """Each port's adapter: its own setting, else what ``TRADEOPS_BACKEND=gcp`` fills in
+    from ``GOOGLE_CLOUD_PROJECT`` (code and charts, the registry, decisions), else local."""
+    chosen: list[str] = []
+    project = env.get("GOOGLE_CLOUD_PROJECT", "").strip()
+    if backend == "gcp" and not project:
+        raise SettingsError("GOOGLE_CLOUD_PROJECT: TRADEOPS_BACKEND=gcp needs the project id")
+    cloud = {
+        "artifacts": f"gs://{project}-tradeops",
+        "registry": f"https://{project}-default-rtdb.firebaseio.com",
+        "fmel": f"bigquery://{project}/fmel",
+    }
+    for port, (var, form, example) in _PORT_FORMS.items():
+        value = env.get(var, "").strip() or (cloud.get(port, "") if backend == "gcp" else "")
+        if value and value != "local" and not form.fullmatch(value):
+            raise SettingsError(f"{var}: expected 'local' or {example}, got {value!r}")
+        chosen.append(value or "local")
+    artifacts, registry, fmel, runner, cluster = chosen
+    return artifacts, registry, fmel, runner, cluster
 
 
 def _module_names(env: dict[str, str]) -> frozenset[str]:

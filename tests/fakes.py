@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from workers.events import Event
 from workers.ports import (
     ACTING,
     Agent,
     AgentVersion,
+    ArtifactStore,
+    BacktestSpec,
+    Delivery,
+    FmelStore,
     NotFound,
     PaperConflict,
     PaperSession,
@@ -23,6 +29,10 @@ from workers.ports import (
     check_kind,
     check_sha256,
 )
+
+if TYPE_CHECKING:
+    from workers.collect import Record
+    from workers.payloads import ErrorDoc, ResultDoc
 
 
 class InMemoryArtifactStore:
@@ -108,7 +118,7 @@ class InMemoryRegistry:
         version: int,
         owner: str,
         kind: str,
-        parameters: dict[str, Any],
+        parameters: Mapping[str, Any],
         channel: str | None = None,
     ) -> Run:
         parameters = _json_copy(parameters)
@@ -310,3 +320,143 @@ class InMemoryMarketData:
                 raise DataError(f"no bars for {symbol} between {start} and {end}")
             out.append(dataclasses.replace(b, dates=b.dates[keep], values=b.values[keep]))
         return out
+
+
+class InMemoryEventLog:
+    """``EventLog`` as the Redis one keeps it: each job's list, one log of entries (key ->
+    event JSON) that consumer groups read, each group's last delivered key and its pending
+    entries (key -> consumer, when delivered), and the parked events. ``take`` never
+    blocks; ``send_raw`` appends an entry that cannot be read, as junk on the stream is."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.jobs: dict[str, list[str]] = {}
+        self.log: dict[str, str] = {}  # in key order
+        self.groups: dict[str, str] = {}  # group -> last key delivered ("": none yet)
+        self.pending: dict[str, dict[str, tuple[str, float]]] = {}  # group -> key -> ...
+        self.parked: list[str] = []
+        self._last = 0
+
+    def send(self, event: Event) -> None:
+        data = event.to_json()
+        self.jobs.setdefault(event.job_id, []).append(data)
+        self.send_raw(data)
+
+    def send_raw(self, text: str) -> str:
+        """Append ``text`` to the log as it is (junk, a newer worker's kind); its key."""
+        self._last += 1
+        key = f"{self._last:015d}-0"  # increasing as strings and as numbers
+        self.log[key] = text
+        return key
+
+    def events(self, job_id: str, start: int = 0) -> list[Event]:
+        return [Event.from_json(raw) for raw in self.jobs.get(job_id, [])[start:]]
+
+    def open_group(self, group: str) -> None:
+        self.groups.setdefault(group, "")
+        self.pending.setdefault(group, {})
+
+    def take(self, group: str, consumer: str, *, count: int, block_s: float) -> list[Delivery]:
+        if group not in self.groups:
+            raise NotFound(f"no consumer group {group!r}")
+        keys = [k for k in self.log if k > self.groups[group]][: max(count, 0)]
+        if keys:
+            self.groups[group] = keys[-1]
+        now = self._clock()
+        for key in keys:
+            self.pending[group][key] = (consumer, now)
+        return [self._delivery(key) for key in keys]
+
+    def reclaim(self, group: str, consumer: str, *, idle_s: float, count: int) -> list[Delivery]:
+        if group not in self.groups:
+            raise NotFound(f"no consumer group {group!r}")
+        now = self._clock()
+        pending = self.pending[group]
+        idle = [k for k, (_, at) in pending.items() if now - at >= idle_s][: max(count, 0)]
+        for key in idle:
+            pending[key] = (consumer, now)
+        return [self._delivery(key) for key in idle]
+
+    def ack(self, group: str, key: str) -> None:
+        self.pending.get(group, {}).pop(key, None)
+
+    def park(self, event: Event) -> None:
+        self.parked.append(event.to_json())
+
+    def unpark(self) -> int:
+        moved, self.parked = self.parked, []
+        for data in moved:
+            self.send_raw(data)
+        return len(moved)
+
+    def _delivery(self, key: str) -> Delivery:
+        try:
+            event: Event | None = Event.from_json(self.log[key])
+        except (ValueError, AttributeError, TypeError):  # a newer worker's kind, or junk
+            event = None
+        return Delivery(key, event)
+
+
+# a 1x1 greyscale PNG: what the fake runner stores as a run's chart
+TINY_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+)
+
+
+class InMemoryRunner:
+    """``BacktestRunner`` without running code: it fetches the spec's code by digest (an
+    unknown one raises ``NotFound``), reports progress, stores a tiny chart and returns the
+    spec's document with the canned outcome: ``error`` (the run failed) or success, whose
+    decisions are ``record`` (ingested under the spec's run id when both it and ``fmel``
+    are given)."""
+
+    def __init__(
+        self,
+        artifacts: ArtifactStore,
+        fmel: FmelStore | None = None,
+        *,
+        error: ErrorDoc | None = None,
+        record: Record | None = None,
+        results: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.artifacts, self.fmel, self.record = artifacts, fmel, record
+        self.error, self.results = error, dict(results or {"total_trades": 0})
+        self.specs: list[BacktestSpec] = []
+
+    def run(
+        self, spec: BacktestSpec, on_progress: Callable[[int, int | None], None] | None = None
+    ) -> ResultDoc:
+        self.specs.append(spec)
+        code = self.artifacts.get(spec.agent_sha256)
+        for done in (1, 2, 3):
+            if on_progress is not None:
+                on_progress(done, 3)
+        ok = self.error is None
+        summary = None
+        if ok and self.record is not None:
+            summary = dict(self.record.summary_row)
+            if self.fmel is not None:
+                self.fmel.ingest(spec.run_id, self.record)
+        return {
+            "run_id": spec.run_id,
+            "agent_id": spec.agent,
+            "agent_sha256": hashlib.sha256(code).hexdigest(),
+            "parameters": {
+                "symbols": list(spec.symbols),
+                "start_date": spec.start.isoformat() if spec.start else None,
+                "end_date": spec.end.isoformat() if spec.end else None,
+                "initial_cash": spec.cash,
+                "timeframe": None,
+                "commission": spec.commission,
+            },
+            "strategy": {"name": spec.strategy or spec.agent, "params": {}} if ok else None,
+            "results": dict(self.results) if ok else None,
+            "data_checks": [],
+            "warnings": [],
+            "fmel": summary,
+            "chart": None,
+            "chart_artifact": self.artifacts.put(TINY_PNG, kind="chart") if ok else None,
+            "monitoring": None,
+            "error": None if self.error is None else self.error.copy(),
+            "sandbox": None,
+        }

@@ -34,10 +34,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from runtime.errors import ErrorKind, RunError, make_error
 from runtime.metrics import MAX_TRADES, RESULT_KEYS, TRADE_KEYS
+from workers.payloads import ResultDoc, ResultParameters
 
 RESULT_BYTES = 1 << 20
 PROGRESS_BYTES = 4096
@@ -147,7 +148,7 @@ class Trusted:
     symbols: Sequence[str]
 
 
-def parse_result(raw: bytes, trusted: Trusted) -> dict[str, Any]:
+def parse_result(raw: bytes, trusted: Trusted) -> ResultDoc:
     """The result document the box wrote, checked field by field; identity from ``trusted``."""
     try:
         doc = json.loads(raw.decode("utf-8"), parse_constant=lambda _c: None)
@@ -166,12 +167,13 @@ def parse_result(raw: bytes, trusted: Trusted) -> dict[str, Any]:
     return out
 
 
-def skeleton(trusted: Trusted) -> dict[str, Any]:
+def skeleton(trusted: Trusted) -> ResultDoc:
     return {
         "run_id": trusted.run_id,
         "agent_id": trusted.agent_id,
         "agent_sha256": trusted.agent_sha256,
-        "parameters": dict(trusted.parameters),
+        # the trusted side's own statement of the request (runtime.backtest.parameters)
+        "parameters": cast(ResultParameters, dict(trusted.parameters)),
         "strategy": None,
         "results": None,
         "data_checks": [dict(c) for c in trusted.data_checks],

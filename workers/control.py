@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from runtime.defaults import stored_warnings
 from workers import events as ev
-from workers.jobs import Services, emit, services, unknown_version
+from workers.jobs import Services, unknown_version
 from workers.payloads import BacktestLine, DigestSections, ErrorDoc, FailureLine, Pnl, SessionDoc
 from workers.ports import (
     AgentVersion,
@@ -49,9 +49,9 @@ class _Refused(Exception):
 
 
 def _refused_event(
-    refused: _Refused, *, job_id: str, owner: str, route: dict[str, str], agent: str
+    s: Services, refused: _Refused, *, job_id: str, owner: str, route: dict[str, str], agent: str
 ) -> ev.Event:
-    return emit(
+    return s.emit(
         ev.PaperFailed(
             job_id=job_id, user_id=owner, reply_to=route, agent_id=agent, error=refused.error
         )
@@ -60,6 +60,8 @@ def _refused_event(
 
 # ------------------------------------------------------------------ paper sessions
 def paper_start(
+    s: Services,
+    /,
     *,
     job_id: str,
     owner: str,
@@ -69,7 +71,6 @@ def paper_start(
     reply_to: dict[str, str] | None = None,
 ) -> ev.Event:
     """Start paper trading a registered agent version, recorded as a run of kind "paper"."""
-    s = services()
     route = dict(reply_to or {})
     try:
         cluster = _cluster(s)
@@ -79,9 +80,9 @@ def paper_start(
         _check_data(s, spec)
         session = _own_session(cluster, spec) or _start(cluster, spec)
     except _Refused as refused:
-        return _refused_event(refused, job_id=job_id, owner=owner, route=route, agent=agent)
+        return _refused_event(s, refused, job_id=job_id, owner=owner, route=route, agent=agent)
     run = _record_start(s, spec)
-    return emit(
+    return s.emit(
         ev.PaperStarted(
             job_id=job_id,
             user_id=owner,
@@ -93,20 +94,21 @@ def paper_start(
 
 
 def paper_stop(
+    s: Services,
+    /,
     *, job_id: str, owner: str, agent: str, reply_to: dict[str, str] | None = None
 ) -> ev.Event:
     """Stop an agent's paper session; its run is marked finished with the final state."""
-    s = services()
     route = dict(reply_to or {})
     try:
         session = _stop(s, _cluster(s), agent)
     except _Refused as refused:
-        return _refused_event(refused, job_id=job_id, owner=owner, route=route, agent=agent)
+        return _refused_event(s, refused, job_id=job_id, owner=owner, route=route, agent=agent)
     run = s.registry.get_run(session.run_id)
     summary = session_doc(session, run)
     if run is not None:
         _finish(s, run, summary)
-    return emit(
+    return s.emit(
         ev.PaperStopped(
             job_id=job_id, user_id=owner, reply_to=route, agent_id=agent, summary=summary
         )
@@ -114,19 +116,22 @@ def paper_stop(
 
 
 def paper_status(
+    s: Services,
+    /,
     *, job_id: str, owner: str, agent: str | None = None, reply_to: dict[str, str] | None = None
 ) -> ev.Event:
     """The paper sessions (one agent's, or all), each with its P&L and decision count."""
-    s = services()
     route = dict(reply_to or {})
     try:
         cluster = _cluster(s)
         if agent and s.registry.get_agent(agent) is None:
             raise _unknown_agent(s, agent)
     except _Refused as refused:
-        return _refused_event(refused, job_id=job_id, owner=owner, route=route, agent=agent or "")
+        return _refused_event(
+            s, refused, job_id=job_id, owner=owner, route=route, agent=agent or ""
+        )
     sessions = [session_doc(x, s.registry.get_run(x.run_id)) for x in cluster.status(agent)]
-    return emit(ev.PaperStatus(job_id=job_id, user_id=owner, reply_to=route, sessions=sessions))
+    return s.emit(ev.PaperStatus(job_id=job_id, user_id=owner, reply_to=route, sessions=sessions))
 
 
 def _cluster(s: Services) -> PaperCluster:
@@ -330,6 +335,8 @@ def _number(x: Any) -> bool:
 
 # ------------------------------------------------------------------ digest
 def digest(
+    s: Services,
+    /,
     *,
     job_id: str,
     channel: str,
@@ -342,7 +349,6 @@ def digest(
     The first digest of a channel covers the last day. The channel's mark moves only after
     the digest was sent, so a digest that failed to go out is repeated whole by its retry.
     """
-    s = services()
     end = time.time() if until is None else float(until)
     last = s.registry.last_digest(channel)
     since = end - DAY_S if last is None else min(last, end)
@@ -356,7 +362,7 @@ def digest(
         "backtests": [_backtest_line(r) for r in runs if r.kind == "backtest"],
         "failures": [_failure_line(r) for r in runs if r.status is RunStatus.FAILED],
     }
-    event = emit(
+    event = s.emit(
         ev.Digest(
             job_id=job_id,
             reply_to=dict(reply_to or {"channel": channel}),

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
-from workers.payloads import DigestSections, ErrorDoc, SessionDoc
+from workers.payloads import DigestSections, ErrorDoc, ResultDoc, SessionDoc
 
 
 class UnknownEvent(ValueError):
@@ -96,7 +96,7 @@ class BacktestProgress(Event):
 class BacktestFinished(Event):
     kind: ClassVar[str] = "backtest_finished"
     run_id: str
-    result: dict[str, Any]  # the result document (DESIGN.md section 7)
+    result: ResultDoc  # the result document (DESIGN.md section 7)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,10 +1,12 @@
 """Job functions: what workers run. They return (and send) Events, never text.
 
-RQ imports these by dotted path in the worker; the worker's composition root calls
-:func:`configure` with the adapters once. An agent's own failure (invalid code, an
-exception in its strategy, a timeout) is news for its author and becomes a failure event:
-the job itself succeeds and is never retried. Only infrastructure failures raise, and RQ
-retries those.
+Each takes the adapters it works with as its first argument, :class:`Services`, built by
+the composition root (``infra.bootstrap``): RQ imports a job by dotted path and the worker
+hands it its services; a front-end running a job in its own process does the same.
+
+An agent's own failure (invalid code, an exception in its strategy, a timeout) is news for
+its author and becomes a failure event: the job itself succeeds and is never retried. Only
+infrastructure failures raise, and RQ retries those.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import date
 from typing import Any
 
 from workers import events as ev
-from workers.payloads import ErrorDoc
+from workers.payloads import ErrorDoc, RunParameters
 from workers.ports import (
     ArtifactStore,
     BacktestRunner,
+    BacktestSpec,
     FmelStore,
     MarketData,
     Notifier,
@@ -38,35 +41,21 @@ class Services:
     runner: BacktestRunner
     notifier: Notifier
     market: MarketData  # the bars runs may ask for
-    runs_dir: Path
     policy: Policy = DEFAULT_POLICY
     progress_every_s: float = 2.0
     meta_sink: Callable[[dict[str, Any]], None] | None = field(default=None)
     cluster: PaperCluster | None = None  # None: this backend has no paper trading yet
 
-
-_services: Services | None = None
-
-
-def configure(services: Services) -> None:
-    global _services
-    _services = services
-
-
-def services() -> Services:
-    if _services is None:
-        raise RuntimeError("workers.jobs is not configured: the worker must call configure()")
-    return _services
-
-
-def emit(event: ev.Event) -> ev.Event:
-    """Send ``event`` to the user (through the configured notifier) and return it."""
-    services().notifier.send(event)
-    return event
+    def emit(self, event: ev.Event) -> ev.Event:
+        """Send ``event`` to the user (through the notifier) and return it."""
+        self.notifier.send(event)
+        return event
 
 
 # --------------------------------------------------------------------- uploads
 def register_agent(
+    s: Services,
+    /,
     *,
     job_id: str,
     owner: str,
@@ -77,11 +66,10 @@ def register_agent(
 ) -> ev.Event:
     """Validate an uploaded file and register it as the agent's next version; ``strategy``
     picks the class to run in a file with several (the version keeps the choice)."""
-    s = services()
     report = validate_source(source, filename=f"{name}.py", policy=s.policy, strategy=strategy)
     route = dict(reply_to or {})
     if not report.ok:
-        return emit(
+        return s.emit(
             ev.AgentRejected(
                 job_id=job_id,
                 user_id=owner,
@@ -92,7 +80,7 @@ def register_agent(
         )
     sha = s.artifacts.put(source, kind="agent")
     version = s.registry.add_version(owner=owner, name=name, sha256=sha, report=report.to_dict())
-    return emit(
+    return s.emit(
         ev.AgentRegistered(
             job_id=job_id,
             user_id=owner,
@@ -106,21 +94,20 @@ def register_agent(
 
 # -------------------------------------------------------------------- backtests
 def run_backtest(
+    s: Services,
+    /,
     *,
     job_id: str,
     run_id: str,
     owner: str,
     agent: str,
     version: int | None = None,
-    parameters: dict[str, Any] | None = None,
+    parameters: RunParameters | None = None,
     reply_to: dict[str, str] | None = None,
 ) -> ev.Event:
     """Backtest a registered agent version in the sandbox; the result is stored and sent."""
-    from runtime.backtest import BacktestRequest
-
-    s = services()
     route = dict(reply_to or {})
-    params = dict(parameters or {})
+    params: RunParameters = parameters or {}
     found = s.registry.get_version(agent, version)
     if found is None:
         error: ErrorDoc = {
@@ -129,7 +116,7 @@ def run_backtest(
             "hint": "Upload the agent file, then run the backtest again.",
             "line": None,
         }
-        return emit(
+        return s.emit(
             ev.BacktestFailed(
                 job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, error=error
             )
@@ -145,13 +132,12 @@ def run_backtest(
             channel=route.get("channel") or None,
         )
     s.registry.update_run(run_id, status=RunStatus.RUNNING)
-    work = s.runs_dir / run_id
-    work.mkdir(parents=True, exist_ok=True)
-    agent_file = work / f"{agent}.py"
-    agent_file.write_bytes(s.artifacts.get(found.sha256))
-    req = BacktestRequest(
-        agent_file=agent_file,
+    spec = BacktestSpec(
         run_id=run_id,
+        agent=agent,
+        version=found.version,
+        agent_sha256=found.sha256,
+        owner=owner,
         symbols=tuple(params.get("symbols") or ("SPY",)),
         start=_date(params.get("start")),
         end=_date(params.get("end")),
@@ -159,25 +145,18 @@ def run_backtest(
         commission=float(params.get("commission") or 0.0),
         # the class chosen when this version was registered, unless the run names one
         strategy=params.get("strategy") or found.report.get("strategy") or None,
-        agent_id=agent,
-        agent_version=str(found.version),
-        user_id=owner,
-        chart_path=work / "chart.png",
     )
-    doc = s.runner.run(req, work, _progress_reporter(s, job_id, owner, route, run_id))
+    doc = s.runner.run(spec, _progress_reporter(s, job_id, owner, route, run_id))
     doc["agent_version"] = found.version
-    chart = Path(doc["chart"]) if doc.get("chart") else None
-    if chart is not None and chart.is_file():  # front-ends on other hosts fetch it from here
-        doc["chart_artifact"] = s.artifacts.put(chart.read_bytes(), kind="chart")
-    if doc.get("error"):
-        s.registry.update_run(run_id, status=RunStatus.FAILED, error=doc["error"], result=doc)
-        return emit(
+    if (failure := doc["error"]) is not None:
+        s.registry.update_run(run_id, status=RunStatus.FAILED, error=failure, result=doc)
+        return s.emit(
             ev.BacktestFailed(
-                job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, error=doc["error"]
+                job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, error=failure
             )
         )
     s.registry.update_run(run_id, status=RunStatus.FINISHED, result=doc)
-    return emit(
+    return s.emit(
         ev.BacktestFinished(job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, result=doc)
     )
 
@@ -190,9 +169,7 @@ def unknown_version(s: Services, agent: str, version: int | None) -> str:
     return f"no agent {agent}: upload it first"
 
 
-def _date(text: Any) -> Any:
-    from datetime import date
-
+def _date(text: Any) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
@@ -208,7 +185,7 @@ def _progress_reporter(
         now = time.monotonic()
         if now - last[0] >= s.progress_every_s:
             last[0] = now
-            emit(
+            s.emit(
                 ev.BacktestProgress(
                     job_id=job_id,
                     user_id=owner,
@@ -224,6 +201,8 @@ def _progress_reporter(
 
 # ------------------------------------------------------------ platform failures
 def job_failed(
+    s: Services,
+    /,
     *,
     work: str,
     kwargs: dict[str, Any],
@@ -240,7 +219,6 @@ def job_failed(
     """
     from runtime.errors import HINTS, ErrorKind
 
-    s = services()
     error: ErrorDoc = {
         "kind": ErrorKind.PLATFORM.value,
         "message": reason,
@@ -257,8 +235,8 @@ def job_failed(
         run = s.registry.get_run(run_id)
         if run is not None and run.status not in (RunStatus.FINISHED, RunStatus.FAILED):
             s.registry.update_run(run_id, status=RunStatus.FAILED, error=error)
-        return emit(ev.BacktestFailed(run_id=run_id, error=error, **common))
-    return emit(
+        return s.emit(ev.BacktestFailed(run_id=run_id, error=error, **common))
+    return s.emit(
         ev.JobFailed(
             work=work,
             error=error,

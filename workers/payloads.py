@@ -6,7 +6,10 @@ They are plain dicts at run time, so events still round-trip through JSON unchan
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
+
+if TYPE_CHECKING:
+    from runtime.errors import RunError
 
 
 class ErrorDoc(TypedDict):
@@ -17,6 +20,58 @@ class ErrorDoc(TypedDict):
     hint: str
     line: NotRequired[int | None]  # the agent's line, when it is the agent's fault
     traceback: NotRequired[str | None]  # agent frames only; never shown in chat
+
+
+def error_doc(error: RunError) -> ErrorDoc:
+    """``error`` as a document carries it (``RunError.to_dict`` has exactly these keys)."""
+    return cast(ErrorDoc, error.to_dict())
+
+
+class RunParameters(TypedDict, total=False):
+    """What a backtest is asked with (a chat command, the command line); what is left out
+    takes its default (SPY, the data's whole range, 10,000 cash, no commission)."""
+
+    symbols: list[str]
+    start: str | None  # ISO dates
+    end: str | None
+    cash: float
+    commission: float
+    strategy: str | None  # the class to run, in a file with several
+
+
+class ResultParameters(TypedDict):
+    """A run's parameters as its result document states them (DESIGN.md section 7)."""
+
+    symbols: list[str]
+    start_date: str | None
+    end_date: str | None
+    initial_cash: float
+    timeframe: str | None
+    commission: float
+
+
+class ResultDoc(TypedDict):
+    """A backtest's result document (DESIGN.md section 7), as the trusted side writes it
+    after checking what the run handed back (``workers.collect``)."""
+
+    run_id: str
+    agent_id: str
+    agent_sha256: str | None
+    parameters: ResultParameters
+    strategy: dict[str, Any] | None  # the class that ran and its params
+    results: dict[str, Any] | None  # the metrics, per symbol, trades, monthly returns
+    data_checks: list[dict[str, Any]]
+    warnings: list[str]
+    fmel: dict[str, Any] | None  # the decision record's summary; its rows are in the store
+    # the box drew one (True) until the runner stores it; a file on this machine when a
+    # command wrote one there for its reader; None otherwise
+    chart: str | bool | None
+    monitoring: dict[str, Any] | None
+    error: ErrorDoc | None
+    sandbox: NotRequired[dict[str, Any] | None]  # the isolation it ran in
+    chart_artifact: NotRequired[str | None]  # the chart's sha256 in the artifact store
+    agent_version: NotRequired[int]
+    validation: NotRequired[dict[str, Any]]  # the command line adds the validation report
 
 
 class PaperParameters(TypedDict):

@@ -9,25 +9,27 @@ The dataclasses here are the application's own records, not any backend's rows.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from datetime import date
-    from pathlib import Path
 
-    from runtime.backtest import BacktestRequest
     from runtime.fmel.store import Verification
     from runtime.prepared import PreparedSymbol
     from workers.collect import Record
     from workers.events import Event
+    from workers.payloads import ResultDoc
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 ARTIFACT_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
+AGENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
 def check_sha256(sha256: str) -> str:
@@ -195,7 +197,7 @@ class Registry(Protocol):
         version: int,
         owner: str,
         kind: str,
-        parameters: dict[str, Any],
+        parameters: Mapping[str, Any],
         channel: str | None = None,
     ) -> Run:
         """A new QUEUED run of a registered version, asked from ``channel`` (if a chat's).
@@ -253,25 +255,158 @@ class Registry(Protocol):
         ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class BacktestSpec:
+    """One backtest, in ids and values only: any runner (this machine's sandbox, a Cloud
+    Build) can take it, fetching the code from the artifact store by its digest."""
+
+    run_id: str
+    agent: str
+    version: int
+    agent_sha256: str  # the agent's code in the artifact store
+    owner: str
+    symbols: tuple[str, ...]
+    start: date | None = None
+    end: date | None = None
+    cash: float = 10_000.0
+    commission: float = 0.0
+    strategy: str | None = None  # the class to run, in a file with several
+
+    def __post_init__(self) -> None:
+        # runners name folders, objects and builds after these: refuse anything else early
+        if not RUN_ID.fullmatch(self.run_id):
+            raise ValueError(f"not a run id: {self.run_id!r}")
+        if not AGENT_NAME.fullmatch(self.agent):
+            raise ValueError(f"not an agent name: {self.agent!r}")
+        check_sha256(self.agent_sha256)
+
+
 class BacktestRunner(Protocol):
     """Runs one backtest somewhere walled off (the local sandbox, Cloud Build).
 
     Always returns the result document; ``error`` is filled when the run failed for any
-    reason. Raises only when the infrastructure itself failed (the job is then retried).
+    reason. Its chart is a reference into the artifact store (``chart_artifact``), its
+    decisions are in the FMEL store under the run id. Raises only when the infrastructure
+    itself failed (:class:`Temporary`: retried; :class:`NeedsOperator`: not).
     """
 
     def run(
         self,
-        req: BacktestRequest,
-        work_dir: Path,  # the run's folder on the trusted side (logs, chart, result)
+        spec: BacktestSpec,
         on_progress: Callable[[int, int | None], None] | None = None,
-    ) -> dict[str, Any]: ...
+    ) -> ResultDoc: ...
 
 
 class Notifier(Protocol):
     """Delivers events to the people concerned (a Slack thread, the console)."""
 
     def send(self, event: Event) -> None: ...
+
+
+# ------------------------------------------------------------------ events and the queue
+@dataclass(frozen=True)
+class Delivery:
+    """One event taken from the log for a consumer group: ``key`` acknowledges it;
+    ``event`` is None when the entry cannot be read (junk, or a newer worker's kind)."""
+
+    key: str
+    event: Event | None
+
+
+class EventLog(Notifier, Protocol):
+    """Where jobs' events go: each job's own list (a front-end follows the job it asked
+    for) and one log that consumer groups read (the Slack bot delivers from it).
+
+    A group sees every event once and acknowledges each; an event not acknowledged (a
+    failed post, a consumer that died) is taken again by :meth:`reclaim` after a while.
+    """
+
+    def events(self, job_id: str, start: int = 0) -> list[Event]:
+        """The job's events from the ``start``-th, oldest first."""
+        ...
+
+    def open_group(self, group: str) -> None:
+        """Make ``group`` if it is new, reading from the log's start (events sent before its
+        first consumer are delivered too)."""
+        ...
+
+    def take(self, group: str, consumer: str, *, count: int, block_s: float) -> list[Delivery]:
+        """Up to ``count`` events the group has not seen, waiting up to ``block_s``."""
+        ...
+
+    def reclaim(
+        self, group: str, consumer: str, *, idle_s: float, count: int
+    ) -> list[Delivery]:
+        """Events taken by the group but not acknowledged for ``idle_s``, now ``consumer``'s."""
+        ...
+
+    def ack(self, group: str, key: str) -> None: ...
+
+    def park(self, event: Event) -> None:
+        """Set aside an event no consumer could deliver, for an operator (:meth:`unpark`)."""
+        ...
+
+    def unpark(self) -> int:
+        """Put every parked event back into the log; how many."""
+        ...
+
+
+#: The kinds of work, one queue each: a slow backtest never holds up a validation.
+QUEUES = ("validate", "backtest", "paper", "digest")
+
+
+def job_id_for(kind: str, *identity: str) -> str:
+    """A job id from what identifies the request, e.g. Slack's team, channel and event id:
+    a retried chat event or a double click gives the same id, so it runs once."""
+    digest = hashlib.sha256("\0".join((kind, *identity)).encode()).hexdigest()
+    return f"{kind}-{digest[:32]}"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"  # raised, stopped or cancelled: its failure news was sent
+    GONE = "gone"  # expired, or never there
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: str
+    duplicate: bool  # the same request was already taken: nothing new runs
+    kwargs: dict[str, Any]  # the job's arguments (a duplicate's are the first request's)
+
+
+class WorkQueue(Protocol):
+    """Jobs by kind of work (``validate``, ``backtest``, ``paper``, ``digest``), taken by
+    workers; a job id names one request, so a repeated request is one job."""
+
+    names: tuple[str, ...]
+
+    def reachable(self) -> bool:
+        """The queue is there to talk to (without starting anything)."""
+        ...
+
+    def submit(
+        self, queue: str, func: str, *, job_id: str, kwargs: dict[str, Any], timeout_s: int
+    ) -> Submitted:
+        """Enqueue ``func`` (a job function's dotted path) once; retried on a platform
+        failure while it has attempts left."""
+        ...
+
+    def depth(self, queue: str) -> int:
+        """Jobs waiting on ``queue``."""
+        ...
+
+    def workers(self, queue: str) -> int:
+        """Live workers taking jobs from ``queue``."""
+        ...
+
+    def state(self, job_id: str) -> JobState: ...
+
+    def sweep(self, queue: str) -> None:
+        """Find jobs whose worker died on ``queue``; their failure news is sent."""
+        ...
 
 
 # ------------------------------------------------------------------ paper trading

@@ -37,14 +37,21 @@ from runtime.files import write_json
 from runtime.paths import CANNOT_START_PREFIX, CRASH_PREFIX, HEALTH_SOCKET, PAPER_CANNOT_START
 from runtime.paths import PAPER_OUT as OUT
 from runtime.paths import PAPER_STATE as STATE_FILE
-from workers.ports import NotFound, PaperConflict, PaperSession, PaperSpec, SessionStatus
+from workers.ports import (
+    NotFound,
+    Notifier,
+    PaperConflict,
+    PaperSession,
+    PaperSpec,
+    SessionStatus,
+)
 
 SUPERVISOR_FILE = "supervisor.json"
 LOG_FILE = "session.log"
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_S = 60.0  # a session up this long resets the back-off
-# liveness: a session whose /health stops answering is restarted
-HEALTH_EVERY_S = float(os.environ.get("TRADEOPS_PAPER_HEALTH_S") or 10.0)
+# liveness: a session whose /health stops answering (this many misses in a row, one asked
+# every TRADEOPS_PAPER_HEALTH_S) is restarted
 HEALTH_MISSES = 3
 
 
@@ -59,7 +66,9 @@ class LocalPaperCluster:
         allow_unsafe: bool = False,
         flush_seconds: float = 2.0,
         limits: Limits | None = None,
+        health_every_s: float = 10.0,
     ) -> None:
+        self.health_every_s = health_every_s
         self.root = home / "paper"
         self.limits = limits  # the sandbox settings; a session has no CPU-time or wall limit
         self.data_dir = data_dir
@@ -98,7 +107,8 @@ class LocalPaperCluster:
             "parameters": {"symbols": list(spec.symbols), "cash": spec.cash, "feed": spec.feed,
                            "start": spec.start, "bar_seconds": spec.bar_seconds},
         }, allow_nan=True)  # fmt: skip
-        cmd = [sys.executable, "-m", "infra.local.paper", "supervise", str(folder)]
+        cmd = [sys.executable, "-m", "infra.local.paper", "supervise", str(folder),
+               "--health-s", f"{self.health_every_s:g}"]  # fmt: skip
         if self.limits is not None:  # on the command line: the session's folder is its own
             cmd += ["--limits", json.dumps(_session_limits(self.limits))]
         if self.allow_unsafe:
@@ -300,9 +310,15 @@ def _session_limits(limits: Limits) -> dict[str, Any]:
 
 
 def supervise(
-    folder: Path, allow_unsafe: bool = False, limits: dict[str, Any] | None = None
+    folder: Path,
+    allow_unsafe: bool = False,
+    limits: dict[str, Any] | None = None,
+    *,
+    health_every_s: float = 10.0,
+    news: Notifier | None = None,
 ) -> int:
-    """Run the session, restarting it with back-off when it dies, until SIGTERM."""
+    """Run the session, restarting it with back-off when it dies, until SIGTERM; each crash
+    is news for its owner, sent to ``news`` (the event log the bot delivers from)."""
     from infra.local.runner import child_env
     from infra.local.sandbox import Mount, Sandbox
 
@@ -349,7 +365,9 @@ def supervise(
                 restarts=restarts)  # fmt: skip
         _say(spec, f"started (pid {child.pid}, restart {restarts})" if restarts
              else f"started (pid {child.pid})")  # fmt: skip
-        code, hung = _wait_watching(child, folder / OUT / HEALTH_SOCKET, lambda: stopping)
+        code, hung = _wait_watching(
+            child, folder / OUT / HEALTH_SOCKET, lambda: stopping, health_every_s
+        )
         if stopping:
             break
         if hung:
@@ -360,7 +378,7 @@ def supervise(
             _update(folder / SUPERVISOR_FILE, status=SessionStatus.CRASHED.value, pid=None,
                     stopped_at=time.time(), last_exit=code, last_problem=reason)  # fmt: skip
             streak.crashed(restarts)
-            _tell_crash(spec, restarts, code, 0.0, "failed", reason=reason, streak=streak)
+            _tell_crash(news, spec, restarts, code, 0.0, "failed", reason=reason, streak=streak)
             _say(spec, f"cannot start, not restarted: {reason}")
             return 1
         if code == 0:  # the feed ended (a replay played to its end)
@@ -377,7 +395,7 @@ def supervise(
         reason = "stopped answering /health" if hung else _said_reason(folder / LOG_FILE)
         _update(folder / SUPERVISOR_FILE, status=SessionStatus.CRASHED.value, pid=None,
                 restarts=restarts, last_exit=code, last_problem=reason)  # fmt: skip
-        _tell_crash(spec, restarts, code, wait, "unhealthy" if hung else "crashed",
+        _tell_crash(news, spec, restarts, code, wait, "unhealthy" if hung else "crashed",
                     reason=reason, streak=streak)  # fmt: skip
         _say(spec, f"exited {code} after {up:.1f} s ({reason}); restart {restarts} in {wait:g} s")
         with open(folder / LOG_FILE, "ab") as log:
@@ -398,19 +416,21 @@ def _say(spec: dict[str, Any], what: str) -> None:
           file=sys.stderr, flush=True)  # fmt: skip
 
 
-def _wait_watching(child: subprocess.Popen[bytes], sock: Path, stopping: Any) -> tuple[int, bool]:
-    """Wait for the session to end, asking its /health every ``HEALTH_EVERY_S``; one that
-    has answered before and then misses ``HEALTH_MISSES`` in a row is hung: it is killed
-    (its bubblewrap parent takes the whole sandbox with it). (exit code, hung?)"""
+def _wait_watching(
+    child: subprocess.Popen[bytes], sock: Path, stopping: Any, every_s: float
+) -> tuple[int, bool]:
+    """Wait for the session to end, asking its /health every ``every_s``; one that has
+    answered before and then misses ``HEALTH_MISSES`` in a row is hung: it is killed (its
+    bubblewrap parent takes the whole sandbox with it). (exit code, hung?)"""
     answered, misses = False, 0
     while True:
         try:
-            return child.wait(timeout=HEALTH_EVERY_S), False
+            return child.wait(timeout=every_s), False
         except subprocess.TimeoutExpired:
             pass
         if stopping():
             continue
-        if health(sock, timeout_s=HEALTH_EVERY_S) is not None:
+        if health(sock, timeout_s=every_s) is not None:
             answered, misses = True, 0
         elif answered:
             misses += 1
@@ -447,6 +467,7 @@ class _Streak:
 
 
 def _tell_crash(
+    news: Notifier | None,
     spec: dict[str, Any],
     restarts: int,
     code: int,
@@ -458,13 +479,12 @@ def _tell_crash(
 ) -> None:
     """An unhealthy session is news for its owner: a PaperHealth event into the thread
     that started it (the bot posts it), or the event stream digests read."""
+    if news is None:
+        return
     try:
-        from infra.local.notifier import RedisNotifier
-        from infra.local.queue import connect
-        from infra.settings import Settings
         from workers import events as ev
 
-        RedisNotifier(connect(Settings.from_env())).send(
+        news.send(
             ev.PaperHealth(
                 job_id=f"paper-{spec['agent_id']}-{spec['run_id']}",
                 user_id=str(spec.get("user_id") or ""),
@@ -517,11 +537,26 @@ def session_dict(session: PaperSession) -> dict[str, Any]:
     return doc
 
 
+def _event_log() -> Notifier | None:
+    """The supervisor's own process: its crash news goes to the event log of the settings
+    it inherited from the worker that started it."""
+    from infra.bootstrap import bootstrap
+    from infra.settings import Settings
+
+    try:
+        return bootstrap(Settings.from_env()).events
+    except Exception as exc:  # restarting comes first: run, and say why nobody is told
+        print(f"supervisor: crashes will not be reported: {exc}", file=sys.stderr)
+        return None
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if len(args) >= 2 and args[0] == "supervise":
         limits = json.loads(args[args.index("--limits") + 1]) if "--limits" in args else None
-        sys.exit(supervise(Path(args[1]), allow_unsafe="--unsafe" in args, limits=limits))
-    print("usage: python -m infra.local.paper supervise DIR [--limits JSON] [--unsafe]",
-          file=sys.stderr)  # fmt: skip
+        every = float(args[args.index("--health-s") + 1]) if "--health-s" in args else 10.0
+        sys.exit(supervise(Path(args[1]), allow_unsafe="--unsafe" in args, limits=limits,
+                           health_every_s=every, news=_event_log()))  # fmt: skip
+    print("usage: python -m infra.local.paper supervise DIR [--limits JSON] [--health-s S] "
+          "[--unsafe]", file=sys.stderr)  # fmt: skip
     sys.exit(2)

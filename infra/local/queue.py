@@ -8,10 +8,9 @@ unique: a duplicate finds the job already there and runs nothing twice.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Callback, Queue, Retry
@@ -20,8 +19,12 @@ from rq.job import Job
 
 from infra.local.redis_server import EmbeddedRedis
 from infra.settings import Settings
+from workers.ports import QUEUES, JobState
+from workers.ports import Submitted as Taken
 
-QUEUES = ("validate", "backtest", "paper", "digest")
+if TYPE_CHECKING:
+    from workers.jobs import Services
+
 VALIDATE_TIMEOUT_S = 60
 BACKTEST_MARGIN_S = 120  # on top of the sandbox's own wall-clock limit
 RESULT_TTL_S = 7 * 24 * 3600
@@ -35,12 +38,6 @@ def redis_url(settings: Settings) -> str:
 
 def connect(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(redis_url(settings))
-
-
-def job_id_for(kind: str, *identity: str) -> str:
-    """A job id from what identifies the request, e.g. Slack's team, channel and event id."""
-    digest = hashlib.sha256("\0".join((kind, *identity)).encode()).hexdigest()
-    return f"{kind}-{digest[:32]}"
 
 
 @dataclass(frozen=True)
@@ -86,3 +83,69 @@ def submit(
     except DuplicateJobError:
         return Submitted(Job.fetch(job_id, connection=conn), duplicate=True)
     return Submitted(job, duplicate=False)
+
+
+_STATES = {
+    "queued": JobState.QUEUED, "deferred": JobState.QUEUED, "scheduled": JobState.QUEUED,
+    "started": JobState.STARTED, "finished": JobState.FINISHED, "failed": JobState.FAILED,
+    "stopped": JobState.FAILED, "canceled": JobState.FAILED,
+}  # fmt: skip
+
+
+class RedisWorkQueue:
+    """The work queue port on RQ. ``services`` (made on first need) are what a sweep hands
+    the failure callback of a job it finds lost, so its owner is told."""
+
+    names: tuple[str, ...] = QUEUES
+
+    def __init__(
+        self,
+        settings: Settings,
+        connect_to: Callable[[], redis.Redis],
+        services: Callable[[], Services],
+    ) -> None:
+        self.settings = settings
+        self._connect = connect_to
+        self._services = services
+
+    @property
+    def conn(self) -> redis.Redis:
+        return self._connect()
+
+    def reachable(self) -> bool:
+        if self.settings.redis_url:
+            return True
+        return EmbeddedRedis(self.settings.home).running()
+
+    def submit(
+        self, queue: str, func: str, *, job_id: str, kwargs: dict[str, Any], timeout_s: int
+    ) -> Taken:
+        done = submit(self.conn, queue, func, job_id=job_id, kwargs=kwargs, timeout_s=timeout_s)
+        return Taken(job_id, done.duplicate, dict(done.job.kwargs or kwargs))
+
+    def depth(self, queue: str) -> int:
+        return int(Queue(queue, connection=self.conn).count)
+
+    def workers(self, queue: str) -> int:
+        from rq import Worker
+
+        if not self.reachable():
+            return 0
+        return len(Worker.all(queue=Queue(queue, connection=self.conn)))
+
+    def state(self, job_id: str) -> JobState:
+        from rq.exceptions import NoSuchJobError
+
+        try:
+            status = Job.fetch(job_id, connection=self.conn).get_status(refresh=False)
+        except NoSuchJobError:
+            return JobState.GONE
+        return _STATES.get(str(getattr(status, "value", status)), JobState.GONE)
+
+    def sweep(self, queue: str) -> None:
+        from rq.registry import StartedJobRegistry
+
+        from infra.local.worker import sweeping
+
+        with sweeping(self._services()):
+            StartedJobRegistry(queue, connection=self.conn).cleanup()

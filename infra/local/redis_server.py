@@ -24,11 +24,13 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from workers.ports import NeedsOperator
+
 SOCKET = "redis.sock"
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 107 bytes on Linux
 
 
-class RedisUnavailable(RuntimeError):
+class RedisUnavailable(NeedsOperator):
     """The embedded Redis could not be started: the message says why, in one line."""
 
 

@@ -136,7 +136,7 @@ class SqliteRegistry:
         version: int,
         owner: str,
         kind: str,
-        parameters: dict[str, Any],
+        parameters: Mapping[str, Any],
         channel: str | None = None,
     ) -> Run:
         params_json = _dumps(parameters)

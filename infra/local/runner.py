@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from infra.local.sandbox import (
     Isolation,
@@ -62,7 +62,8 @@ from workers.collect import (
     refused_error,
     skeleton,
 )
-from workers.ports import FmelStore, MarketData
+from workers.payloads import ResultDoc, error_doc
+from workers.ports import ArtifactStore, BacktestSpec, FmelStore, MarketData
 
 REQUEST_FILE = "request.json"
 LOG_FILE = "agent.log"
@@ -105,6 +106,11 @@ class SubprocessRunner:
     FMEL rows the run wrote in ``box/fmel`` are verified and ingested into the FMEL store
     (``fmel``) afterwards, so a sandboxed run never sees, let alone writes, other runs'
     records.
+
+    The port's :meth:`run` takes a :class:`~workers.ports.BacktestSpec` (ids and values):
+    the agent's code comes from the artifact store by its digest, the run's folder is
+    ``runs_dir/RUN_ID``, and the chart goes back into the store (``chart_artifact``).
+    :meth:`run_request` runs a request of host paths, for this machine's own tools.
     """
 
     def __init__(
@@ -121,8 +127,12 @@ class SubprocessRunner:
         keep_warm: bool = True,
         fmel: FmelStore | None = None,
         market: MarketData | None = None,
+        artifacts: ArtifactStore | None = None,
+        runs_dir: Path | None = None,
     ) -> None:
         self.python = python
+        self.artifacts = artifacts  # agent code in, charts out (needed by run())
+        self.runs_dir = runs_dir  # where run() keeps each run's folder
         self.fmel = fmel  # where verified decisions go; None: checked, then not kept
         self.market = market  # where bars come from; None: the request's data folder
         # every sandbox setting (memory, CPU, processes, file size, log) when given
@@ -156,10 +166,44 @@ class SubprocessRunner:
             self._sandbox = Sandbox.detect(self.limits, allow_unsafe=self.allow_unsafe)
         return self._sandbox
 
-    def run(
+    def run(self, spec: BacktestSpec, on_progress: Progress | None = None) -> ResultDoc:
+        """Run ``spec``; always returns a result document (``error`` set on failure), its
+        chart in the artifact store and its decisions in the FMEL store."""
+        if self.artifacts is None or self.runs_dir is None:
+            raise RuntimeError("SubprocessRunner.run needs artifacts and runs_dir")
+        code = self.artifacts.get(spec.agent_sha256)  # NotFound before anything is made
+        work = self.runs_dir / spec.run_id
+        work.mkdir(parents=True, exist_ok=True)
+        agent_file = work / f"{spec.agent}.py"
+        agent_file.write_bytes(code)
+        req = BacktestRequest(
+            agent_file=agent_file,
+            run_id=spec.run_id,
+            symbols=spec.symbols,
+            start=spec.start,
+            end=spec.end,
+            cash=spec.cash,
+            commission=spec.commission,
+            strategy=spec.strategy,
+            agent_id=spec.agent,
+            agent_version=str(spec.version),
+            user_id=spec.owner,
+            chart_path=work / "chart.png",
+        )
+        doc = self.run_request(req, work, on_progress)
+        chart = Path(doc["chart"]) if isinstance(doc["chart"], str) else None
+        doc["chart"] = None
+        doc["chart_artifact"] = None
+        if chart is not None and chart.is_file():  # front-ends on other hosts fetch it there
+            doc["chart_artifact"] = self.artifacts.put(chart.read_bytes(), kind="chart")
+            chart.unlink()
+        return doc
+
+    def run_request(
         self, req: BacktestRequest, work_dir: Path, on_progress: Progress | None = None
-    ) -> dict[str, Any]:
-        """Run the backtest; always returns a result document (``error`` set on failure)."""
+    ) -> ResultDoc:
+        """Run a request of host paths; always returns a result document (``error`` set on
+        failure), its chart at ``req.chart_path``."""
         work_dir.mkdir(parents=True, exist_ok=True)
         (work_dir / REQUEST_FILE).write_text(req.to_json())
         for stale in (RESULT_FILE, PROGRESS_FILE):
@@ -168,9 +212,9 @@ class SubprocessRunner:
             sandbox = self.sandbox
             bars = self._bars(req)  # here, on the trusted side: the box gets only arrays
         except SandboxUnavailable as exc:
-            return error_document(req, make_error(ErrorKind.PLATFORM, str(exc)))
+            return _early_failure(req, make_error(ErrorKind.PLATFORM, str(exc)))
         except RunFailed as exc:
-            doc = error_document(req, exc.error)
+            doc = _early_failure(req, exc.error)
             doc["sandbox"] = None  # nothing ran
             (work_dir / RESULT_FILE).write_text(json.dumps(doc))
             return doc
@@ -290,7 +334,7 @@ class SubprocessRunner:
 
     def _outcome(
         self, trusted: Trusted, box: Path, code: int, stopped: Stop | None, forks_capped: bool
-    ) -> dict[str, Any]:
+    ) -> ResultDoc:
         """The result document, read through the trust boundary (``workers.collect``)."""
         if stopped is Stop.TIMEOUT:
             msg = f"TimeoutError: backtest exceeded {_duration(self.timeout_s)}"
@@ -319,12 +363,14 @@ class SubprocessRunner:
             hit = f"the file size limit ({limits.file_mb} MB) was reached"
         else:
             return doc
-        doc["error"] = make_error(
-            ErrorKind.AGENT,
-            f"{error['message']} ({hit})",
-            error["line"],
-            traceback=error.get("traceback"),
-        ).to_dict()
+        doc["error"] = error_doc(
+            make_error(
+                ErrorKind.AGENT,
+                f"{error['message']} ({hit})",
+                error.get("line"),
+                traceback=error.get("traceback"),
+            )
+        )
         return doc
 
 
@@ -492,17 +538,24 @@ def _trusted(req: BacktestRequest, bars: list[PreparedSymbol]) -> Trusted:
     )
 
 
-def _failed(trusted: Trusted, error: RunError) -> dict[str, Any]:
-    return with_error(skeleton(trusted), error)
+def _failed(trusted: Trusted, error: RunError) -> ResultDoc:
+    doc = skeleton(trusted)
+    with_error(cast(dict[str, Any], doc), error)  # the same failed-run fields as the runtime's
+    return doc
+
+
+def _early_failure(req: BacktestRequest, error: RunError) -> ResultDoc:
+    """The document of a run that failed before any of it ran (no sandbox, no data)."""
+    return cast(ResultDoc, error_document(req, error))
 
 
 def _take_outputs(
     box: Path,
     req: BacktestRequest,
     trusted: Trusted,
-    doc: dict[str, Any],
+    doc: ResultDoc,
     fmel: FmelStore | None,
-) -> dict[str, Any]:
+) -> ResultDoc:
     """Take the run's decisions and chart out of its box, verified; the document says
     what was stored. A record that does not verify fails the run, and is not stored."""
     record = None

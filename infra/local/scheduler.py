@@ -28,9 +28,10 @@ from rq.cron import CronJob, CronScheduler
 from rq.job import Job
 from rq.utils import now
 
-from infra.local.queue import connect, job_id_for, submit
+from infra.local.queue import connect, submit
 from infra.settings import Settings
 from workers.control import digest
+from workers.ports import job_id_for
 
 DIGEST_QUEUE = "digest"
 DIGEST_TIMEOUT_S = 300

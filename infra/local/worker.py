@@ -10,9 +10,15 @@ beats; when they stop, the next maintenance pass of any worker on the queue (or 
 front-end following the job) finds the execution expired, and RQ treats the job as
 abandoned: ``on_job_failure`` runs, and the job is retried if it has attempts left.
 
+Job functions take their adapters as their first argument (``workers.jobs.Services``):
+the worker is made with them and hands them to each job (:class:`ServicesJob`), so nothing
+is read from a module global.
+
 ``on_job_failure`` is every job's failure callback. It turns an infrastructure failure
 (an abandoned job, an exception escaping a job function) into an event for the user,
-through the application's own ``workers.jobs.job_failed``.
+through the application's own ``workers.jobs.job_failed``. RQ calls it with the job alone;
+the services it needs are those of the worker running the job, or of whoever is sweeping
+the queue's registries (:func:`sweeping`), who may find a job lost by a dead worker.
 """
 
 from __future__ import annotations
@@ -22,8 +28,11 @@ import math
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import SimpleWorker
@@ -33,11 +42,41 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import WorkerStatus
 
+if TYPE_CHECKING:
+    from workers.jobs import Services
+
 log = logging.getLogger(__name__)
+
+# the services of whoever may run a job's failure callback in this context
+_SWEEPER: ContextVar[Services | None] = ContextVar("tradeops_sweeper", default=None)
+
+
+@contextmanager
+def sweeping(services: Services) -> Iterator[None]:
+    """Failure callbacks run while sweeping (a lost job found) tell users through these."""
+    token = _SWEEPER.set(services)
+    try:
+        yield
+    finally:
+        _SWEEPER.reset(token)
+
+
+class ServicesJob(Job):
+    """A job whose function is called with the worker's services first."""
+
+    services: Services | None = None
+
+    def _execute(self) -> Any:
+        if self.services is None:
+            raise RuntimeError(f"job {self.id}: no services to run it with")
+        return self.func(self.services, *self.args, **self.kwargs)
 
 
 class Worker(SimpleWorker):
-    def __init__(self, *args: Any, heartbeat_s: float = 5.0, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, services: Services, heartbeat_s: float = 5.0, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("job_class", ServicesJob)
         # Maintenance (which finds lost jobs) runs every few beats, and an idle worker
         # wakes from its blocking dequeue that often to do it (RQ waits worker_ttl - 15 s).
         maintenance = max(1, round(3 * heartbeat_s))
@@ -45,6 +84,11 @@ class Worker(SimpleWorker):
         kwargs.setdefault("worker_ttl", maintenance + 15)
         super().__init__(*args, **kwargs)
         self.heartbeat_s = heartbeat_s
+        self.services = services
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        with sweeping(self.services):  # its maintenance finds lost jobs
+            return bool(super().work(*args, **kwargs))
 
     @property
     def execution_ttl(self) -> int:
@@ -55,6 +99,8 @@ class Worker(SimpleWorker):
         return self.execution_ttl
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        if isinstance(job, ServicesJob):
+            job.services = self.services
         execution = self.prepare_execution(job)
         stop = threading.Event()
         beats = threading.Thread(
@@ -110,6 +156,8 @@ def on_job_failure(
     from workers import jobs
     from workers.ports import NeedsOperator
 
+    services = getattr(job, "services", None) or _SWEEPER.get()
+
     hint = None
     if exc_type is AbandonedJobError or isinstance(exc_value, AbandonedJobError):
         reason = "the worker running this job stopped unexpectedly"
@@ -122,9 +170,13 @@ def on_job_failure(
     else:
         name = exc_type.__name__ if exc_type else "unknown error"
         reason = f"a platform error interrupted this job ({name})"
-    _ensure_configured(connection)
     kwargs: dict[str, Any] = dict(job.kwargs or {})
+    if services is None:  # swept by something that cannot tell users: say it here
+        print(f"tradeops: job {job.id} failed and nobody could be told: {reason}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return
     jobs.job_failed(
+        services,
         work=(job.func_name or "").rsplit(".", 1)[-1],
         kwargs=kwargs,
         reason=reason,
@@ -132,19 +184,3 @@ def on_job_failure(
         hint=hint,
     )
 
-
-def _ensure_configured(connection: redis.Redis) -> None:
-    """Registry cleanup may run this callback outside a worker (a front-end counting a
-    registry triggers it): build the job services from the environment there."""
-    from workers import jobs
-
-    try:
-        jobs.services()
-        return
-    except RuntimeError:
-        pass
-    from infra.bootstrap import build_services
-    from infra.local.notifier import RedisNotifier
-    from infra.settings import Settings
-
-    jobs.configure(build_services(Settings.from_env(), RedisNotifier(connection)))

@@ -8,20 +8,21 @@ from typing import Any
 
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import JobStatus
 
 from infra.local.artifacts import LocalArtifactStore
 from infra.local.fmel import LocalFmelStore
 from infra.local.market import LocalMarketData
-from infra.local.queue import job_id_for, submit
+from infra.local.queue import submit
 from infra.local.redis_server import EmbeddedRedis
 from infra.local.registry import SqliteRegistry
 from infra.local.runner import SubprocessRunner
+from infra.local.worker import Worker
 from tests.conftest import SMA_CROSS
 from workers import events as ev
 from workers import jobs
-from workers.ports import RunStatus
+from workers.ports import RunStatus, job_id_for
 
 BROKEN = b"""
 import backtrader as bt
@@ -47,29 +48,33 @@ def stack(tmp_path: Path, synthetic_data: Path, redis_home: Path) -> Iterator[An
     conn = redis.Redis.from_url(srv.ensure_running())
     notifier = Recorder()
     registry = SqliteRegistry(tmp_path / "state.db")
-    jobs.configure(
-        jobs.Services(
-            artifacts=LocalArtifactStore(tmp_path / "artifacts"),
-            registry=registry,
-            fmel=LocalFmelStore(tmp_path / "fmel"),
-            runner=SubprocessRunner(timeout_s=120, fmel=LocalFmelStore(tmp_path / "fmel"),
-                                    market=LocalMarketData(synthetic_data)),
-            notifier=notifier,
+    artifacts, fmel = LocalArtifactStore(tmp_path / "artifacts"), LocalFmelStore(tmp_path / "fmel")
+    services = jobs.Services(
+        artifacts=artifacts,
+        registry=registry,
+        fmel=fmel,
+        runner=SubprocessRunner(
+            timeout_s=120,
+            fmel=fmel,
             market=LocalMarketData(synthetic_data),
+            artifacts=artifacts,
             runs_dir=tmp_path / "runs",
-        )
+        ),
+        notifier=notifier,
+        market=LocalMarketData(synthetic_data),
     )
-    yield conn, notifier, registry
+    yield conn, notifier, registry, services
 
 
-def work(conn: redis.Redis) -> None:
+def work(conn: redis.Redis, services: jobs.Services) -> None:
+    """A tradeops worker (RQ's, handing each job these services) until the queues are empty."""
     queues = [Queue(q, connection=conn) for q in ("validate", "backtest")]
-    SimpleWorker(queues, connection=conn).work(burst=True)
+    Worker(queues, connection=conn, services=services).work(burst=True)
 
 
 @pytest.mark.slow
 def test_upload_then_backtest_through_the_queue(stack: Any) -> None:
-    conn, notifier, registry = stack
+    conn, notifier, registry, services = stack
     upload = submit(
         conn,
         "validate",
@@ -84,7 +89,7 @@ def test_upload_then_backtest_through_the_queue(stack: Any) -> None:
             "reply_to": {"channel": "C1"},
         },
     )
-    work(conn)
+    work(conn, services)
     registered = upload.job.return_value()
     assert isinstance(registered, ev.AgentRegistered) and registered.version == 1
     bt_job = submit(
@@ -111,7 +116,7 @@ def test_upload_then_backtest_through_the_queue(stack: Any) -> None:
         kwargs={},
     )
     assert again.duplicate
-    work(conn)
+    work(conn, services)
     done = bt_job.job.return_value()
     assert isinstance(done, ev.BacktestFinished), done
     assert done.reply_to == {"channel": "C1"}
@@ -125,7 +130,7 @@ def test_upload_then_backtest_through_the_queue(stack: Any) -> None:
 
 @pytest.mark.slow
 def test_an_agent_error_is_reported_not_retried(stack: Any) -> None:
-    conn, _, registry = stack
+    conn, _, registry, services = stack
     submit(
         conn,
         "validate",
@@ -149,7 +154,7 @@ def test_an_agent_error_is_reported_not_retried(stack: Any) -> None:
             "parameters": {"symbols": ["SYN"]},
         },
     ).job
-    work(conn)
+    work(conn, services)
     job.refresh()
     assert job.get_status() == JobStatus.FINISHED  # the job did its work: no retry
     failed = job.return_value()
@@ -161,11 +166,11 @@ def test_an_agent_error_is_reported_not_retried(stack: Any) -> None:
 def test_a_damaged_store_is_an_operators_job_and_is_not_retried(
     stack: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    conn, notifier, registry = stack
+    conn, notifier, registry, services = stack
     upload = {"job_id": "u", "owner": "U1", "name": "sma", "source": SMA_CROSS.read_bytes()}
     submit(conn, "validate", "workers.jobs.register_agent", job_id="v-damaged", timeout_s=60,
            kwargs=upload)  # fmt: skip
-    work(conn)
+    work(conn, services)
     stored = LocalArtifactStore(tmp_path / "artifacts")
     sha = registry.get_version("sma", 1).sha256  # type: ignore[union-attr]
     Path(stored.path_hint(sha)).write_bytes(b"# not the code that was uploaded\n")
@@ -173,7 +178,7 @@ def test_a_damaged_store_is_an_operators_job_and_is_not_retried(
                  timeout_s=240, retries=2,
                  kwargs={"job_id": "b", "run_id": "run-d", "owner": "U1", "agent": "sma",
                          "reply_to": {"channel": "C1"}}).job  # fmt: skip
-    work(conn)
+    work(conn, services)
     job.refresh()
     assert job.get_status() == JobStatus.FAILED and not job.retries_left  # not run again
     (told,) = [e for e in notifier.sent if isinstance(e, ev.BacktestFailed)]

@@ -16,7 +16,7 @@ import pytest
 import redis
 from rq.job import Job, JobStatus
 
-from infra.local.notifier import RedisNotifier
+from infra.local.events import RedisEventLog
 from infra.local.queue import submit
 from infra.local.redis_server import EmbeddedRedis
 from infra.local.registry import SqliteRegistry
@@ -109,7 +109,7 @@ def wait_for(cond: Any, timeout_s: float, what: str = "condition") -> None:
 
 
 def events(conn: redis.Redis, job_id: str) -> list[ev.Event]:
-    return RedisNotifier(conn).events(job_id)
+    return RedisEventLog(conn).events(job_id)
 
 
 def final(conn: redis.Redis, job_id: str) -> Any:
@@ -180,6 +180,9 @@ def test_a_killed_worker_job_without_retries_fails_loudly(home: Path, data: Path
         second = start_worker(home, data)  # its maintenance finds the lost job
         try:
             wait_for(final(conn, job.id), 60, "the failure to be reported")
+            # RQ runs the failure callback (the news) before it marks the job failed
+            failed = lambda: job.get_status(refresh=True) == JobStatus.FAILED  # noqa: E731
+            wait_for(failed, 10, "the job to be marked failed")
         finally:
             stop_worker(second)
     finally:
@@ -187,7 +190,6 @@ def test_a_killed_worker_job_without_retries_fails_loudly(home: Path, data: Path
     last = events(conn, job.id)[-1]
     assert isinstance(last, ev.BacktestFailed)
     assert last.error["kind"] == "platform" and last.reply_to == {"channel": "C9"}
-    assert job.get_status(refresh=True) == JobStatus.FAILED
     run = SqliteRegistry(home / "state.db").get_run(f"run-{job.id}")
     assert run.status == RunStatus.FAILED and run.error["kind"] == "platform"
 

@@ -99,12 +99,12 @@ def test_a_replay_session_trades_resumes_after_sigkill_and_stops_cleanly(home: P
                      "the restarted session")  # fmt: skip
     assert again["status"] == "running" and again["pid"] != first["pid"]
     # the crash is news for the session's owner
-    from infra.local.notifier import RedisNotifier
+    from infra.local.events import RedisEventLog
     from infra.local.queue import connect
     from infra.settings import Settings
 
     conn = connect(Settings.from_env({"TRADEOPS_HOME": str(home)}))
-    news = RedisNotifier(conn).events(f"paper-sma-{run_id}")
+    news = RedisEventLog(conn).events(f"paper-sma-{run_id}")
     assert [e.health["status"] for e in news] == ["crashed"] and news[0].user_id.startswith("cli:")
     resumed = again["health"]["resumed_from_bar"]
     assert resumed is not None and resumed >= before[-1]["bar_number"] - 1
@@ -188,12 +188,12 @@ def test_a_hung_session_is_reported_and_restarted(tmp_path: Path) -> None:
     with session_of(tmp_path, "hangs", HANGS, {"TRADEOPS_PAPER_HEALTH_S": "0.5"}) as home:
         doc = wait_for(lambda: (s := status(home, "hangs"))["restarts"] >= 1 and s, 60,
                        "a restart of the hung session")  # fmt: skip
-        from infra.local.notifier import RedisNotifier
+        from infra.local.events import RedisEventLog
         from infra.local.queue import connect
         from infra.settings import Settings
 
         conn = connect(Settings.from_env({"TRADEOPS_HOME": str(home)}))
-        news = RedisNotifier(conn).events(f"paper-hangs-{doc['run_id']}")
+        news = RedisEventLog(conn).events(f"paper-hangs-{doc['run_id']}")
         assert news and news[0].health["status"] == "unhealthy"
         sup = json.loads((home / "paper" / "paper-hangs" / "supervisor.json").read_text())
         assert sup["last_problem"] == "stopped answering /health"
@@ -266,12 +266,12 @@ def test_a_session_that_cannot_start_is_not_restarted_and_says_why(tmp_path: Pat
         assert again["restarts"] == 0 and again["status"] == "crashed"
         sup = json.loads((home / "paper" / "paper-broken" / "supervisor.json").read_text())
         assert sup["last_problem"] == "ValueError: threshold missing"
-        from infra.local.notifier import RedisNotifier
+        from infra.local.events import RedisEventLog
         from infra.local.queue import connect
         from infra.settings import Settings
 
         conn = connect(Settings.from_env({"TRADEOPS_HOME": str(home)}))
-        (news,) = RedisNotifier(conn).events(f"paper-broken-{doc['run_id']}")
+        (news,) = RedisEventLog(conn).events(f"paper-broken-{doc['run_id']}")
         assert news.health["status"] == "failed" and news.health["reason"] == sup["last_problem"]
 
 
@@ -300,12 +300,12 @@ def test_a_crash_says_why_and_crashes_in_a_row_are_one_streak(tmp_path: Path) ->
                        "two restarts")  # fmt: skip
         sup = json.loads((home / "paper" / "paper-crashes" / "supervisor.json").read_text())
         assert sup["last_problem"] == "ZeroDivisionError: the agent divided by zero"
-        from infra.local.notifier import RedisNotifier
+        from infra.local.events import RedisEventLog
         from infra.local.queue import connect
         from infra.settings import Settings
 
         conn = connect(Settings.from_env({"TRADEOPS_HOME": str(home)}))
-        news = RedisNotifier(conn).events(f"paper-crashes-{doc['run_id']}")[:2]
+        news = RedisEventLog(conn).events(f"paper-crashes-{doc['run_id']}")[:2]
         assert [n.health["in_a_row"] for n in news] == [1, 2]
         assert {n.health["streak"] for n in news} == {news[0].health["streak"]}
         assert news[1].health["reason"] == sup["last_problem"]

@@ -10,8 +10,9 @@ import pytest
 import redis
 from rq import Queue, SimpleWorker
 
-from infra.local.queue import QUEUES, connect, job_id_for, submit
+from infra.local.queue import connect, submit
 from infra.settings import Settings
+from workers.ports import QUEUES, job_id_for
 
 CALLS = Path("/tmp") / f"tradeops-queue-calls-{os.getpid()}"
 

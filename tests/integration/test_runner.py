@@ -61,7 +61,7 @@ class SlowRun:
         self.req = req
         self.work = work
         self.progress: list[tuple[int, int | None]] = []
-        self.doc = SubprocessRunner(timeout_s=60).run(
+        self.doc = SubprocessRunner(timeout_s=60).run_request(
             req, work, lambda done, total: self.progress.append((done, total))
         )
 
@@ -148,7 +148,8 @@ def test_log_is_limited(tmp_path: Path, write_agent: WriteAgent, synthetic_data:
             pass
         """
     )
-    doc = SubprocessRunner(log_limit=1000).run(request(agent, synthetic_data), tmp_path / "w")
+    runner = SubprocessRunner(log_limit=1000)
+    doc = runner.run_request(request(agent, synthetic_data), tmp_path / "w")
     assert doc["error"] is None
     log = (tmp_path / "w" / LOG_FILE).read_bytes()
     assert log.startswith(b"y" * 1000)
@@ -178,7 +179,7 @@ def test_killed_child_is_a_memory_error_not_a_stale_result(
     (work / RESULT_FILE).write_text(json.dumps({"run_id": "stale", "error": None}))
     (work / PROGRESS_FILE).write_text(json.dumps({"done": 999, "total": 999}))
     req = request(agent, synthetic_data)
-    doc = SubprocessRunner().run(req, work)
+    doc = SubprocessRunner().run_request(req, work)
     assert doc["run_id"] == req.run_id
     assert doc["error"]["kind"] == "memory"
     assert "killed" in doc["error"]["message"]
@@ -200,7 +201,7 @@ def test_child_exit_without_result_is_a_platform_error(
                 os._exit(3)
         """
     )
-    doc = SubprocessRunner().run(request(agent, synthetic_data), tmp_path / "w")
+    doc = SubprocessRunner().run_request(request(agent, synthetic_data), tmp_path / "w")
     assert doc["error"]["kind"] == "platform"
     assert "exited with code 3" in doc["error"]["message"]
 
@@ -217,7 +218,8 @@ def test_timeout(tmp_path: Path, write_agent: WriteAgent, synthetic_data: Path) 
                     pass
         """
     )
-    doc = SubprocessRunner(timeout_s=1.5).run(request(agent, synthetic_data), tmp_path / "w")
+    runner = SubprocessRunner(timeout_s=1.5)
+    doc = runner.run_request(request(agent, synthetic_data), tmp_path / "w")
     assert doc["error"]["kind"] == "timeout"
     assert doc["error"]["message"] == "TimeoutError: backtest exceeded 1.5 seconds"
     assert doc["monitoring"]["errors"] == 1

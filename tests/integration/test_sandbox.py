@@ -85,7 +85,7 @@ def run(tmp_path: Path, home: Path, write_agent: WriteAgent, synthetic_data: Pat
                                   fmel=LocalFmelStore(home / "fmel"))  # fmt: skip
         work = home / "runs" / req.run_id
         started = time.monotonic()
-        doc = runner.run(req, work)
+        doc = runner.run_request(req, work)
         return Outcome(
             doc, (work / LOG_FILE).read_text(errors="replace"), time.monotonic() - started
         )
@@ -326,11 +326,12 @@ def test_a_warm_sandbox_gives_the_same_result_and_is_used_once(
 
     try:
         cold_req = request()
-        cold = runner.run(cold_req, home / "runs" / cold_req.run_id)  # starts the next, warm
+        # starts the next one's sandbox, warm
+        cold = runner.run_request(cold_req, home / "runs" / cold_req.run_id)
         waiting = runner._warm
         assert waiting is not None and waiting.proc.poll() is None
         warm_req = request()
-        warm = runner.run(warm_req, home / "runs" / warm_req.run_id)
+        warm = runner.run_request(warm_req, home / "runs" / warm_req.run_id)
         assert waiting.proc.poll() is not None  # that sandbox ran this one run and ended
         assert runner._warm is not None and runner._warm is not waiting  # a fresh one waits
     finally:
@@ -359,7 +360,7 @@ attempt('boxes', lambda: os.listdir('/out'))
         agent_file=agent, symbols=("SYN",), data_dir=synthetic_data, fmel_dir=home / "fmel"
     )
     try:
-        doc = runner.run(req, home / "runs" / req.run_id)
+        doc = runner.run_request(req, home / "runs" / req.run_id)
     finally:
         runner.close()
     log = (home / "runs" / req.run_id / LOG_FILE).read_text()

@@ -20,7 +20,6 @@ from rq.job import Job, JobStatus
 from infra.local.artifacts import LocalArtifactStore
 from infra.local.fmel import LocalFmelStore
 from infra.local.market import LocalMarketData
-from infra.local.queue import job_id_for
 from infra.local.redis_server import EmbeddedRedis
 from infra.local.registry import SqliteRegistry
 from infra.local.runner import SubprocessRunner
@@ -32,7 +31,7 @@ from tests.conftest import REPO_ROOT, cli_env
 from tests.fakes import InMemoryPaperCluster
 from workers import control, jobs
 from workers import events as ev
-from workers.ports import RunStatus
+from workers.ports import RunStatus, job_id_for
 
 
 class Recorder:
@@ -86,17 +85,14 @@ def test_a_due_digest_is_enqueued_once_and_a_worker_turns_it_into_a_digest_event
 ) -> None:
     notifier, cluster = Recorder(), InMemoryPaperCluster()
     registry = SqliteRegistry(tmp_path / "state.db")
-    jobs.configure(
-        jobs.Services(
-            artifacts=LocalArtifactStore(tmp_path / "artifacts"),
-            registry=registry,
-            fmel=LocalFmelStore(tmp_path / "fmel"),
-            runner=SubprocessRunner(timeout_s=60, fmel=LocalFmelStore(tmp_path / "fmel")),
-            notifier=notifier,
-            market=LocalMarketData(DEFAULT_DATA_DIR),  # paper start checks its symbols
-            runs_dir=tmp_path / "runs",
-            cluster=cluster,  # the local paper supervisor comes later
-        )
+    services = jobs.Services(
+        artifacts=LocalArtifactStore(tmp_path / "artifacts"),
+        registry=registry,
+        fmel=LocalFmelStore(tmp_path / "fmel"),
+        runner=SubprocessRunner(timeout_s=60, fmel=LocalFmelStore(tmp_path / "fmel")),
+        notifier=notifier,
+        market=LocalMarketData(DEFAULT_DATA_DIR),  # paper start checks its symbols
+        cluster=cluster,  # an in-memory cluster: this test is about the digest
     )
     registry.add_version(owner="U1", name="sma", sha256="a" * 64, report={})
     for run_id, outcome in [("bt-ok", RunStatus.FINISHED), ("bt-bad", RunStatus.FAILED)]:
@@ -109,7 +105,7 @@ def test_a_due_digest_is_enqueued_once_and_a_worker_turns_it_into_a_digest_event
             result={"results": {"portfolio_return_pct": 4.0, "sharpe_ratio": 0.8}},
             error={"kind": "timeout", "message": "ran 20 min"} if outcome == "failed" else None,
         )
-    control.paper_start(job_id="p1", owner="U1", agent="sma", parameters={"cash": 1000},
+    control.paper_start(services, job_id="p1", owner="U1", agent="sma", parameters={"cash": 1000},
                         reply_to={"channel": "C1"})  # fmt: skip
     cluster.set_health("sma", {"equity": 1100.0, "decisions": 3})
 
@@ -134,7 +130,7 @@ def test_a_due_digest_is_enqueued_once_and_a_worker_turns_it_into_a_digest_event
     again = f"tradeops scheduler: digest for C1 already enqueued by another scheduler ({job_id})"
     assert again in said
 
-    Worker([Queue("digest", connection=conn)], connection=conn).work(burst=True)
+    Worker([Queue("digest", connection=conn)], connection=conn, services=services).work(burst=True)
     job = Job.fetch(job_id, connection=conn)
     assert job.get_status() == JobStatus.FINISHED
     digest = job.return_value()

@@ -134,11 +134,11 @@ def _news_before_the_bot(home: Path) -> None:
     """A worker's event on the stream before the bot's first start (a scheduled digest)."""
     import redis as redis_lib
 
-    from infra.local.notifier import RedisNotifier
+    from infra.local.events import RedisEventLog
     from workers import events as ev
 
     conn = redis_lib.Redis.from_url(EmbeddedRedis(home).url)
-    RedisNotifier(conn).send(ev.JobFailed(job_id="early-1", work="digest", error={
+    RedisEventLog(conn).send(ev.JobFailed(job_id="early-1", work="digest", error={
         "kind": "platform", "message": EARLY_NEWS, "hint": "h"},
         reply_to={"channel": "C5"}))  # fmt: skip
 
@@ -413,11 +413,11 @@ def test_a_non_python_file_gets_an_answer_only_in_a_dm(stack: Stack) -> None:
 def test_an_event_that_cannot_be_shown_is_parked_and_delivery_goes_on(stack: Stack) -> None:
     import redis as redis_lib
 
-    from infra.local.notifier import RedisNotifier
+    from infra.local.events import RedisEventLog
     from workers import events as ev
 
     conn = redis_lib.Redis.from_url(EmbeddedRedis(stack.home).url)
-    notifier = RedisNotifier(conn)
+    notifier = RedisEventLog(conn)
     # a result no renderer expects (what a hostile box could once hand back)
     poisoned = ev.BacktestFinished(
         job_id="poison-1",
@@ -508,10 +508,10 @@ def test_a_runs_decisions_are_its_owners(stack: Stack) -> None:
 def test_a_crash_streak_is_one_message_updated_in_place(stack: Stack) -> None:
     import redis as redis_lib
 
-    from infra.local.notifier import RedisNotifier
+    from infra.local.events import RedisEventLog
     from workers import events as ev
 
-    notifier = RedisNotifier(redis_lib.Redis.from_url(EmbeddedRedis(stack.home).url))
+    notifier = RedisEventLog(redis_lib.Redis.from_url(EmbeddedRedis(stack.home).url))
     where = {"channel": "CSTREAK", "thread_ts": "6.1"}  # a channel no other test posts in
 
     def crash(streak: int, in_a_row: int, reason: str) -> ev.PaperHealth:

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import redis
 
-from infra.local.notifier import RedisNotifier
-from infra.local.queue import job_id_for, submit
+from infra.local.events import RedisEventLog
+from infra.local.queue import submit
 from infra.local.redis_server import EmbeddedRedis
 from tests.conftest import SMA_CROSS
 from workers import events as ev
+from workers.ports import job_id_for
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_a_burst_worker_registers_and_backtests(home: Path, synthetic_data: Path
     assert isinstance(result, ev.BacktestFinished), result
     bt.job.refresh()
     assert bt.job.meta.get("done", 0) <= (bt.job.meta.get("total") or 10**9)
-    kinds = [type(e) for e in RedisNotifier(conn).events("b1")]
+    kinds = [type(e) for e in RedisEventLog(conn).events("b1")]
     assert kinds[-1] is ev.BacktestFinished
     assert (home / "state.db").exists() and any((home / "artifacts").rglob("*"))
     assert not list((home / "warm").glob("warm-*"))  # the warm sandbox went with the worker

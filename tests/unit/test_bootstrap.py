@@ -1,0 +1,114 @@
+"""One setting per port, and the composition root that reads them (infra/bootstrap.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.bootstrap import bootstrap
+from infra.settings import SettingsError
+from tests.fakes import InMemoryArtifactStore, InMemoryRegistry
+from tests.unit.test_settings_slack import error, settings
+from workers.ports import BacktestSpec
+
+PORT_VARS = ("TRADEOPS_ARTIFACTS", "TRADEOPS_REGISTRY", "TRADEOPS_FMEL", "TRADEOPS_RUNNER",
+             "TRADEOPS_CLUSTER")  # fmt: skip
+
+
+def test_every_port_is_local_by_default(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    assert (s.artifacts, s.registry, s.fmel, s.runner, s.cluster) == ("local",) * 5
+
+
+def test_each_port_has_its_own_setting(tmp_path: Path) -> None:
+    s = settings(
+        tmp_path,
+        TRADEOPS_ARTIFACTS="gs://team-bucket/tradeops",
+        TRADEOPS_FMEL="bigquery://my-project/fmel",
+        TRADEOPS_RUNNER="cloudbuild",
+    )
+    assert s.artifacts == "gs://team-bucket/tradeops"
+    assert s.fmel == "bigquery://my-project/fmel"
+    assert s.runner == "cloudbuild"
+    assert (s.registry, s.cluster) == ("local", "local")  # the rest stay on this machine
+
+
+def test_the_gcp_backend_fills_the_storage_ports_from_the_project(tmp_path: Path) -> None:
+    s = settings(tmp_path, TRADEOPS_BACKEND="gcp", GOOGLE_CLOUD_PROJECT="acme-trading",
+                 TRADEOPS_FMEL="local")  # fmt: skip
+    assert s.artifacts == "gs://acme-trading-tradeops"
+    assert s.registry == "https://acme-trading-default-rtdb.firebaseio.com"
+    assert s.fmel == "local"  # a port's own setting wins
+    assert (s.runner, s.cluster) == ("local", "local")
+
+
+def test_the_gcp_backend_needs_a_project(tmp_path: Path) -> None:
+    assert "GOOGLE_CLOUD_PROJECT" in error(tmp_path, TRADEOPS_BACKEND="gcp")
+
+
+@pytest.mark.parametrize(
+    ("var", "bad"),
+    [
+        ("TRADEOPS_ARTIFACTS", "s3://bucket"),
+        ("TRADEOPS_ARTIFACTS", "gs://"),
+        ("TRADEOPS_REGISTRY", "firebase"),
+        ("TRADEOPS_FMEL", "bigquery://p/x"),  # a project id has 6 to 30 characters
+        ("TRADEOPS_FMEL", "bigquery://my-project/fmel; DROP"),
+        ("TRADEOPS_RUNNER", "docker"),
+        ("TRADEOPS_CLUSTER", "nomad"),
+    ],
+)
+def test_a_wrong_port_setting_is_one_line_naming_it(tmp_path: Path, var: str, bad: str) -> None:
+    message = error(tmp_path, **{var: bad})
+    assert message.startswith(f"{var}: expected 'local' or ")
+    assert repr(bad) in message
+
+
+@pytest.mark.parametrize("var", PORT_VARS)
+def test_a_cloud_port_without_its_adapter_stops_at_start(tmp_path: Path, var: str) -> None:
+    value = {"TRADEOPS_ARTIFACTS": "gs://bkt", "TRADEOPS_REGISTRY": "https://x.firebaseio.com",
+             "TRADEOPS_FMEL": "bigquery://my-project/fmel", "TRADEOPS_RUNNER": "cloudbuild",
+             "TRADEOPS_CLUSTER": "kubernetes"}[var]  # fmt: skip
+    with pytest.raises(SettingsError, match=f"^{var}: the .* adapter"):
+        bootstrap(settings(tmp_path, **{var: value}))
+
+
+def test_an_override_stands_in_for_the_setting(tmp_path: Path) -> None:
+    store = InMemoryArtifactStore()
+    platform = bootstrap(settings(tmp_path, TRADEOPS_ARTIFACTS="gs://bkt"), artifacts=store)
+    assert platform.artifacts is store
+
+
+def test_adapters_are_made_on_first_use_and_once(tmp_path: Path) -> None:
+    platform = bootstrap(settings(tmp_path))
+    assert "registry" not in vars(platform)  # nothing made yet, no file written
+    assert not (tmp_path / "home" / "state.db").exists()
+    assert platform.registry is platform.registry
+    assert (tmp_path / "home" / "state.db").exists()
+    assert "runner" not in vars(platform) and "redis" not in vars(platform)
+
+
+def test_job_services_use_the_platforms_ports(tmp_path: Path) -> None:
+    registry = InMemoryRegistry()
+    platform = bootstrap(settings(tmp_path), registry=registry)
+    services = platform.services(progress_every_s=0.5)
+    assert services.registry is registry and services.artifacts is platform.artifacts
+    assert services.progress_every_s == 0.5
+
+
+SHA = "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [("run_id", "../x"), ("run_id", ""), ("agent", "a/b"), ("agent", "1abc"),
+     ("agent_sha256", "zz")],
+)  # fmt: skip
+def test_a_backtest_spec_refuses_names_no_runner_may_build_paths_from(
+    field: str, bad: str
+) -> None:
+    good = {"run_id": "20261202T120000-abcd1234", "agent": "sma", "agent_sha256": SHA}
+    BacktestSpec(version=1, owner="U1", symbols=("SPY",), **good)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        BacktestSpec(version=1, owner="U1", symbols=("SPY",), **{**good, field: bad})  # type: ignore[arg-type]
