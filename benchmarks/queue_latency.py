@@ -45,7 +45,16 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
     for p in procs:
         p.terminate()
     for p in procs:
-        p.wait(timeout=30)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # seen now and then, blocked in BLPOP: noted
+            print(f"worker {p.pid} ignored SIGTERM for 30 s; sent it again", file=sys.stderr)
+            p.terminate()  # RQ's second signal: a cold shutdown
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def wait(job: Job, timeout_s: float = 120) -> Any:

@@ -169,7 +169,15 @@ class Platform:
             artifacts=self.artifacts,
             limits=self.settings.sandbox_limits(timeout_s=DEFAULT_TIMEOUT_S),
             health_every_s=self.settings.paper_health_s,
+            news_env=self._settings_env(),
         )
+
+    def _settings_env(self) -> dict[str, str]:
+        """What a process this one starts needs to reach the same queue and event log."""
+        env = {"TRADEOPS_HOME": str(self.settings.home)}
+        if self.settings.redis_url:
+            env["REDIS_URL"] = self.settings.redis_url
+        return env
 
     # ------------------------------------------------------------------ queue and events
     @cached_property

@@ -247,6 +247,6 @@ def job_failed(
     )
 
 
-def ping() -> float:
+def ping(s: Services, /) -> float:
     """A job that does nothing: measures the queue itself (enqueue-to-start latency)."""
     return time.time()

@@ -37,6 +37,7 @@ from runtime.files import write_json
 from runtime.paths import CANNOT_START_PREFIX, CRASH_PREFIX, HEALTH_SOCKET, PAPER_CANNOT_START
 from runtime.paths import PAPER_OUT as OUT
 from runtime.paths import PAPER_STATE as STATE_FILE
+from workers.events import Event
 from workers.ports import (
     NotFound,
     Notifier,
@@ -67,8 +68,12 @@ class LocalPaperCluster:
         flush_seconds: float = 2.0,
         limits: Limits | None = None,
         health_every_s: float = 10.0,
+        news_env: dict[str, str] | None = None,
     ) -> None:
         self.health_every_s = health_every_s
+        # the settings (TRADEOPS_HOME, REDIS_URL) of the event log a supervisor sends crash
+        # news to; None: it sends none (a cluster used on its own, in tests)
+        self.news_env = news_env
         self.root = home / "paper"
         self.limits = limits  # the sandbox settings; a session has no CPU-time or wall limit
         self.data_dir = data_dir
@@ -113,9 +118,12 @@ class LocalPaperCluster:
             cmd += ["--limits", json.dumps(_session_limits(self.limits))]
         if self.allow_unsafe:
             cmd.append("--unsafe")
+        if self.news_env is not None:
+            cmd.append("--news")
+        env = {**os.environ, **(self.news_env or {})}
         with open(folder / "supervisor.log", "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True)  # fmt: skip
+                                    env=env, start_new_session=True)  # fmt: skip
         _update(folder / SUPERVISOR_FILE, supervisor_pid=proc.pid)
         session = self._session(spec.agent)
         assert session is not None
@@ -537,17 +545,20 @@ def session_dict(session: PaperSession) -> dict[str, Any]:
     return doc
 
 
-def _event_log() -> Notifier | None:
-    """The supervisor's own process: its crash news goes to the event log of the settings
-    it inherited from the worker that started it."""
-    from infra.bootstrap import bootstrap
-    from infra.settings import Settings
+class _News:
+    """The supervisor's crash news: the event log of the settings it was started with
+    (``news_env``), reached only when there is news, so a quiet session starts nothing."""
 
-    try:
-        return bootstrap(Settings.from_env()).events
-    except Exception as exc:  # restarting comes first: run, and say why nobody is told
-        print(f"supervisor: crashes will not be reported: {exc}", file=sys.stderr)
-        return None
+    def __init__(self) -> None:
+        self._log: Notifier | None = None
+
+    def send(self, event: Event) -> None:
+        if self._log is None:
+            from infra.bootstrap import bootstrap
+            from infra.settings import Settings
+
+            self._log = bootstrap(Settings.from_env()).events
+        self._log.send(event)
 
 
 if __name__ == "__main__":
@@ -556,7 +567,8 @@ if __name__ == "__main__":
         limits = json.loads(args[args.index("--limits") + 1]) if "--limits" in args else None
         every = float(args[args.index("--health-s") + 1]) if "--health-s" in args else 10.0
         sys.exit(supervise(Path(args[1]), allow_unsafe="--unsafe" in args, limits=limits,
-                           health_every_s=every, news=_event_log()))  # fmt: skip
+                           health_every_s=every,
+                           news=_News() if "--news" in args else None))  # fmt: skip
     print("usage: python -m infra.local.paper supervise DIR [--limits JSON] [--health-s S] "
-          "[--unsafe]", file=sys.stderr)  # fmt: skip
+          "[--unsafe] [--news]", file=sys.stderr)  # fmt: skip
     sys.exit(2)

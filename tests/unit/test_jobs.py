@@ -162,3 +162,19 @@ def test_a_lost_backtest_that_had_finished_keeps_its_outcome(wired: Any) -> None
     jobs.run_backtest(s, job_id="j2", run_id="r2", owner="U1", agent="sma")
     jobs.job_failed(s, work="run_backtest", kwargs={"job_id": "j2", "run_id": "r2"}, reason="late")
     assert s.registry.get_run("r2").status == RunStatus.FINISHED
+
+
+def test_every_queued_job_takes_its_services_first() -> None:
+    """The worker calls each job as ``func(services, **kwargs)`` (ServicesJob)."""
+    import importlib
+    import inspect
+
+    from bot.desk import WORK
+
+    paths = [func for _, func, _ in WORK.values()] + ["workers.jobs.ping"]
+    for path in paths:
+        module, name = path.rsplit(".", 1)
+        first = next(iter(inspect.signature(getattr(importlib.import_module(module), name))
+                          .parameters.values()))  # fmt: skip
+        assert first.kind is inspect.Parameter.POSITIONAL_ONLY, path
+        assert first.annotation in ("Services", jobs.Services), path
