@@ -4,14 +4,19 @@ VENV   ?= .venv
 LOCK   ?= requirements.lock
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.tradeops-installed
+# the BigQuery emulator runs from its own environment (it pins duckdb 1.5.5); the tests start it
+BQEMU  := $(VENV)/opt/bqemulator
+BQEMU_STAMP := $(BQEMU)/.installed
 
-.PHONY: demo test lint unit bench lock clean
+.PHONY: demo test lint unit bench lock clean emulators
 
 demo: $(STAMP)
 	$(VENV)/bin/tradeops demo
 
-test: $(STAMP) lint
+test: $(STAMP) $(BQEMU_STAMP) lint
 	$(PY) -m pytest
+
+emulators: $(BQEMU_STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -33,7 +38,12 @@ $(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tradeops needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c $(LOCK) pip setuptools
-	$(PY) -m pip install --quiet --no-build-isolation -c $(LOCK) -e '.[dev]'
+	$(PY) -m pip install --quiet --no-build-isolation -c $(LOCK) -e '.[dev,all]'
+	@touch $@
+
+$(BQEMU_STAMP): requirements-bqemulator.lock $(STAMP)
+	$(PYTHON) -m venv $(BQEMU)
+	$(BQEMU)/bin/pip install --quiet -r requirements-bqemulator.lock
 	@touch $@
 
 # Resolve the newest versions pyproject.toml allows, run `make test` on them in a fresh
