@@ -39,10 +39,7 @@ if TYPE_CHECKING:
         WorkQueue,
     )
 
-_CLOUD = {  # a port's setting when it names a cloud service, and what stands behind it
-    "artifacts": "Cloud Storage",
-    "registry": "Firebase Realtime Database",
-    "fmel": "BigQuery",
+_CLOUD = {  # a port's setting when it names a cloud service with no adapter here yet
     "runner": "Cloud Build",
     "cluster": "Kubernetes",
 }
@@ -87,18 +84,39 @@ class Platform:
     # ------------------------------------------------------------------ storage
     @cached_property
     def artifacts(self) -> ArtifactStore:
+        where = self.settings.artifacts
+        if where.startswith("gs://"):  # Cloud Storage: gs://BUCKET[/PREFIX]
+            from infra.gcp.clients import storage_client
+            from infra.gcp.storage import GcsArtifactStore
+
+            bucket, _, prefix = where.removeprefix("gs://").partition("/")
+            client = storage_client(self.settings.gcp_project)
+            return GcsArtifactStore(client, bucket, prefix.strip("/"))
         from infra.local.artifacts import LocalArtifactStore
 
         return LocalArtifactStore(self.settings.home / "artifacts")
 
     @cached_property
     def registry(self) -> Registry:
+        where = self.settings.registry
+        if where.startswith(("https://", "http://")):  # Firebase Realtime Database
+            from infra.gcp.clients import firebase_root
+            from infra.gcp.firebase import FirebaseRegistry
+
+            return FirebaseRegistry(firebase_root(where, self.settings.gcp_project))
         from infra.local.registry import SqliteRegistry
 
         return SqliteRegistry(self.settings.home / "state.db")
 
     @cached_property
     def fmel(self) -> FmelStore:
+        where = self.settings.fmel
+        if where.startswith("bigquery://"):  # bigquery://PROJECT/DATASET
+            from infra.gcp.bigquery import BigQueryFmelStore
+            from infra.gcp.clients import bigquery_client
+
+            project, _, dataset = where.removeprefix("bigquery://").partition("/")
+            return BigQueryFmelStore(bigquery_client(project), dataset)
         from infra.local.fmel import LocalFmelStore
 
         return LocalFmelStore(self.settings.fmel_dir)

@@ -32,6 +32,7 @@ class Settings:
     fmel: str = "local"  # TRADEOPS_FMEL: decision records
     runner: str = "local"  # TRADEOPS_RUNNER: where backtests run (local | cloudbuild)
     cluster: str = "local"  # TRADEOPS_CLUSTER: where paper sessions run (local | kubernetes)
+    gcp_project: str | None = None  # GOOGLE_CLOUD_PROJECT
     redis_url: str | None = None  # REDIS_URL; None: the embedded Redis under home
     # top-level module names an agent may import: the approved ones plus TRADEOPS_ALLOWED_IMPORTS
     allowed_imports: frozenset[str] = DEFAULT_ALLOWED
@@ -108,6 +109,7 @@ class Settings:
             fmel=fmel,
             runner=runner,
             cluster=cluster,
+            gcp_project=env.get("GOOGLE_CLOUD_PROJECT", "").strip() or None,
             redis_url=_redis_url(env),
             allowed_imports=DEFAULT_ALLOWED | _module_names(env),
             max_agent_bytes=_max_agent_bytes(env),

@@ -183,4 +183,3 @@ def on_job_failure(
         attempts_left=int(job.retries_left or 0),
         hint=hint,
     )
-

@@ -1,4 +1,5 @@
-"""The ArtifactStore contract: the in-memory fake and the local files behave the same."""
+"""The ArtifactStore contract: the in-memory fake, the local files and Cloud Storage (on a real
+fake-gcs-server) behave the same."""
 
 from __future__ import annotations
 
@@ -9,16 +10,22 @@ import pytest
 
 from infra.local.artifacts import LocalArtifactStore
 from tests.fakes import InMemoryArtifactStore
+from tests.gcs_server import GcsBucket, gcs_bucket_fixture, gcs_server_fixture  # noqa: F401
 from workers.ports import ArtifactCorrupted, ArtifactStore, NeedsOperator, NotFound
 
 MISSING = "0" * 64
 BAD_SHAS = ["", "abc", "../../etc/passwd", "A" * 64, "g" * 64, "0" * 63 + "/", "0" * 65]
 
 
-@pytest.fixture(params=["memory", "local"])
+@pytest.fixture(params=["memory", "local", "gcs"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
     if request.param == "memory":
         return InMemoryArtifactStore()
+    if request.param == "gcs":  # a new bucket per test on the session's fake-gcs-server
+        from infra.gcp.storage import GcsArtifactStore  # google.* only when asked
+
+        bucket: GcsBucket = request.getfixturevalue("gcs_bucket")
+        return GcsArtifactStore(bucket.client, bucket.name, prefix="artifacts")
     return LocalArtifactStore(tmp_path / "artifacts")
 
 

@@ -1,4 +1,5 @@
-"""The FmelStore contract: the in-memory fake and the local Parquet store behave the same.
+"""The FmelStore contract: the in-memory fake, the local Parquet store and BigQuery (on a real
+bqemulator) behave the same.
 
 Records come the way every run's do: a real backtrader run recorded by FMELRecorder into a
 folder, read back and verified by the trusted collect step, then ingested.
@@ -15,6 +16,7 @@ import pytest
 from infra.local.fmel import LocalFmelStore
 from runtime.data import synthetic_frame
 from runtime.fmel import FMELRecorder
+from tests.bq_server import BqEmulator, bq_server_fixture, new_dataset  # noqa: F401
 from tests.fakes import InMemoryFmelStore
 from workers.collect import Record, Trusted, read_record
 from workers.ports import FmelStore
@@ -44,10 +46,17 @@ def record_of(tmp_path: Path, run_id: str, bars: int = 60) -> Record:
     return record
 
 
-@pytest.fixture(params=["memory", "local"])
+@pytest.fixture(params=["memory", "local", "bigquery"])
 def fmel(request: pytest.FixtureRequest, tmp_path: Path) -> FmelStore:
     if request.param == "memory":
         return InMemoryFmelStore()
+    if request.param == "bigquery":  # a new dataset per test on the session's bqemulator
+        from infra.gcp.bigquery import BigQueryFmelStore  # google.* only when asked
+
+        server: BqEmulator = request.getfixturevalue("bq_server")
+        client = server.client()
+        request.addfinalizer(client.close)
+        return BigQueryFmelStore(client, new_dataset(), timeout_s=20)
     return LocalFmelStore(tmp_path / "store")
 
 

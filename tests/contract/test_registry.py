@@ -1,4 +1,9 @@
-"""The Registry contract: the in-memory fake and SQLite behave the same."""
+"""The Registry contract: the in-memory fake, SQLite and Firebase behave the same.
+
+The Firebase registry runs against ``tests/rtdb_server.py`` (started once per session)
+through the real firebase-admin client, in a namespace of its own per test, under a root
+path with the index rules it needs deployed (so a query the rules do not index fails).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,20 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from infra.local.registry import SqliteRegistry
 from tests.conftest import REPO_ROOT
 from tests.fakes import InMemoryRegistry
+from tests.rtdb_server import RtdbServer, admin_app
 from workers.ports import NotFound, Registry, RunStatus
+
+if TYPE_CHECKING:
+    from firebase_admin import db
 
 MakeRegistry = Callable[..., Registry]
 
@@ -35,11 +45,37 @@ class Ticks:
         return self.now
 
 
-@pytest.fixture(params=["memory", "local"])
+FIREBASE_ROOT = "/tradeops"
+
+
+@pytest.fixture(scope="session")
+def rtdb() -> Iterator[RtdbServer]:
+    with RtdbServer() as server:
+        yield server
+
+
+@pytest.fixture
+def firebase_root(rtdb: RtdbServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[db.Reference]:
+    """A reference to ``FIREBASE_ROOT`` in a new namespace, with the registry's indexes."""
+    from firebase_admin import db
+
+    from infra.gcp.firebase import index_rules
+
+    namespace = rtdb.new_namespace("registry")
+    rtdb.set_rules(namespace, index_rules(FIREBASE_ROOT))
+    with admin_app(rtdb, monkeypatch, namespace) as app:
+        yield db.reference(FIREBASE_ROOT, app=app)
+
+
+@pytest.fixture(params=["memory", "local", "firebase"])
 def make_registry(request: pytest.FixtureRequest, tmp_path: Path) -> MakeRegistry:
     def make(clock: Callable[[], float] = time.time) -> Registry:
         if request.param == "memory":
             return InMemoryRegistry(clock=clock)
+        if request.param == "firebase":
+            from infra.gcp.firebase import FirebaseRegistry
+
+            return FirebaseRegistry(request.getfixturevalue("firebase_root"), clock=clock)
         return SqliteRegistry(tmp_path / "state.db", clock=clock)
 
     return make

@@ -12,9 +12,6 @@ from tests.fakes import InMemoryArtifactStore, InMemoryRegistry
 from tests.unit.test_settings_slack import error, settings
 from workers.ports import BacktestSpec
 
-PORT_VARS = ("TRADEOPS_ARTIFACTS", "TRADEOPS_REGISTRY", "TRADEOPS_FMEL", "TRADEOPS_RUNNER",
-             "TRADEOPS_CLUSTER")  # fmt: skip
-
 
 def test_every_port_is_local_by_default(tmp_path: Path) -> None:
     s = settings(tmp_path)
@@ -65,18 +62,38 @@ def test_a_wrong_port_setting_is_one_line_naming_it(tmp_path: Path, var: str, ba
     assert repr(bad) in message
 
 
-@pytest.mark.parametrize("var", PORT_VARS)
+@pytest.mark.parametrize("var", ["TRADEOPS_RUNNER", "TRADEOPS_CLUSTER"])
 def test_a_cloud_port_without_its_adapter_stops_at_start(tmp_path: Path, var: str) -> None:
-    value = {"TRADEOPS_ARTIFACTS": "gs://bkt", "TRADEOPS_REGISTRY": "https://x.firebaseio.com",
-             "TRADEOPS_FMEL": "bigquery://my-project/fmel", "TRADEOPS_RUNNER": "cloudbuild",
-             "TRADEOPS_CLUSTER": "kubernetes"}[var]  # fmt: skip
+    value = {"TRADEOPS_RUNNER": "cloudbuild", "TRADEOPS_CLUSTER": "kubernetes"}[var]
     with pytest.raises(SettingsError, match=f"^{var}: the .* adapter"):
         bootstrap(settings(tmp_path, **{var: value}))
 
 
+@pytest.mark.parametrize(
+    ("var", "value", "port"),
+    [
+        ("TRADEOPS_ARTIFACTS", "gs://bkt", "artifacts"),
+        ("TRADEOPS_REGISTRY", "https://x.firebaseio.com", "registry"),
+        ("TRADEOPS_FMEL", "bigquery://my-project/fmel", "fmel"),
+    ],
+)
+def test_a_google_port_without_credentials_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, var: str, value: str, port: str
+) -> None:
+    for emulator in ("STORAGE_EMULATOR_HOST", "FIREBASE_DATABASE_EMULATOR_HOST",
+                     "BIGQUERY_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"):  # fmt: skip
+        monkeypatch.delenv(emulator, raising=False)
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # not on a Google VM: do not ask its metadata
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))  # no gcloud login here
+    platform = bootstrap(settings(tmp_path, **{var: value}))  # made on first use, not before
+    with pytest.raises(SettingsError, match=r"^GOOGLE_APPLICATION_CREDENTIALS: no Google cred"):
+        getattr(platform, port)
+
+
 def test_an_override_stands_in_for_the_setting(tmp_path: Path) -> None:
     store = InMemoryArtifactStore()
-    platform = bootstrap(settings(tmp_path, TRADEOPS_ARTIFACTS="gs://bkt"), artifacts=store)
+    platform = bootstrap(settings(tmp_path, TRADEOPS_RUNNER="cloudbuild"), artifacts=store,
+                         runner=object())  # type: ignore[arg-type]  # fmt: skip
     assert platform.artifacts is store
 
 
@@ -92,9 +109,16 @@ def test_adapters_are_made_on_first_use_and_once(tmp_path: Path) -> None:
 def test_job_services_use_the_platforms_ports(tmp_path: Path) -> None:
     registry = InMemoryRegistry()
     platform = bootstrap(settings(tmp_path), registry=registry)
-    services = platform.services(progress_every_s=0.5)
+    sent: list[object] = []
+
+    class Notes:
+        def send(self, event: object) -> None:
+            sent.append(event)
+
+    services = platform.services(Notes(), progress_every_s=0.5)  # no event log, no Redis
     assert services.registry is registry and services.artifacts is platform.artifacts
     assert services.progress_every_s == 0.5
+    assert "redis" not in vars(platform) and not (tmp_path / "home" / "redis").exists()
 
 
 SHA = "a" * 64

@@ -1,0 +1,1 @@
+"""Google Cloud adapters, imported only when configured."""

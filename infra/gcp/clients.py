@@ -1,0 +1,98 @@
+"""The Google clients the adapters use, made the Google way.
+
+Credentials are application default credentials (``gcloud auth application-default login``
+on a laptop, ``GOOGLE_APPLICATION_CREDENTIALS``, or the service account of the VM, pod or
+Cloud Run service), checked once at start so a missing one is one line, not a stack trace
+at the first upload. The emulator variables are honoured:
+
+- ``STORAGE_EMULATOR_HOST`` (``http://host:port``): google-cloud-storage's own;
+- ``FIREBASE_DATABASE_EMULATOR_HOST`` (``host:port``): firebase-admin's own;
+- ``BIGQUERY_EMULATOR_HOST`` (``http://host:port``): ours (the BigQuery client has none),
+  the REST endpoint of an emulator such as bqemulator.
+
+With an emulator variable set, no credentials are needed for that service.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from infra.settings import SettingsError
+
+if TYPE_CHECKING:
+    from firebase_admin import db
+    from google.cloud import bigquery
+    from google.cloud.storage import Client as StorageClient
+
+TIMEOUT_S = 60.0
+_lock = threading.Lock()
+
+
+def _emulated(var: str) -> str | None:
+    return os.environ.get(var, "").strip() or None
+
+
+def credentials() -> Any:
+    """Application default credentials, or ``SettingsError`` in one line."""
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        found, _project = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+    except DefaultCredentialsError:
+        raise SettingsError(
+            "GOOGLE_APPLICATION_CREDENTIALS: no Google credentials found (run `gcloud auth "
+            "application-default login`, or run on a service account)"
+        ) from None
+    return found
+
+
+def storage_client(project: str | None) -> StorageClient:
+    from google.cloud.storage import Client
+
+    if _emulated("STORAGE_EMULATOR_HOST"):  # the client goes anonymous by itself
+        return Client(project=project or "local")
+    return Client(project=project, credentials=credentials())
+
+
+def bigquery_client(project: str) -> bigquery.Client:
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    endpoint = _emulated("BIGQUERY_EMULATOR_HOST")
+    if endpoint:
+        if "://" not in endpoint:
+            endpoint = f"http://{endpoint}"
+        return bigquery.Client(
+            project=project,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=endpoint),
+        )
+    return bigquery.Client(project=project, credentials=credentials())
+
+
+def firebase_root(url: str, project: str | None) -> db.Reference:
+    """The root of the Realtime Database at ``url`` (one firebase-admin app per URL)."""
+    import firebase_admin
+    from firebase_admin import credentials as fb_credentials
+    from firebase_admin import db
+
+    name = f"tradeops:{url}"
+    with _lock:
+        try:
+            app = firebase_admin.get_app(name)
+        except ValueError:
+            options: dict[str, Any] = {"databaseURL": url}
+            if project:
+                options["projectId"] = project
+            cred = None
+            if not _emulated("FIREBASE_DATABASE_EMULATOR_HOST"):
+                credentials()  # one line now if there are none
+                cred = fb_credentials.ApplicationDefault()
+            app = firebase_admin.initialize_app(cred, options=options, name=name)
+    return db.reference("/", app=app)
