@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the conversation a chat user would see: registration, progress, metrics, the FMEL "
         "summary and where the chart is."))  # fmt: skip
     d.add_argument("--json", action="store_true", help="print the result document as JSON")
+    d.add_argument("--backend", choices=("local", "gcp"), default="local",
+                   help="gcp: the same flow on local stand-ins of Cloud Storage, the Firebase "
+                   "Realtime Database and BigQuery, started and stopped by the demo")  # fmt: skip
 
     sh = sub.add_parser("shell", help="the chat commands at a terminal", description=(
         "An interactive console speaking the Slack commands (/backtest, /agents, /runs, "
@@ -539,6 +542,19 @@ def resolve_run_id(wanted: str, settings: Settings) -> str:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """The README's first command: the whole flow, through the queue, as a conversation."""
+    if args.backend == "gcp":
+        return _demo_on_google(args, settings)
+    return _demo(args, settings, "sandboxed backtests")
+
+
+def _demo(
+    args: argparse.Namespace,
+    settings: Settings,
+    backends: str,
+    after: Callable[[Any, str], None] | None = None,
+) -> int:
+    """The conversation on ``settings``' backends; ``after(desk, run_id)`` says more at the
+    end (where each part lives)."""
     from bot.console import Conversation
     from bot.desk import Desk
     from bot.shell import Shell
@@ -552,7 +568,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if not (desk.workers_on("validate") and desk.workers_on("backtest")):
         worker = _start_worker(settings, desk)
     where = "its own worker" if worker else "the running worker(s)"
-    print(f"tradeops demo · Redis {url} · {where} · sandboxed backtests · "
+    print(f"tradeops demo · Redis {url} · {where} · {backends} · "
           f"state in {settings.home}\n", file=sys.stderr if args.json else sys.stdout)  # fmt: skip
     chat = Conversation(print if not args.json else _quiet)
     shell = Shell(desk, lambda text: chat.say("tradeops", text))
@@ -561,6 +577,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         ("/backtest sma_cross SPY,QQQ", "/backtest sma_cross SPY,QQQ"),
         ("/fmel sma_cross last=5 verify", "/fmel sma_cross last=5 verify"),
     ]
+    run_id = ""
     try:
         for said, line in script:
             chat.say("you", said)
@@ -569,9 +586,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                 return 1
             if line.startswith("/backtest"):
                 result = getattr(shell.last, "result", None)
+                run_id = getattr(shell.last, "run_id", "")
                 if args.json and result is not None:
                     print(json.dumps(result, indent=2))
                 shell.last = None  # the /fmel answer comes straight from the desk
+        if after is not None and not args.json:
+            after(desk, run_id)
         return 0
     finally:
         if worker is not None:
@@ -580,6 +600,59 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             platform.stop_idle_redis()
 
 
+def _demo_on_google(args: argparse.Namespace, settings: Settings) -> int:
+    """The demo on Cloud Storage, the Realtime Database and BigQuery, each a local stand-in
+    started here (fake-gcs-server, our RTDB server, bqemulator) and stopped at the end. Its
+    home is its own (``<home>/demo-gcp``), so a local worker of the home takes none of it."""
+    from infra.emulators import google_stand_ins
+
+    say = print if not args.json else _quiet
+    say("tradeops demo: starting Cloud Storage, Realtime Database and BigQuery stand-ins…")
+    with google_stand_ins() as stand_ins:
+        env = {
+            **stand_ins.env,
+            "TRADEOPS_HOME": str(settings.home / "demo-gcp"),
+            "TRADEOPS_DATA_DIR": str(settings.data_dir),
+        }
+        bucket = stand_ins.bucket
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # this process and the worker it starts
+        try:
+            cloud = Settings.from_env()
+
+            def where(desk: Any, run_id: str) -> None:
+                _say_where(desk, run_id, cloud, bucket)
+
+            return _demo(args, cloud, "Cloud Storage · Firebase · BigQuery (local stand-ins)",
+                         where)  # fmt: skip
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def _say_where(desk: Any, run_id: str, settings: Settings, bucket: str) -> None:
+    """Where each part of the run lives, read back from each service."""
+    ports = desk.ports
+    run = ports.registry.get_run(run_id) if run_id else None
+    version = ports.registry.get_version("sma_cross", None)
+    summary = ports.fmel.summary(run_id) if run_id else None
+    print()
+    print("Where it all lives:")
+    if version is not None:
+        print(f"  agent code   Cloud Storage  {ports.artifacts.path_hint(version.sha256)}")
+    if run is not None and run.result and run.result.get("chart_artifact"):
+        print(f"  chart        Cloud Storage  "
+              f"{ports.artifacts.path_hint(run.result['chart_artifact'])}")  # fmt: skip
+    if run is not None:
+        print(f"  run {run.run_id}  Firebase  {settings.registry} creators/{run.owner}/"
+              f"agents/{run.agent}/runs/{run.run_id} ({run.status.value})")  # fmt: skip
+    if summary is not None:
+        dataset = settings.fmel.removeprefix("bigquery://").replace("/", ".")
+        print(f"  decisions    BigQuery       {dataset}.trading_decisions "
+              f"({summary.get('decisions')} rows of run {run_id}; verified above from there)")
 def _demo_failed(event: Any) -> bool:
     return event.kind in ("agent_rejected", "backtest_failed", "job_failed")
 

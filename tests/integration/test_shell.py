@@ -3,6 +3,7 @@ they share: real processes, the embedded Redis, real workers and the sandbox."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -189,3 +190,25 @@ def test_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
     finally:
         for pid in processes_mentioning(str(home)):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_the_demo_on_google_stand_ins_says_where_each_part_lives(redis_home: Path) -> None:
+    """Cloud Storage, the Realtime Database and BigQuery as local stand-ins (fake-gcs-server,
+    ours, bqemulator) behind the official clients: the same conversation, the decisions read
+    back and verified from BigQuery."""
+    out = tradeops(redis_home, "demo", "--backend", "gcp")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    text = out.stdout
+    assert "Cloud Storage · Firebase · BigQuery (local stand-ins)" in text
+    assert "Registered agent sma_cross version 1" in text and "Sharpe" in text
+    assert "Verified: the hash chain of 1180 decisions is intact" in text
+    code = re.search(r"agent code   Cloud Storage  gs://tradeops-demo/artifacts/sha256/"
+                     r"[0-9a-f]{2}/([0-9a-f]{64})", text)  # fmt: skip
+    assert code is not None
+    assert code.group(1) == hashlib.sha256(SMA_CROSS.read_bytes()).hexdigest()
+    assert re.search(r"run \S+  Firebase  https://tradeops-demo\.firebaseio\.com creators/\S+/"
+                     r"agents/sma_cross/runs/\S+ \(finished\)", text)  # fmt: skip
+    assert "BigQuery       tradeops-demo.fmel.trading_decisions (1180 rows" in text
+    assert not NO_TRACEBACK.search(text + out.stderr)
+    assert not (redis_home / "demo-gcp" / "artifacts").exists()  # nothing stored locally
