@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/queue_latency.py
 	$(PY) benchmarks/slack_ack.py
 	$(PY) benchmarks/paper_latency.py
+	$(PY) benchmarks/fmel_bigquery.py
 
 # Exactly the versions in the lock (pip, setuptools and the build included); pyproject.toml keeps
 # ranges for those who install tradeops as a library.
