@@ -610,18 +610,17 @@ def _demo_on_google(args: argparse.Namespace, settings: Settings) -> int:
     say("tradeops demo: starting Cloud Storage, Realtime Database and BigQuery stand-ins…")
     with google_stand_ins() as stand_ins:
         env = {
-            **stand_ins.env,
+            **stand_ins,
             "TRADEOPS_HOME": str(settings.home / "demo-gcp"),
             "TRADEOPS_DATA_DIR": str(settings.data_dir),
         }
-        bucket = stand_ins.bucket
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # this process and the worker it starts
         try:
             cloud = Settings.from_env()
 
             def where(desk: Any, run_id: str) -> None:
-                _say_where(desk, run_id, cloud, bucket)
+                _say_where(desk, run_id, cloud)
 
             return _demo(args, cloud, "Cloud Storage · Firebase · BigQuery (local stand-ins)",
                          where)  # fmt: skip
@@ -633,7 +632,7 @@ def _demo_on_google(args: argparse.Namespace, settings: Settings) -> int:
                     os.environ[k] = v
 
 
-def _say_where(desk: Any, run_id: str, settings: Settings, bucket: str) -> None:
+def _say_where(desk: Any, run_id: str, settings: Settings) -> None:
     """Where each part of the run lives, read back from each service."""
     ports = desk.ports
     run = ports.registry.get_run(run_id) if run_id else None

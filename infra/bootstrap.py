@@ -13,7 +13,6 @@ here too (:meth:`Platform.run_worker`, :meth:`Platform.run_scheduler`), so nothi
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -75,7 +74,6 @@ class Platform:
                  "redis": redis_conn}  # fmt: skip
         # a cached_property reads the instance dict first: an override is simply there
         self.__dict__.update({k: v for k, v in given.items() if v is not None})
-        self._lock = threading.Lock()
         for port in _CLOUD:  # a setting no adapter here serves: one line, at start
             value = getattr(settings, port)
             if value != "local" and port not in self.__dict__:
@@ -204,8 +202,7 @@ class Platform:
         embedded one, started if it is not running)."""
         from infra.local.queue import connect
 
-        with self._lock:
-            return connect(self.settings)
+        return connect(self.settings)
 
     @cached_property
     def events(self) -> EventLog:

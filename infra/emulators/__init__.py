@@ -6,8 +6,37 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+
+def answers(proc: subprocess.Popen[bytes] | None, probe: str, timeout_s: float,
+            every_s: float) -> bool:  # fmt: skip
+    """True once ``probe`` (our own server's http:// URL) answers 200; False if ``proc``
+    exited or ``timeout_s`` passed (refused until it listens: OSError)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is None or proc.poll() is not None:
+            return False
+        with contextlib.suppress(OSError), urllib.request.urlopen(probe, timeout=1) as reply:  # noqa: S310
+            if reply.status == 200:
+                return True
+        time.sleep(every_s)
+    return False
+
+
+def end(proc: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+    """Terminate ``proc`` and wait; kill it if it outlives ``timeout_s``."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout_s)
 
 
 def free_port() -> int:
@@ -18,18 +47,13 @@ def free_port() -> int:
         return port
 
 
-@dataclass(frozen=True)
-class StandIns:
-    env: dict[str, str]  # the settings and emulator variables that point tradeops at them
-    bucket: str
-
-
 @contextlib.contextmanager
 def google_stand_ins(
     project: str = "tradeops-demo", bucket: str = "tradeops-demo"
-) -> Iterator[StandIns]:
+) -> Iterator[dict[str, str]]:
     """Cloud Storage (with ``bucket``), a Realtime Database (the registry's index rules
-    deployed) and BigQuery, started now and stopped on leaving."""
+    deployed) and BigQuery, started now and stopped on leaving; yields the settings and
+    emulator variables that point tradeops at them."""
     from infra.emulators.bigquery import BqEmulator
     from infra.emulators.gcs import FakeGcsServer
     from infra.emulators.rtdb import RtdbServer
@@ -41,15 +65,12 @@ def google_stand_ins(
         client.create_bucket(bucket)
         client.close()
         rtdb.set_rules(namespace, index_rules(""))
-        yield StandIns(
-            env={
-                "GOOGLE_CLOUD_PROJECT": project,
-                "STORAGE_EMULATOR_HOST": gcs.url,
-                "FIREBASE_DATABASE_EMULATOR_HOST": rtdb.host,
-                "BIGQUERY_EMULATOR_HOST": bq.url,
-                "TRADEOPS_ARTIFACTS": f"gs://{bucket}/artifacts",
-                "TRADEOPS_REGISTRY": rtdb.database_url(namespace),
-                "TRADEOPS_FMEL": f"bigquery://{project}/fmel",
-            },
-            bucket=bucket,
-        )
+        yield {
+            "GOOGLE_CLOUD_PROJECT": project,
+            "STORAGE_EMULATOR_HOST": gcs.url,
+            "FIREBASE_DATABASE_EMULATOR_HOST": rtdb.host,
+            "BIGQUERY_EMULATOR_HOST": bq.url,
+            "TRADEOPS_ARTIFACTS": f"gs://{bucket}/artifacts",
+            "TRADEOPS_REGISTRY": rtdb.database_url(namespace),
+            "TRADEOPS_FMEL": f"bigquery://{project}/fmel",
+        }

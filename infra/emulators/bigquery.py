@@ -17,20 +17,17 @@ raises ``RuntimeError``; nothing is skipped.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from infra.emulators import free_port
+from infra.emulators import answers, end, free_port
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -186,27 +183,12 @@ class BqEmulator:
 
     def _wait_ready(self) -> bool:
         """True once REST lists datasets; False if the process exited or timed out."""
-        deadline = time.monotonic() + START_TIMEOUT_S
         probe = f"{self.url}/bigquery/v2/projects/{PROJECT}/datasets"
-        while time.monotonic() < deadline:
-            if self._proc is None or self._proc.poll() is not None:
-                return False
-            with contextlib.suppress(OSError), urllib.request.urlopen(probe, timeout=1) as reply:  # noqa: S310 - our own http:// server
-                if reply.status == 200:  # (refused until it listens: OSError)
-                    return True
-            time.sleep(0.05)
-        return False
+        return answers(self._proc, probe, START_TIMEOUT_S, 0.05)
 
     def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        end(proc, 10)
 
     def _tail(self) -> str:
         if self.home is None:

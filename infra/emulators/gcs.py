@@ -14,15 +14,12 @@ stderr and never reads it, and the server stalls after a few hundred requests
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from infra.emulators import free_port
+from infra.emulators import answers, end, free_port
 
 if TYPE_CHECKING:
     from google.cloud import storage
@@ -70,14 +67,7 @@ class FakeGcsServer:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        end(proc, 5)
 
     def client(self, project: str = PROJECT) -> storage.Client:
         """A client bound to this server through ``client_options`` (no environment
@@ -117,14 +107,4 @@ class FakeGcsServer:
 
     def _wait_ready(self) -> bool:
         """True once the server lists buckets; False if the process exited or timed out."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._proc is None or self._proc.poll() is not None:
-                return False
-            probe = f"{self.url}/storage/v1/b"
-            # http:// of our own server only
-            with contextlib.suppress(OSError), urllib.request.urlopen(probe, timeout=1) as reply:  # noqa: S310
-                if reply.status == 200:  # (refused until it listens: OSError)
-                    return True
-            time.sleep(0.02)
-        return False
+        return answers(self._proc, f"{self.url}/storage/v1/b", START_TIMEOUT_S, 0.02)

@@ -9,10 +9,15 @@ import pytest
 
 from infra.local.market import LocalMarketData
 from runtime.paths import DEFAULT_DATA_DIR, EXAMPLES_DIR
-from tests.fakes import InMemoryArtifactStore, InMemoryFmelStore, InMemoryRegistry
+from tests.fakes import (
+    InMemoryArtifactStore,
+    InMemoryFmelStore,
+    InMemoryRegistry,
+    InMemoryRunner,
+)
 from workers import events as ev
 from workers import jobs
-from workers.ports import BacktestSpec, RunStatus
+from workers.ports import RunStatus
 
 
 class Recorder:
@@ -23,28 +28,16 @@ class Recorder:
         self.sent.append(event)
 
 
-class CannedRunner:
-    """Stands in for the sandbox: reports progress, then returns a canned document."""
-
-    def __init__(self, doc: dict[str, Any]) -> None:
-        self.doc = doc
-        self.requests: list[Any] = []
-
-    def run(self, req: BacktestSpec, on_progress: Any = None) -> dict[str, Any]:
-        self.requests.append(req)
-        if on_progress:
-            on_progress(50, 100)
-            on_progress(100, 100)
-        return {**self.doc, "run_id": req.run_id}
-
-
 @pytest.fixture
 def wired(tmp_path: Path) -> Any:
-    def make(doc: dict[str, Any]) -> tuple[jobs.Services, Recorder, CannedRunner]:
-        notifier, runner = Recorder(), CannedRunner(doc)
+    def make(doc: dict[str, Any]) -> tuple[jobs.Services, Recorder, InMemoryRunner]:
+        """Services whose runner answers with ``doc``'s error (or results)."""
+        artifacts = InMemoryArtifactStore()
+        notifier = Recorder()
+        runner = InMemoryRunner(artifacts, error=doc.get("error"), results=doc.get("results"))
         meta: list[dict[str, Any]] = []
         services = jobs.Services(
-            artifacts=InMemoryArtifactStore(),
+            artifacts=artifacts,
             registry=InMemoryRegistry(),
             fmel=InMemoryFmelStore(),
             runner=runner,
@@ -91,7 +84,7 @@ def test_backtest_of_a_registered_agent(wired: Any) -> None:
                             parameters={"symbols": ["QQQ"], "cash": 5000})  # fmt: skip
     assert isinstance(out, ev.BacktestFinished)
     assert out.result["results"]["sharpe_ratio"] == 1.0
-    req = runner.requests[0]
+    req = runner.specs[0]
     assert req.symbols == ("QQQ",) and req.cash == 5000.0 and req.version == 1
     assert s.artifacts.get(req.agent_sha256) == GOOD  # the code, by its digest
     run = s.registry.get_run("r1")
@@ -112,7 +105,7 @@ def test_a_version_runs_the_strategy_it_was_registered_with(wired: Any) -> None:
     jobs.run_backtest(s, job_id="j2", run_id="r1", owner="U1", agent="two", version=1)
     jobs.run_backtest(s, job_id="j3", run_id="r2", owner="U1", agent="two",
                       parameters={"strategy": "A"})  # fmt: skip
-    assert [r.strategy for r in runner.requests] == ["B", "A"]
+    assert [r.strategy for r in runner.specs] == ["B", "A"]
 
 
 def test_an_agent_failure_is_an_event_not_an_exception(wired: Any) -> None:
@@ -129,7 +122,7 @@ def test_unknown_agent(wired: Any) -> None:
     out = jobs.run_backtest(s, job_id="j", run_id="r", owner="U1", agent="ghost", version=3)
     assert isinstance(out, ev.BacktestFailed)
     assert out.error["message"] == "no agent ghost: upload it first"
-    assert runner.requests == []
+    assert runner.specs == []
 
 
 def test_a_lost_job_with_attempts_left_says_it_will_run_again(wired: Any) -> None:
