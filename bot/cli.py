@@ -312,7 +312,7 @@ def _backtest_via_queue(args: argparse.Namespace, settings: Settings, desk: Any)
             raise CliError(_one_line(registered))
         agent, version = name, int(registered.version)
     else:
-        _, agent, stored = _resolve_agent(args.file, _local_services(settings))
+        _, agent, stored = _resolve_agent(args.file, _platform(settings))
         version = None if stored is None else int(stored.version)
     ticket = desk.backtest(agent=agent, version=version, parameters=_run_parameters(args))
     print(f"tradeops: backtest {ticket.run_id} queued ({desk.workers_on('backtest')} worker(s))",
@@ -460,7 +460,7 @@ def _run_parameters(args: argparse.Namespace) -> RunParameters:
     return params
 
 
-def _resolve_agent(target: Path, services: Any) -> tuple[Path, str, AgentVersion | None]:
+def _resolve_agent(target: Path, ports: Any) -> tuple[Path, str, AgentVersion | None]:
     """(the file, the agent's name, None) for a file; (its name as a path, the agent's name,
     the stored version) for a registered agent (``NAME`` or ``NAME@vN``)."""
     if target.is_file():
@@ -471,15 +471,15 @@ def _resolve_agent(target: Path, services: Any) -> tuple[Path, str, AgentVersion
     version = None
     if found:
         wanted = int(found.group(2)) if found.group(2) else None
-        version = services.registry.get_version(found.group(1), wanted)
+        version = ports.registry.get_version(found.group(1), wanted)
     if version is None:
-        known = ", ".join(a.name for a in services.registry.list_agents()[:8]) or "none yet"
+        known = ", ".join(a.name for a in ports.registry.list_agents()[:8]) or "none yet"
         raise CliError(f"no agent file or registered agent {str(target)!r} (agents: {known})")
     return Path(f"{version.name}.py"), version.name, version
 
 
 def cmd_fmel(args: argparse.Namespace, settings: Settings) -> int:
-    fmel = _local_services(settings).fmel
+    fmel = _platform(settings).fmel
     run_id = resolve_run_id(args.run_id, settings)
     if args.trades:
         return _print_trades(settings, run_id, as_json=args.json)
@@ -530,7 +530,7 @@ def resolve_run_id(wanted: str, settings: Settings) -> str:
     from bot.desk import Desk, DeskError
 
     if wanted == "last":
-        recorded = _local_services(settings).fmel.recorded()
+        recorded = _platform(settings).fmel.recorded()
         if not recorded:
             raise CliError("no recorded runs yet: run `tradeops backtest AGENT` first")
         return recorded[0]
@@ -740,9 +740,8 @@ def cmd_agents(args: argparse.Namespace, settings: Settings) -> int:
     from bot.console import format_agents, format_event_or_say
     from workers import jobs
 
-    services = _local_services(settings)
-    if args.agents_command == "list":
-        agents = services.registry.list_agents()
+    if args.agents_command == "list":  # the registry alone: no other port is made
+        agents = _platform(settings).registry.list_agents()
         if args.json:
             print(json.dumps([dataclasses.asdict(a) for a in agents], indent=2))
         else:
@@ -754,6 +753,7 @@ def cmd_agents(args: argparse.Namespace, settings: Settings) -> int:
     named = AGENT_REF.fullmatch(name)
     if not named or named["version"]:
         raise CliError(f"agent name {name!r}: use letters, digits, - and _ (start with a letter)")
+    services = _local_services(settings)
     event = jobs.register_agent(services, job_id=f"cli-{name}", owner=_cli_user(), name=name,
                                 source=args.file.read_bytes(), strategy=args.strategy)  # fmt: skip
     print(event.to_json() if args.json else format_event_or_say(event))
@@ -763,7 +763,7 @@ def cmd_agents(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     from bot.console import format_runs
 
-    runs = _local_services(settings).registry.list_runs(args.agent, limit=args.last)
+    runs = _platform(settings).registry.list_runs(args.agent, limit=args.last)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in runs], indent=2, default=str))
     else:
