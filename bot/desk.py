@@ -102,7 +102,7 @@ class Desk:
         """Raise ``policy.Refused`` (one line) unless ``rule`` allows it."""
         if self.roles is None:
             return
-        found = self._local_services().registry.get_agent(agent) if agent else None
+        found = self.ports.registry.get_agent(agent) if agent else None
         if agent and found is None and rule is not policy.check_upload:
             # a mistake answers only its sender: no thread is opened, nothing is queued
             raise policy.Refused(f"no agent {agent}: upload it first (see /agents)")
@@ -313,23 +313,23 @@ class Desk:
             return None
         where = path or self.settings.runs_dir / str(doc["run_id"]) / "chart.png"
         where.parent.mkdir(parents=True, exist_ok=True)
-        where.write_bytes(self._local_services().artifacts.get(str(sha)))
+        where.write_bytes(self.ports.artifacts.get(str(sha)))
         return where.resolve()
 
     def services(self) -> Services:
         return self._local_services()
 
     def registry(self) -> Any:
-        return self._local_services().registry
+        return self.ports.registry
 
     def artifacts(self) -> Any:
-        return self._local_services().artifacts
+        return self.ports.artifacts
 
     def agents(self) -> list[Any]:
-        return self._local_services().registry.list_agents()
+        return self.ports.registry.list_agents()
 
     def runs(self, agent: str | None = None, limit: int = 15) -> list[Any]:
-        return self._local_services().registry.list_runs(agent, limit=limit)
+        return self.ports.registry.list_runs(agent, limit=limit)
 
     def fmel(
         self, target: str, *, last: int = 10, verify: bool = False, trades: bool = False
@@ -339,7 +339,7 @@ class Desk:
         the run's closed trades (from its stored result) instead of decisions. ``target`` is
         a run id, a unique prefix of one, or an agent (its latest run with a record)."""
         run_id = self.fmel_run_id(target)
-        registry, fmel = self._local_services().registry, self._local_services().fmel
+        registry, fmel = self.ports.registry, self.ports.fmel
         run = registry.get_run(run_id) if self.roles is not None or trades else None
         if self.roles is not None:  # a run's decisions are its agent owner's (and admins')
             if run is None and not self.roles.is_admin(self.user):
@@ -372,8 +372,8 @@ class Desk:
     def fmel_run_id(self, target: str) -> str:
         """The run ``target`` names: an agent (its latest recorded run), a run id or its
         unambiguous start."""
-        recorded = set(self._local_services().fmel.recorded())
-        registry = self._local_services().registry
+        recorded = set(self.ports.fmel.recorded())
+        registry = self.ports.registry
         if registry.get_agent(target) is not None:
             runs = registry.list_runs(target, limit=50)
             for run in runs:
