@@ -5,7 +5,9 @@ authorised (both quick), acknowledged, then a channel message opens the job's th
 the job is queued with that thread as its reply address. Workers do the work; the
 :mod:`bot.delivery` loop posts each event of the job into the thread. Quick reads
 (`/agents`, `/runs`, `/fmel`, `/help`) and refusals are the acknowledgement itself,
-shown only to the user who asked.
+shown only to the user who asked; a read that is not back within :data:`READ_WAIT_S` (a
+cloud store on a bad day) and ``/fmel … verify`` (it reads the whole run) are
+acknowledged with a line saying so and answered through the command's ``response_url``.
 
 Slack sends an upload twice (``file_shared`` and a ``message`` with subtype
 ``file_share``) and retries events it thinks were lost; a retried command or a double
@@ -20,7 +22,8 @@ import json
 import logging
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import redis
@@ -45,6 +48,8 @@ SLASH_COMMANDS = tuple(f"/{name}" for name in USAGE)
 DEDUPE_S = 10  # the same command from the same user in the same channel within this: once
 UPLOAD_CLAIM_S = 24 * 3600
 FETCH_TIMEOUT_S = 15
+# a read answers inside the acknowledgement when it is back within this (Slack waits 3 s)
+READ_WAIT_S = 2.0
 
 
 def web_client(settings: Settings) -> WebClient:
@@ -73,11 +78,56 @@ def build_app(settings: Settings, desk: Desk, client: WebClient) -> App:
     return app
 
 
+def answer_soon(
+    ack: Callable[..., Any],
+    respond: Callable[..., Any],
+    read: Callable[[], dict[str, Any]],
+    *,
+    pool: ThreadPoolExecutor,
+    wait_s: float,
+    pending: str,
+) -> None:
+    """Acknowledge with what ``read`` answers if it is back within ``wait_s``; otherwise
+    acknowledge with ``pending`` and send the answer through ``respond`` (the command's
+    ``response_url``, good for 30 minutes) when it comes. Either way the user gets one
+    answer, and Slack its acknowledgement in time."""
+    future = pool.submit(read)
+    if wait_s > 0:
+        try:
+            ack(**future.result(timeout=wait_s))
+            return
+        except TimeoutError:
+            pass
+        except Exception:
+            log.exception("a read failed")
+            ack(**render.render_refusal("tradeops could not read that; an operator has been told"))
+            return
+    ack(text=f"⏳ {pending}")
+    future.add_done_callback(lambda done: _respond_with(respond, done))
+
+
+def _respond_with(respond: Callable[..., Any], done: Future[dict[str, Any]]) -> None:
+    try:
+        message = done.result()
+    except Exception:
+        log.exception("a read failed")
+        message = render.render_refusal("tradeops could not read that; an operator has been told")
+    try:
+        respond(**message, response_type="ephemeral", replace_original=False)
+    except Exception as exc:  # the response_url expired or Slack is away: nothing to retry
+        log.warning("cannot send a read's answer: %s", exc)
+
+
 class Handlers:
-    def __init__(self, settings: Settings, desk: Desk, client: WebClient) -> None:
+    def __init__(
+        self, settings: Settings, desk: Desk, client: WebClient, *, read_wait_s: float = READ_WAIT_S
+    ) -> None:
         self.settings = settings
         self.desk = desk
         self.client = client
+        self.read_wait_s = read_wait_s
+        # reads run here so the listener thread can acknowledge on time
+        self.readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="slack-read")
 
     @property
     def conn(self) -> redis.Redis:
@@ -109,7 +159,15 @@ class Handlers:
             ack(**render.render_help(USAGE, HELP))
             return
         if cmd.name in ("agents", "runs", "fmel"):
-            ack(**self._read(desk, cmd))
+            pending = (
+                f"Verifying the decision chain of {cmd.agent}… the answer follows here."
+                if cmd.verify
+                else "Still reading… the answer follows here."
+            )
+            answer_soon(
+                ack, respond, lambda: self._read(desk, cmd), pool=self.readers,
+                wait_s=0.0 if cmd.verify else self.read_wait_s, pending=pending,
+            )  # fmt: skip
             return
         work = {
             "backtest": "run_backtest",

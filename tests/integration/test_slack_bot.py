@@ -503,6 +503,13 @@ def test_a_runs_decisions_are_its_owners(stack: Stack) -> None:
     assert status == 200 and "belongs to U1" in body
     status, body, _ = stack.command("/fmel", "private last=3", user="U1", channel="C3")
     assert status == 200 and "belongs" not in body and "FMEL" in body
+    # verify reads the whole run: acknowledged at once, answered through the response_url
+    status, body, seconds = stack.command("/fmel", "private verify", user="U1", channel="C3",
+                                          response_url=stack.api.response_url)  # fmt: skip
+    assert status == 200 and "Verifying the decision chain of private" in body and seconds < 3
+    [answer] = stack.api.wait_for("response_url", timeout=30,
+                                  where=lambda c: "Verified" in json.dumps(c.args))  # fmt: skip
+    assert answer.args["response_type"] == "ephemeral" and "FMEL" in json.dumps(answer.args)
 
 
 def test_a_crash_streak_is_one_message_updated_in_place(stack: Stack) -> None:
