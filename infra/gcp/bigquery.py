@@ -10,11 +10,19 @@ Columns are the Arrow ones of :mod:`runtime.fmel.store`, mapped as:
   and verification needs the indicators in their order (BigQuery's JSON does not keep it);
 - who, which bar and the hashes are REQUIRED; the rest NULLABLE (a NULL list reads back ``[]``).
 
-``trading_decisions`` is partitioned by ``DATE(timestamp)`` and clustered by ``agent_id,
-run_id``. A backtest's record goes in as one Parquet load job for its rows and one for its
-summary, after a DML ``DELETE`` of the run's earlier record (a retry replaces it). A paper
-session's rows go in by streaming (:meth:`BigQueryFmelStore.ingest_rows`); its summary by a
-load job, since rows still in the streaming buffer cannot be deleted.
+``trading_decisions`` is partitioned by the month of ``timestamp`` and clustered by
+``agent_id, run_id``. By month, not by day as DESIGN.md first said: a timestamp is a bar's
+time, so a daily backtest over 16 years touches 4,000 day partitions, the most one load job
+or DML statement may write, and a table holds at most 10,000 (about 40 years of trading
+days over all runs); by month, that is 333 and 833 years. Every read here filters on the
+clustering columns in their order (the agent first, from the run's summary), which is what
+prunes blocks; the partitions only serve analyses over a time range.
+
+A backtest's record goes in as one Parquet load job for its rows and one for its summary,
+after a DML ``DELETE`` of the run's earlier record (a retry replaces it). A paper session's
+rows and its summaries stream in (:meth:`BigQueryFmelStore.ingest_rows`): nothing of a paper
+run is ever deleted (rows still in the streaming buffer cannot be), each summary is appended
+and the latest ``recorded_at`` wins.
 
 Rows are checked before anything is sent (types, required fields, the run id): BigQuery
 refuses a bad row only after the upload, and emulators accept what it would refuse. Reads are
@@ -151,6 +159,7 @@ class Scan:
     kind: str
     bytes_processed: int | None
     bytes_billed: int | None
+    sql: str = ""
 
 
 class BigQueryFmelStore:
@@ -183,6 +192,7 @@ class BigQueryFmelStore:
         self.job_retry = job_retry or DEFAULT_JOB_RETRY.with_deadline(2 * timeout_s)
         self.scans: deque[Scan] = deque(maxlen=100)
         self._ready = False
+        self._agents: dict[str, str] = {}  # run id -> agent id, as the summaries say
 
     @property
     def decisions_table(self) -> str:
@@ -197,8 +207,9 @@ class BigQueryFmelStore:
         decisions = checked_decisions(record.decisions, run_id)
         summary = checked_summary(record.summary, run_id)
         self.ensure()
+        agent = str(summary["agent_id"][0])
         with self._errors("store the FMEL record of", run_id):
-            self._delete(DECISIONS, run_id)
+            self._delete(DECISIONS, run_id, agent)
             self._delete(SUMMARIES, run_id)
             self._load(DECISIONS, decisions.cast(_DECISION_LOAD))
             self._load(SUMMARIES, summary.cast(_SUMMARY_LOAD))
@@ -252,7 +263,7 @@ class BigQueryFmelStore:
             table = bigquery.Table(ref, schema=columns)
             if partitioned:
                 table.time_partitioning = bigquery.TimePartitioning(
-                    type_=bigquery.TimePartitioningType.DAY, field="timestamp"
+                    type_=bigquery.TimePartitioningType.MONTH, field="timestamp"
                 )
                 table.clustering_fields = ["agent_id", "run_id"]
             else:
@@ -267,9 +278,10 @@ class BigQueryFmelStore:
                 "record's (DESIGN.md section 6): migrate or drop it, or configure another dataset"
             )
 
-    def _delete(self, name: str, run_id: str) -> None:
-        sql = f"DELETE FROM `{self._where(name)}` WHERE run_id = @run"  # noqa: S608 - our names
-        self._run(sql, [bigquery.ScalarQueryParameter("run", "STRING", run_id)])
+    def _delete(self, name: str, run_id: str, agent: str | None = None) -> None:
+        where, params = _run_filter(run_id, agent)
+        sql = f"DELETE FROM `{self._where(name)}` WHERE {where}"  # noqa: S608 - our names
+        self._run(sql, params)
 
     def _load(self, name: str, table: pa.Table) -> None:
         buffer = io.BytesIO()
@@ -323,14 +335,26 @@ class BigQueryFmelStore:
             return None
         row = _read_row(rows[0], "actions")
         row["actions"] = dict(row["actions"])
+        self._agents[run_id] = row["agent_id"]
         return row
+
+    def _agent_of(self, run_id: str) -> str | None:
+        """The run's agent (from its summary, kept: it never changes), so that reads filter
+        on the first clustering column too; None for a run with no summary yet."""
+        if run_id not in self._agents:
+            sql = f"SELECT agent_id FROM `{self.summaries_table}` WHERE run_id = @run LIMIT 1"  # noqa: S608
+            rows = self._select("agent", sql, [_run_param(run_id)], run_id)
+            if not rows:
+                return None
+            self._agents[run_id] = rows[0]["agent_id"]
+        return self._agents[run_id]
 
     def decisions(
         self, run_id: str, *, last: int | None = None, acting_only: bool = False
     ) -> list[dict[str, Any]]:
         if last is not None and last <= 0:
             return []
-        where, params = "run_id = @run", [_run_param(run_id)]
+        where, params = _run_filter(run_id, self._agent_of(run_id))
         if acting_only:
             where += " AND action IN UNNEST(@acting)"
             params.append(bigquery.ArrayQueryParameter("acting", "STRING", list(ACTING)))
@@ -394,7 +418,7 @@ class BigQueryFmelStore:
             job_retry=None,
         )
         rows = list(job.result(retry=self.retry, timeout=self.timeout_s, job_retry=None))
-        scan = Scan(kind, job.total_bytes_processed, job.total_bytes_billed)
+        scan = Scan(kind, job.total_bytes_processed, job.total_bytes_billed, sql)
         self.scans.append(scan)
         log.debug("FMEL %s query scanned %s bytes", kind, scan.bytes_processed)
         return rows
@@ -453,6 +477,15 @@ def _translate(exc: BaseException, what: str) -> Exception:
 
 def _run_param(run_id: str) -> Any:
     return bigquery.ScalarQueryParameter("run", "STRING", run_id)
+
+
+def _run_filter(run_id: str, agent: str | None) -> tuple[str, list[Any]]:
+    """A run's rows: by the clustering columns in their order when the agent is known
+    (BigQuery prunes blocks on a later clustering column only after the earlier ones)."""
+    if agent is None:
+        return "run_id = @run", [_run_param(run_id)]
+    agent_param = bigquery.ScalarQueryParameter("agent", "STRING", agent)
+    return "agent_id = @agent AND run_id = @run", [agent_param, _run_param(run_id)]
 
 
 def _read_row(row: Any, map_column: str) -> dict[str, Any]:

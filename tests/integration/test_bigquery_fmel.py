@@ -105,13 +105,13 @@ def count(client: bigquery.Client, table: str, run_id: str) -> int:
 
 
 # ---------------------------------------------------------------- on bqemulator
-def test_the_decisions_table_is_partitioned_by_day_and_clustered_by_agent_and_run(
+def test_the_decisions_table_is_partitioned_by_month_and_clustered_by_agent_and_run(
     fmel: BigQueryFmelStore, client: bigquery.Client
 ) -> None:
     fmel.ensure()
     table = client.get_table(fmel.decisions_table)
     assert table.time_partitioning is not None
-    assert (table.time_partitioning.type_, table.time_partitioning.field) == ("DAY", "timestamp")
+    assert (table.time_partitioning.type_, table.time_partitioning.field) == ("MONTH", "timestamp")
     assert table.clustering_fields == ["agent_id", "run_id"]
     columns = {f.name: f for f in table.schema}
     assert list(columns) == DECISION_SCHEMA.names
@@ -205,6 +205,20 @@ def test_indicators_warming_up_keep_their_nan_and_order(
     assert fmel.summary("r1") == record.summary_row
     assert fmel.verify("r1").ok
     assert [s.kind for s in fmel.scans][-2:] == ["decisions", "summary"]
+
+
+def test_reads_filter_on_the_clustering_columns_in_their_order(
+    fmel: BigQueryFmelStore, tmp_path: Path
+) -> None:
+    fmel.ingest("r1", record_of(tmp_path, "r1"))
+    fresh = BigQueryFmelStore(fmel.client, fmel.dataset.dataset_id)  # knows no agent yet
+    assert len(fresh.decisions("r1", last=3, acting_only=True)) <= 3
+    kinds = [s.kind for s in fresh.scans]
+    assert kinds[-2:] == ["agent", "decisions"]  # the agent looked up once, from the summary
+    assert "WHERE agent_id = @agent AND run_id = @run" in fresh.scans[-1].sql
+    fresh.decisions("r1", last=3)
+    assert [s.kind for s in fresh.scans][len(kinds):] == ["decisions"]  # kept
+    assert fresh.decisions("nobody") == [] and "WHERE run_id = @run" in fresh.scans[-1].sql
 
 
 def test_a_paper_sessions_rows_stream_in_batches_then_its_summary(
