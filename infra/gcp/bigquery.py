@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 DECISIONS = store.DECISIONS
 SUMMARIES = store.SUMMARIES
 TIMEOUT_S = 60.0  # each request's, and the deadline of the client's retries of one call
+STREAM_ROWS = 500  # rows per streaming insert (Google's advice: up to 500 per request)
 LOAD_WAIT_S = 600.0  # for a load job to finish (one given up on may still land later)
 _IDENTITY = ("run_id", "agent_id", "agent_version", "user_id", "mode")
 REQUIRED_DECISION = (
@@ -148,6 +149,10 @@ DECISION_COLUMNS = bq_schema(store.DECISION_SCHEMA, REQUIRED_DECISION)
 SUMMARY_COLUMNS = bq_schema(store.SUMMARY_SCHEMA, REQUIRED_SUMMARY)
 _DECISION_LOAD = _load_schema(store.DECISION_SCHEMA, REQUIRED_DECISION)
 _SUMMARY_LOAD = _load_schema(store.SUMMARY_SCHEMA, REQUIRED_SUMMARY)
+_MAP_COLUMNS = {
+    name: [f.name for f in schema if pa.types.is_map(f.type)]
+    for name, schema in ((DECISIONS, store.DECISION_SCHEMA), (SUMMARIES, store.SUMMARY_SCHEMA))
+}
 _SELECT_DECISIONS = ", ".join(f"`{f.name}`" for f in store.DECISION_SCHEMA)
 _SELECT_SUMMARY = ", ".join(f"`{f.name}`" for f in store.SUMMARY_SCHEMA)
 
@@ -220,9 +225,10 @@ class BigQueryFmelStore:
         rows: Sequence[Mapping[str, Any]],
         summary: Mapping[str, Any] | None = None,
     ) -> None:
-        """Append a few rows of a run (a paper session's latest bars) by streaming, and its
-        summary (replacing an earlier one) when given. Rows are shaped as :meth:`decisions`
-        returns them; any row that does not fit refuses the whole batch."""
+        """Append a few rows of a run (a paper session's latest bars), then its summary
+        when given, by streaming: the summary read back is the latest one sent. Rows are
+        shaped as :meth:`decisions` returns them; any row that does not fit refuses the
+        whole batch, before anything is sent."""
         table = rows_table(rows, store.DECISION_SCHEMA, REQUIRED_DECISION, "row")
         decisions = checked_decisions(table, run_id)
         summary_table = None
@@ -231,11 +237,10 @@ class BigQueryFmelStore:
             summary_table = checked_summary(one, run_id)
         self.ensure()
         with self._errors("store FMEL rows of", run_id):
-            if decisions.num_rows:
-                self._stream(decisions, run_id)
+            for start in range(0, decisions.num_rows, STREAM_ROWS):
+                self._stream(DECISIONS, decisions.slice(start, STREAM_ROWS), run_id)
             if summary_table is not None:
-                self._delete(SUMMARIES, run_id)
-                self._load(SUMMARIES, summary_table.cast(_SUMMARY_LOAD))
+                self._stream(SUMMARIES, summary_table, run_id)
 
     def ensure(self) -> None:
         """Create the dataset and its two tables where missing (once per store)."""
@@ -307,12 +312,16 @@ class BigQueryFmelStore:
         job.result(retry=self.retry, timeout=self.load_wait_s)
         log.debug("loaded %d rows into %s (job %s)", table.num_rows, name, job.job_id)
 
-    def _stream(self, table: pa.Table, run_id: str) -> None:
-        rows = [_json_row(row) for row in table.to_pylist()]
+    def _stream(self, name: str, table: pa.Table, run_id: str) -> None:
+        maps = _MAP_COLUMNS[name]
+        rows = [_json_row(row, maps) for row in table.to_pylist()]
         # insert ids let BigQuery drop a row the client sent twice (best effort, a minute)
-        ids = [f"{run_id}/{row['bar_number']}/{row['state_hash']}" for row in rows]
+        if name == DECISIONS:
+            ids = [f"{run_id}/{row['bar_number']}/{row['state_hash']}" for row in rows]
+        else:
+            ids = [f"{run_id}/summary/{row['chain_head']}/{row['decisions']}" for row in rows]
         refused = self.client.insert_rows_json(
-            self.dataset.table(DECISIONS),
+            self.dataset.table(name),
             rows,
             row_ids=ids,
             retry=self.retry,
@@ -320,7 +329,7 @@ class BigQueryFmelStore:
         )
         if refused:
             raise NeedsOperator(
-                f"BigQuery refused FMEL rows of run {run_id} in {self._where(DECISIONS)}: "
+                f"BigQuery refused FMEL rows of run {run_id} in {self._where(name)}: "
                 f"{str(refused)[:500]}"
             )
 
@@ -495,10 +504,11 @@ def _read_row(row: Any, map_column: str) -> dict[str, Any]:
     return out
 
 
-def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
+def _json_row(row: Mapping[str, Any], maps: Sequence[str]) -> dict[str, Any]:
     out = {k: _json_value(v) for k, v in row.items() if v is not None}
-    if "indicators" in out:
-        out["indicators"] = [{"key": k, "value": v} for k, v in out["indicators"]]
+    for name in maps:  # a map column is a REPEATED RECORD <key, value>
+        if name in out:
+            out[name] = [{"key": k, "value": v} for k, v in out[name]]
     return out
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -233,9 +233,13 @@ def test_a_paper_sessions_rows_stream_in_batches_then_its_summary(
         fmel.summary("p1") is None
         and fmel.verify("p1").reason == "no run summary (run did not finish)"
     )
+    early = {**record.summary_row, "decisions": 7, "chain_head": rows[6]["complete_state_hash"],
+             "recorded_at": record.summary_row["recorded_at"] - timedelta(seconds=5)}  # fmt: skip
+    fmel.ingest_rows("p1", [], summary=early)
+    assert fmel.summary("p1") == early and fmel.verify("p1").ok  # a session part-way
     fmel.ingest_rows("p1", rows[7:], summary=record.summary_row)
     assert comparable(fmel.decisions("p1")) == comparable(rows)
-    assert fmel.summary("p1") == record.summary_row
+    assert fmel.summary("p1") == record.summary_row  # appended: the latest one is read
     assert fmel.verify("p1").ok and fmel.recorded() == ["p1"]
 
 
