@@ -186,13 +186,17 @@ class Platform:
             limits=self.settings.sandbox_limits(timeout_s=DEFAULT_TIMEOUT_S),
             health_every_s=self.settings.paper_health_s,
             news_env=self._settings_env(),
+            ship_fmel=self.settings.fmel != "local",
         )
 
     def _settings_env(self) -> dict[str, str]:
-        """What a process this one starts needs to reach the same queue and event log."""
-        env = {"TRADEOPS_HOME": str(self.settings.home)}
+        """What a process this one starts needs to reach the same queue, event log and FMEL
+        store (credentials and emulator hosts come with the environment it inherits)."""
+        env = {"TRADEOPS_HOME": str(self.settings.home), "TRADEOPS_FMEL": self.settings.fmel}
         if self.settings.redis_url:
             env["REDIS_URL"] = self.settings.redis_url
+        if self.settings.gcp_project:
+            env["GOOGLE_CLOUD_PROJECT"] = self.settings.gcp_project
         return env
 
     # ------------------------------------------------------------------ queue and events

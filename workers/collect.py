@@ -443,12 +443,12 @@ def read_record(
         raw = read_regular(root, f"{folder}/{name}", budget)
         assert raw is not None
         budget -= len(raw)
-        tables.append(_parquet(raw, store.DECISION_SCHEMA, f"{folder}/{name}"))
+        tables.append(parquet_table(raw, store.DECISION_SCHEMA, f"{folder}/{name}"))
     summary_file = f"{prefix}/{store.SUMMARIES}/{run_id}.parquet"
     raw_summary = read_regular(root, summary_file, min(budget, 1 << 20))
     if raw_summary is None:
         raise Refused("the FMEL record has no run summary")
-    summary = _parquet(raw_summary, store.SUMMARY_SCHEMA, "the FMEL run summary")
+    summary = parquet_table(raw_summary, store.SUMMARY_SCHEMA, "the FMEL run summary")
     if summary.num_rows != 1:
         raise Refused("the FMEL run summary is not one row")
     decisions = pa.concat_tables(tables).sort_by("bar_number")
@@ -470,7 +470,7 @@ def read_record(
     return Record(decisions, summary, summary_row, last)
 
 
-def _parquet(raw: bytes, schema: Any, what: str) -> Any:
+def parquet_table(raw: bytes, schema: Any, what: str) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -534,6 +534,20 @@ class FmelStore(Protocol):
         ...
 
 
+class FmelStream(Protocol):
+    """A store a running paper session's record is appended to as it grows (BigQuery; the
+    local store links to the session's own files instead)."""
+
+    def ingest_rows(
+        self,
+        run_id: str,
+        rows: Sequence[Mapping[str, Any]],
+        summary: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append checked rows of the run (its next bars), then its latest summary if given."""
+        ...
+
+
 class MarketData(Protocol):
     """Bars by symbol: what runs may ask for, loaded and checked on the trusted side (the
     sandbox gets arrays, never a data folder)."""

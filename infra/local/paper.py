@@ -10,8 +10,10 @@ to stop (SIGTERM), which stops the session cleanly. ``status`` reads what the su
 wrote and asks the session's ``/health`` on its unix socket.
 
 The session writes its decision rows inside its own folder (the sandbox can write nowhere
-else); the run's entries in the FMEL store are links to them, so ``tradeops fmel RUN
---verify`` and every FMEL reader see a paper run like any other while it runs.
+else). With the local FMEL store, the run's entries there are links to them, so ``tradeops
+fmel RUN --verify`` and every FMEL reader see a paper run like any other while it runs; with
+another store (BigQuery: ``ship_fmel``), the supervisor checks and ships them there every
+few seconds (:mod:`workers.fmel_ship`), and once more when the session ends.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +42,7 @@ from runtime.paths import PAPER_OUT as OUT
 from runtime.paths import PAPER_STATE as STATE_FILE
 from workers.events import Event
 from workers.ports import (
+    FmelStream,
     NotFound,
     Notifier,
     PaperConflict,
@@ -54,6 +58,8 @@ STABLE_S = 60.0  # a session up this long resets the back-off
 # liveness: a session whose /health stops answering (this many misses in a row, one asked
 # every TRADEOPS_PAPER_HEALTH_S) is restarted
 HEALTH_MISSES = 3
+SHIP_EVERY_S = 5.0  # a session's new decisions reach a remote FMEL store this often
+SHIPPED_FILE = "fmel-shipped.json"  # how far they have (the session cannot write it)
 
 
 class LocalPaperCluster:
@@ -69,8 +75,12 @@ class LocalPaperCluster:
         limits: Limits | None = None,
         health_every_s: float = 10.0,
         news_env: dict[str, str] | None = None,
+        ship_fmel: bool = False,
     ) -> None:
         self.health_every_s = health_every_s
+        # the FMEL store is not fmel_dir (BigQuery): supervisors ship the rows to it, made
+        # from the settings in their environment
+        self.ship_fmel = ship_fmel
         # the settings (TRADEOPS_HOME, REDIS_URL) of the event log a supervisor sends crash
         # news to; None: it sends none (a cluster used on its own, in tests)
         self.news_env = news_env
@@ -104,7 +114,10 @@ class LocalPaperCluster:
             "user_id": spec.owner, "flush_seconds": self.flush_seconds,
             "reply_to": dict(spec.reply_to),
         }))  # fmt: skip
-        self._link_fmel(folder, spec.run_id)
+        if self.ship_fmel:
+            self._make_fmel_out(folder, spec.run_id)
+        else:
+            self._link_fmel(folder, spec.run_id)
         write_json(folder / SUPERVISOR_FILE, {
             "agent": spec.agent, "owner": spec.owner, "run_id": spec.run_id,
             "status": SessionStatus.STARTING.value, "restarts": 0, "pid": None,
@@ -120,6 +133,8 @@ class LocalPaperCluster:
             cmd.append("--unsafe")
         if self.news_env is not None:
             cmd.append("--news")
+        if self.ship_fmel:
+            cmd.append("--ship-fmel")
         env = {**os.environ, **(self.news_env or {})}
         with open(folder / "supervisor.log", "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -191,8 +206,8 @@ class LocalPaperCluster:
             final=None if status is SessionStatus.RUNNING else _final_state(folder / OUT),
         )
 
-    def _link_fmel(self, folder: Path, run_id: str) -> None:
-        """The run's place in the FMEL store points into the session's own folder."""
+    def _make_fmel_out(self, folder: Path, run_id: str) -> tuple[Path, Path]:
+        """The folders the session writes its record in: (its rows, its summary file)."""
         from runtime.fmel.store import DECISIONS, SUMMARIES
 
         out = folder / OUT
@@ -205,6 +220,13 @@ class LocalPaperCluster:
 
             for path in (out, out / "fmel", rows.parent, rows, summary.parent):
                 os.chown(path, SANDBOX_UID, SANDBOX_UID)
+        return rows, summary
+
+    def _link_fmel(self, folder: Path, run_id: str) -> None:
+        """The run's place in the FMEL store points into the session's own folder."""
+        from runtime.fmel.store import DECISIONS, SUMMARIES
+
+        rows, summary = self._make_fmel_out(folder, run_id)
         links = ((self.fmel_dir / DECISIONS / run_id, rows),
                  (self.fmel_dir / SUMMARIES / f"{run_id}.parquet", summary))  # fmt: skip
         for link, target in links:
@@ -324,9 +346,27 @@ def supervise(
     *,
     health_every_s: float = 10.0,
     news: Notifier | None = None,
+    fmel: FmelStream | None = None,
+    ship_every_s: float = SHIP_EVERY_S,
 ) -> int:
     """Run the session, restarting it with back-off when it dies, until SIGTERM; each crash
-    is news for its owner, sent to ``news`` (the event log the bot delivers from)."""
+    is news for its owner, sent to ``news`` (the event log the bot delivers from). With
+    ``fmel``, the session's decisions are shipped there as they are written."""
+    shipping = _Shipping(folder, fmel, ship_every_s) if fmel is not None else None
+    try:
+        return _supervise(folder, allow_unsafe, limits, health_every_s, news)
+    finally:
+        if shipping is not None:
+            shipping.close()  # what the session wrote last
+
+
+def _supervise(
+    folder: Path,
+    allow_unsafe: bool,
+    limits: dict[str, Any] | None,
+    health_every_s: float,
+    news: Notifier | None,
+) -> int:
     from infra.local.runner import child_env
     from infra.local.sandbox import Mount, Sandbox
 
@@ -448,6 +488,57 @@ def _wait_watching(
                 return -signal.SIGKILL, True
 
 
+class _Shipping:
+    """The session's record shipped to ``stream`` every ``every_s`` from a thread; a
+    refusal (the session wrote what does not verify) is the session's last problem."""
+
+    def __init__(self, folder: Path, stream: FmelStream, every_s: float) -> None:
+        from workers.collect import Trusted
+        from workers.fmel_ship import FmelShipper
+
+        self.folder = folder
+        self.spec = json.loads((folder / "spec.json").read_text())
+        trusted = Trusted(
+            run_id=self.spec["run_id"], agent_id=self.spec["agent_id"],
+            agent_version=self.spec["agent_version"], user_id=self.spec["user_id"],
+            agent_sha256=None, parameters={}, data_checks=(), symbols=self.spec["symbols"],
+        )  # fmt: skip
+        self.shipper = FmelShipper(folder / OUT, trusted, stream, folder / SHIPPED_FILE)
+        self.every_s = every_s
+        self.failing: str | None = None
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._loop, name="fmel-ship", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stopping.wait(self.every_s):
+            self.once()
+
+    def once(self) -> None:
+        with self.lock:
+            told = self.shipper.refused
+            try:
+                self.shipper.ship()
+                failing = None
+            except Exception as exc:  # the store is away: the same part is tried next time
+                failing = f"{type(exc).__name__}: {exc}"[:300]
+            if failing != self.failing:
+                self.failing = failing
+                _say(self.spec, f"FMEL rows not shipped, tried again in {self.every_s:g} s: "
+                     f"{failing}" if failing else "FMEL rows shipping again")  # fmt: skip
+            refused = self.shipper.refused
+            if refused and not told:
+                _update(self.folder / SUPERVISOR_FILE,
+                        last_problem=f"decisions not recorded: {refused}"[:300])  # fmt: skip
+                _say(self.spec, f"FMEL shipping stopped: {refused}")
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.once()
+
+
 def _said_reason(log: Path, prefix: str = CRASH_PREFIX) -> str:
     """The session's last one-line reason in its log (its own output: bounded text)."""
     try:
@@ -535,8 +626,12 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
 
 
+_UPDATING = threading.Lock()  # the main loop and the shipping thread both update the record
+
+
 def _update(path: Path, **changes: Any) -> None:
-    write_json(path, {**_read(path), **changes}, allow_nan=True)
+    with _UPDATING:
+        write_json(path, {**_read(path), **changes}, allow_nan=True)
 
 
 def session_dict(session: PaperSession) -> dict[str, Any]:
@@ -561,6 +656,21 @@ class _News:
         self._log.send(event)
 
 
+class _Fmel:
+    """The FMEL store of the settings this supervisor was started with, made at first use."""
+
+    def __init__(self) -> None:
+        self._store: Any = None
+
+    def ingest_rows(self, run_id: str, rows: Any, summary: Any = None) -> None:
+        if self._store is None:
+            from infra.bootstrap import bootstrap
+            from infra.settings import Settings
+
+            self._store = bootstrap(Settings.from_env()).fmel
+        self._store.ingest_rows(run_id, rows, summary)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if len(args) >= 2 and args[0] == "supervise":
@@ -568,7 +678,8 @@ if __name__ == "__main__":
         every = float(args[args.index("--health-s") + 1]) if "--health-s" in args else 10.0
         sys.exit(supervise(Path(args[1]), allow_unsafe="--unsafe" in args, limits=limits,
                            health_every_s=every,
-                           news=_News() if "--news" in args else None))  # fmt: skip
+                           news=_News() if "--news" in args else None,
+                           fmel=_Fmel() if "--ship-fmel" in args else None))  # fmt: skip
     print("usage: python -m infra.local.paper supervise DIR [--limits JSON] [--health-s S] "
-          "[--unsafe] [--news]", file=sys.stderr)  # fmt: skip
+          "[--unsafe] [--news] [--ship-fmel]", file=sys.stderr)  # fmt: skip
     sys.exit(2)

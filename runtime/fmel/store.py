@@ -464,6 +464,43 @@ def verify_run(root: Path, run_id: str) -> Verification:
     return verify_rows(run_id, read_rows(root, run_id), read_summary(root, run_id))
 
 
+@dataclass(frozen=True)
+class ChainLink:
+    """Where a stretch of rows leaves the chain: its head and the next bar expected, or
+    the first problem (``next_bar`` is then the bar where it is)."""
+
+    head: str
+    next_bar: int
+    problem: str | None = None
+
+
+def continue_chain(
+    rows: Sequence[dict[str, Any]],
+    symbols: Sequence[str],
+    indicators: Sequence[str],
+    prev: str,
+    expected: int,
+) -> ChainLink:
+    """Recompute ``rows`` (in bar order) onto a chain whose head is ``prev`` and whose next
+    bar is ``expected``: each row's state hash from its content, each link from the last."""
+    for row in rows:
+        bar = row["bar_number"]
+        if bar != expected:
+            missing = f"bar {expected} is missing (next stored bar is {bar})"
+            return ChainLink(prev, expected, missing)
+        names = [k for k, _ in row["indicators"] or ()]
+        if names != list(indicators):
+            return ChainLink(prev, bar, "indicator names changed")
+        state = hashlib.sha256(enc.encode_row(row, symbols, indicators)).hexdigest()
+        if state != row["state_hash"]:
+            return ChainLink(prev, bar, "stored row does not match its state_hash")
+        prev = enc.chain(prev, state)
+        if prev != row["complete_state_hash"]:
+            return ChainLink(prev, bar, "complete_state_hash breaks the chain")
+        expected += 1
+    return ChainLink(prev, expected)
+
+
 def verify_rows(
     run_id: str, rows: Sequence[dict[str, Any]], summary: dict[str, Any] | None
 ) -> Verification:
@@ -488,31 +525,10 @@ def verify_rows(
         indicators = [k for k, _ in rows[0]["indicators"] or ()]
         prev = enc.genesis(symbols, indicators)
         expected = rows[0]["bar_number"]
-    for row in rows:
-        bar = row["bar_number"]
-        if bar != expected:
-            return Verification(
-                run_id,
-                False,
-                len(rows),
-                prev,
-                expected,
-                f"bar {expected} is missing (next stored bar is {bar})",
-            )
-        names = [k for k, _ in row["indicators"] or ()]
-        if names != list(indicators):
-            return Verification(run_id, False, len(rows), prev, bar, "indicator names changed")
-        state = hashlib.sha256(enc.encode_row(row, symbols, indicators)).hexdigest()
-        if state != row["state_hash"]:
-            return Verification(
-                run_id, False, len(rows), prev, bar, "stored row does not match its state_hash"
-            )
-        prev = enc.chain(prev, state)
-        if prev != row["complete_state_hash"]:
-            return Verification(
-                run_id, False, len(rows), prev, bar, "complete_state_hash breaks the chain"
-            )
-        expected += 1
+    link = continue_chain(rows, symbols, indicators, prev, expected)
+    if link.problem is not None:
+        return Verification(run_id, False, len(rows), link.head, link.next_bar, link.problem)
+    prev, expected = link.head, link.next_bar
     if summary is not None:
         if summary["chain_head"] != prev:
             return Verification(

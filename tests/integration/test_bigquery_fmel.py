@@ -417,3 +417,51 @@ def test_a_missing_dataset_reads_as_an_unknown_run() -> None:
         store = store_at(url)
         assert store.decisions("r1") == [] and store.summary("r1") is None
         assert store.recorded() == [] and not store.verify("r1").ok
+
+
+# ---------------------------------------------------------------- a paper session's rows
+@pytest.mark.slow
+def test_a_paper_session_ships_its_decisions_to_bigquery_as_it_runs(
+    bq_server: BqEmulator, client: bigquery.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRADEOPS_FMEL=bigquery with the local cluster: the supervisor checks the session's
+    rows and streams them in while it runs; at its end the run verifies from BigQuery."""
+    import os
+    import signal
+    import subprocess
+
+    from infra.local.artifacts import LocalArtifactStore
+    from infra.local.paper import LocalPaperCluster
+    from runtime.paths import DEFAULT_DATA_DIR
+    from tests.conftest import SMA_CROSS, processes_mentioning
+    from workers.ports import PaperSpec, SessionStatus
+
+    dataset = new_dataset()
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", bq_server.url)
+    monkeypatch.setenv("TRADEOPS_FMEL", f"bigquery://{client.project}/{dataset}")
+    home = Path("/tmp") / f"tbq-{os.getpid()}-{time.monotonic_ns() % 10**6}"  # short: sockets
+    artifacts = LocalArtifactStore(home / "artifacts")
+    sha = artifacts.put(SMA_CROSS.read_bytes(), kind="agent")
+    paper = LocalPaperCluster(home, data_dir=DEFAULT_DATA_DIR, fmel_dir=home / "fmel",
+                              artifacts=artifacts, ship_fmel=True, flush_seconds=0.5)  # fmt: skip
+    fmel = BigQueryFmelStore(client, dataset, timeout_s=20)
+    try:
+        paper.start(PaperSpec(agent="sma", version=1, sha256=sha, owner="U1", run_id="pp1",
+                              symbols=("SPY",), cash=5000.0, bar_seconds=0.02))  # fmt: skip
+        deadline = time.monotonic() + 90
+        while not (running := fmel.decisions("pp1", last=1)):
+            assert time.monotonic() < deadline, (home / "paper" / "paper-sma" / "supervisor.log")
+            time.sleep(0.5)
+        assert running[0]["mode"] == "PAPER"  # rows arrive while the session runs
+        stopped = paper.stop("sma")
+        assert stopped.status is SessionStatus.STOPPED
+        check = fmel.verify("pp1")
+        assert check.ok and check.reason is None and check.rows > running[0]["bar_number"]
+        assert fmel.summary("pp1")["decisions"] == check.rows  # type: ignore[index]
+        assert not (home / "fmel").exists()  # nothing linked into a local store
+        log = (home / "paper" / "paper-sma" / "supervisor.log").read_text()
+        assert "not shipped" not in log and "stopped:" not in log, log
+    finally:
+        for pid in processes_mentioning(str(home)):
+            os.kill(pid, signal.SIGKILL)
+        subprocess.run(["rm", "-rf", str(home)], check=False)
