@@ -230,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
         "REDIS_URL is unset) runs until stopped: `tradeops redis stop` shuts it down, its "
         "queued jobs kept on disk for the next start."))  # fmt: skip
     r.add_argument("action", choices=["status", "stop"])
+    g = sub.add_parser("gcp", help="set up what tradeops needs in Google Cloud", description=(
+        "rules: the .indexOn rules the registry's queries need in the Firebase Realtime "
+        "Database of TRADEOPS_REGISTRY (without them its queries are refused). Printed; with "
+        "--apply, merged into the database's rules (every other rule kept)."))  # fmt: skip
+    g.add_argument("what", choices=["rules"])
+    g.add_argument("--apply", action="store_true",
+                   help="merge them into the database's rules (Firebase Realtime Database Admin)")
     return ap
 
 
@@ -825,9 +832,9 @@ def _expected(exc: Exception) -> bool:
     import redis
 
     from bot.desk import DeskError
-    from workers.ports import NeedsOperator
+    from workers.ports import NeedsOperator, Temporary
 
-    return isinstance(exc, DeskError | NeedsOperator | redis.ConnectionError)
+    return isinstance(exc, DeskError | NeedsOperator | Temporary | redis.ConnectionError)
 
 
 def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
@@ -899,6 +906,18 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     return _platform(settings).run_scheduler()
 
 
+def cmd_gcp(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    rules, changed = _platform(settings).registry_rules(apply=args.apply)
+    print(json.dumps(rules, indent=2))
+    if args.apply:
+        said = "merged into" if changed else "already in"
+        print(f"tradeops: the registry's indexes are {said} the rules of {settings.registry}",
+              file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
     print(f"tradeops: {_platform(settings).embedded_redis(stop=args.action == 'stop')}")
     return 0
@@ -917,6 +936,7 @@ COMMANDS = {
     "bot": cmd_bot,
     "paper": cmd_paper,
     "redis": cmd_redis,
+    "gcp": cmd_gcp,
 }
 
 

@@ -119,6 +119,24 @@ class Platform:
 
         return LocalFmelStore(self.settings.fmel_dir)
 
+    def registry_rules(self, *, apply: bool = False) -> tuple[dict[str, Any], bool]:
+        """The Realtime Database rules the registry's queries need: (the rules, changed?);
+        with ``apply``, merged into the database's own (read and written back)."""
+        where = self.settings.registry
+        if not where.startswith(("https://", "http://")):
+            raise SettingsError(
+                "TRADEOPS_REGISTRY: the local registry needs no rules; set it to the Firebase "
+                "Realtime Database (https://DATABASE.firebaseio.com)"
+            )
+        from infra.gcp import firebase
+
+        if not apply:
+            return firebase.index_rules(), False
+        from infra.gcp.clients import firebase_rules_endpoint
+
+        session, rules_url = firebase_rules_endpoint(where)
+        return firebase.apply_index_rules(session, rules_url)
+
     @cached_property
     def market(self) -> MarketData:
         from infra.local.market import LocalMarketData

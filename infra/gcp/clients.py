@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from google.cloud.storage import Client as StorageClient
 
 TIMEOUT_S = 60.0
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+# what firebase-admin asks for, and the database's REST API (rules included) takes
+FIREBASE_SCOPES = (
+    "https://www.googleapis.com/auth/firebase.database",
+    "https://www.googleapis.com/auth/userinfo.email",
+)
 _lock = threading.Lock()
 
 
@@ -34,15 +40,13 @@ def _emulated(var: str) -> str | None:
     return os.environ.get(var, "").strip() or None
 
 
-def credentials() -> Any:
+def credentials(scopes: tuple[str, ...] = (CLOUD_PLATFORM,)) -> Any:
     """Application default credentials, or ``SettingsError`` in one line."""
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
 
     try:
-        found, _project = google.auth.default(
-            scopes=["https://www.googleapis.com/auth/cloud-platform"]
-        )
+        found, _project = google.auth.default(scopes=list(scopes))
     except DefaultCredentialsError:
         raise SettingsError(
             "GOOGLE_APPLICATION_CREDENTIALS: no Google credentials found (run `gcloud auth "
@@ -96,3 +100,24 @@ def firebase_root(url: str, project: str | None) -> db.Reference:
                 cred = fb_credentials.ApplicationDefault()
             app = firebase_admin.initialize_app(cred, options=options, name=name)
     return db.reference("/", app=app)
+
+
+def firebase_rules_endpoint(url: str) -> tuple[Any, str]:
+    """A requests session that may read and write the rules of the Realtime Database at
+    ``url`` (its owner's credentials, or the emulator's ``owner``) and the rules' address."""
+    import urllib.parse
+
+    import requests
+
+    host = urllib.parse.urlsplit(url).hostname or ""
+    namespace = host.split(".")[0]
+    emulator = _emulated("FIREBASE_DATABASE_EMULATOR_HOST")
+    if emulator:
+        session = requests.Session()
+        session.headers["Authorization"] = "Bearer owner"  # what firebase-admin sends it
+        return session, f"http://{emulator}/.settings/rules.json?ns={namespace}"
+    from google.auth.transport.requests import AuthorizedSession
+
+    return AuthorizedSession(
+        credentials(FIREBASE_SCOPES)
+    ), f"{url.rstrip('/')}/.settings/rules.json"

@@ -113,6 +113,63 @@ def index_rules(path: str = "/") -> dict[str, Any]:
     return {"rules": node}
 
 
+def merged_rules(current: Any, path: str = "/") -> dict[str, Any]:
+    """``current`` (a database's rules document) with the registry's ``.indexOn`` entries
+    added where missing; every other rule (``.read``, ``.write``, ``.validate``…) kept."""
+    if not isinstance(current, dict) or not isinstance(current.get("rules", {}), dict):
+        raise ValueError('the rules document is not an object with a "rules" object')
+    merged = json.loads(json.dumps(current))  # a copy
+    node = merged.setdefault("rules", {})
+    for segment in [s for s in path.split("/") if s]:
+        node = node.setdefault(segment, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"the rules at {path!r} are not an object")
+    for name, keys in INDEXES.items():
+        child = node.setdefault(name, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"the rules of {name!r} are not an object")
+        have = child.get(".indexOn", [])
+        have = [have] if isinstance(have, str) else list(have)
+        child[".indexOn"] = have + [k for k in keys if k not in have]
+    return merged
+
+
+def apply_index_rules(session: Any, rules_url: str, path: str = "/") -> tuple[dict[str, Any], bool]:
+    """Merge the registry's indexes into the database's rules (read, merged, written back
+    only if something changed): (the rules now, changed?). ``NeedsOperator`` in one line
+    when they cannot be read, parsed (rules written with comments) or written."""
+    import requests
+
+    def refused(what: str, reply: Any) -> NeedsOperator:
+        return NeedsOperator(
+            f"Firebase Realtime Database: cannot {what} its rules ({reply.status_code}: "
+            f"{reply.text[:200]}); the registry needs Firebase Realtime Database Admin"
+        )
+
+    try:
+        reply = session.get(rules_url, timeout=30)
+        if reply.status_code != 200:
+            raise refused("read", reply)
+        try:
+            current = json.loads(reply.text)
+            merged = merged_rules(current, path)
+        except ValueError as exc:
+            raise NeedsOperator(
+                f"Firebase Realtime Database: its rules are not plain JSON rules ({exc}); add "
+                f"the .indexOn entries of `tradeops gcp rules` to them by hand"
+            ) from None
+        if merged == current:
+            return merged, False
+        reply = session.put(rules_url, data=json.dumps(merged), timeout=30)
+        if reply.status_code != 200:
+            raise refused("write", reply)
+    except requests.RequestException as exc:
+        raise Temporary(
+            f"Firebase Realtime Database: could not reach it for its rules: {exc}"
+        ) from exc
+    return merged, True
+
+
 class FirebaseRegistry:
     """``Registry`` on a Realtime Database, under ``root`` (see the module doc).
 
@@ -432,6 +489,11 @@ def _backend() -> Iterator[None]:
     try:
         yield
     except exceptions.FirebaseError as exc:
+        if "Index not defined" in str(exc):
+            raise NeedsOperator(
+                f"Firebase Realtime Database: {exc} (`tradeops gcp rules --apply` adds the "
+                "registry's indexes to the database's rules)"
+            ) from exc
         kind = Temporary if isinstance(exc, _TEMPORARY) else NeedsOperator
         raise kind(f"Firebase Realtime Database: {exc}") from exc
     except auth_exceptions.GoogleAuthError as exc:  # credentials, before any request

@@ -422,8 +422,59 @@ def test_missing_indexes_need_an_operator(
     registry: FirebaseRegistry, server: RtdbServer, namespace: str
 ) -> None:
     server.set_rules(namespace, {"rules": {}})
-    with pytest.raises(NeedsOperator, match="Index not defined"):
+    with pytest.raises(NeedsOperator, match="Index not defined") as refused:
         registry.list_runs()
+    assert "`tradeops gcp rules --apply`" in str(refused.value)
+
+
+def gcp_rules(server: RtdbServer, namespace: str, *args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEOPS_", "FIREBASE_"))}
+    env |= {"FIREBASE_DATABASE_EMULATOR_HOST": server.host, "TRADEOPS_HOME": "/nonexistent",
+            "TRADEOPS_REGISTRY": server.database_url(namespace)}  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "bot.cli", "gcp", "rules", *args],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+
+def test_tradeops_gcp_rules_merges_the_indexes_into_the_databases_rules(
+    registry: FirebaseRegistry, server: RtdbServer, namespace: str
+) -> None:
+    import json
+
+    theirs = {"rules": {".read": "auth != null", "runs": {".indexOn": "order", ".write": True}}}
+    server.set_rules(namespace, theirs)
+    shown = gcp_rules(server, namespace)  # printed, nothing changed
+    assert shown.returncode == 0 and json.loads(shown.stdout) == index_rules("/")
+    with pytest.raises(NeedsOperator):
+        registry.list_agents(owner="U1")
+    applied = gcp_rules(server, namespace, "--apply")
+    assert applied.returncode == 0, applied.stderr
+    assert "merged into the rules of https://" in applied.stderr
+    now = server.requests[-1]
+    assert (now.method, now.path) == ("PUT", "/.settings/rules")
+    rules = json.loads(applied.stdout)["rules"]
+    assert rules[".read"] == "auth != null" and rules["runs"][".write"] is True  # kept
+    assert rules["runs"][".indexOn"] == firebase.INDEXES["runs"]  # "order" once, then the rest
+    assert rules["agents"][".indexOn"] == firebase.INDEXES["agents"]
+    assert registry.list_agents(owner="U1") == [] and registry.list_runs("sma") == []  # answered
+    again = gcp_rules(server, namespace, "--apply")
+    assert again.returncode == 0 and "already in" in again.stderr
+    assert server.requests[-1].method == "GET"  # nothing written the second time
+
+
+def test_merged_rules_refuse_what_is_not_a_rules_object() -> None:
+    with pytest.raises(ValueError, match="not an object"):
+        firebase.merged_rules({"rules": {"runs": "yes"}})
+    with pytest.raises(ValueError):
+        firebase.merged_rules(["rules"])
+    nested = firebase.merged_rules({"rules": {}}, "/teams/blue")
+    assert nested == index_rules("/teams/blue")
 
 
 @pytest.mark.parametrize(
@@ -488,3 +539,19 @@ def test_the_contract_errors_pass_unchanged(registry: FirebaseRegistry) -> None:
         )
     with pytest.raises(ValueError, match="JSON"):
         registry.add_version(owner="U1", name="x", sha256=sha("a"), report={"x": float("nan")})
+
+
+def test_tradeops_gcp_rules_with_the_local_registry_is_one_line(server: RtdbServer) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOPS_")}
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "gcp", "rules"], cwd=REPO_ROOT,
+                          env=env | {"TRADEOPS_HOME": "/nonexistent"}, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("tradeops: error: TRADEOPS_REGISTRY: the local registry")
+    assert done.stderr.count("\n") == 1
