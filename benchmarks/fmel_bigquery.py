@@ -10,6 +10,13 @@
 bqemulator runs on this machine (DuckDB), so these are the emulator's figures, not
 BigQuery's: they show what our adapter costs (queries built, rows converted), not Google's
 latency, and the emulator reports no bytes scanned.
+
+- bytes: what BigQuery would bill for one ``/fmel`` of the ``--rows`` run and store for it,
+  worked out from the run's own rows by BigQuery's published sizes (``logical_bytes``): a
+  query reads the columns it names in the blocks it scans, at least 10 MB billed a query.
+  With the clustering (the reads filter on ``agent_id, run_id``) the blocks scanned are the
+  run's; without it, every block of the table: ``--table-runs`` runs like this one. Real
+  pruning is by block, so these are the two ends, not a measurement.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from pathlib import Path
 import backtrader as bt
 
 from infra.emulators.bigquery import BqEmulator, new_dataset
-from infra.gcp.bigquery import BigQueryFmelStore
+from infra.gcp.bigquery import BigQueryFmelStore, logical_bytes
 from infra.local.fmel import LocalFmelStore
 from runtime.data import synthetic_frame
 from runtime.fmel import FMELRecorder
@@ -74,6 +81,43 @@ def fmel_reply(store: FmelStore, run_id: str, verify: bool) -> None:
         assert store.verify(run_id).ok
 
 
+MB, GIB, TIB = 1e6, 2**30, 2**40
+MIN_BILLED = 10 * MB  # per query (on-demand)
+USD_PER_TIB_SCANNED = 6.25  # on-demand, US multi-region
+USD_PER_GIB_MONTH = 0.02  # active logical storage
+
+
+def bytes_figures(run: Record, table_runs: int) -> str:
+    """The bytes one /fmel reads and one backtest stores, clustered and not."""
+    decisions, summary = run.decisions, run.summary
+    run_bytes = logical_bytes(decisions)  # the decisions query names every column
+    summary_bytes = logical_bytes(summary)
+    agent_bytes = logical_bytes(summary, ["agent_id", "run_id"])
+    recorded_bytes = logical_bytes(summary, ["run_id", "recorded_at"])  # fmel_run_id's list
+    clustered = [agent_bytes, summary_bytes, run_bytes]  # the summaries are clustered by run
+    unclustered = [x * table_runs for x in clustered]
+    # the list of recorded runs scans the whole summaries table either way
+    clustered.append(recorded_bytes * table_runs)
+    unclustered.append(recorded_bytes * table_runs)
+
+    def billed(scans: list[int]) -> float:
+        return sum(max(MIN_BILLED, x) for x in scans)
+
+    def usd(x: float) -> str:
+        return f"${x / TIB * USD_PER_TIB_SCANNED:.5f}"
+
+    per_row = run_bytes / decisions.num_rows
+    stored = (run_bytes + summary_bytes) / GIB
+    return "\n".join([
+        f"   bytes: {decisions.num_rows} decisions are {run_bytes / MB:.1f} MB "
+        f"({per_row:.0f} B a row); stored, {stored * USD_PER_GIB_MONTH * 100:.3f} cents a month",
+        f"          one /fmel, clustered: reads {sum(clustered) / MB:.1f} MB, bills "
+        f"{billed(clustered) / MB:.0f} MB ({usd(billed(clustered))})",
+        f"          one /fmel, not clustered, {table_runs} such runs in the table: reads "
+        f"{sum(unclustered) / GIB:.2f} GiB ({usd(billed(unclustered))})",
+    ])  # fmt: skip
+
+
 def timed(fn: Callable[[], None]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -85,6 +129,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=20_000)
     ap.add_argument("--ingest-rows", type=int, default=50_000)
     ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--table-runs", type=int, default=1000)
     args = ap.parse_args()
     med = statistics.median
     with tempfile.TemporaryDirectory(prefix="bqb-", dir="/tmp") as tmp, BqEmulator() as bq:
@@ -110,6 +155,7 @@ def main() -> None:
                   f"{med(reply[name]) * 1000:.0f} ms, with verify {med(verified[name]):.2f} s; "
                   f"ingest of {args.ingest_rows} rows median {med(ingest[name]):.2f} s "
                   f"({args.pairs} each)")  # fmt: skip
+        print(bytes_figures(small, args.table_runs))
 
 
 if __name__ == "__main__":
