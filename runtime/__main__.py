@@ -19,7 +19,7 @@ from pathlib import Path
 
 from runtime.backtest import BacktestRequest, run_backtest
 from runtime.files import write_json
-from runtime.paths import PROGRESS_FILE, RESULT_FILE
+from runtime.paths import PROGRESS_FILE, PROGRESS_LINE, RESULT_FILE
 
 
 def _rehearse() -> None:
@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     bt_cmd = sub.add_parser("backtest", help="run one backtest")
     bt_cmd.add_argument("--request", type=Path, required=True)
     bt_cmd.add_argument("--out", type=Path, required=True)
+    bt_cmd.add_argument("--progress-log", action="store_true",
+                        help=f"also print progress to stderr as '{PROGRESS_LINE}DONE/TOTAL' "
+                        "lines (a runner that sees only the log: Cloud Build)")  # fmt: skip
     serve = sub.add_parser("serve", help="import everything, then run the request read on stdin")
     serve.add_argument("--out", type=Path, required=True)
     paper = sub.add_parser("paper", help="run a paper-trading session until SIGTERM")
@@ -111,8 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
 
+    to_log = getattr(args, "progress_log", False)
+
     def progress(done: int, total: int | None) -> None:
         write_json(out / PROGRESS_FILE, {"done": done, "total": total})
+        if to_log:
+            print(f"{PROGRESS_LINE}{done}/{total if total is not None else '?'}",
+                  file=sys.stderr, flush=True)  # fmt: skip
 
     doc = run_backtest(req, progress)
     write_json(out / RESULT_FILE, doc)

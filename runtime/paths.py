@@ -9,6 +9,8 @@ EXAMPLES_DIR = PACKAGE_DIR / "examples"
 # the files of `python -m runtime backtest --out DIR`, read back by the runners
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.json"
+# a progress line in a run's log, for runners that see only the log (Cloud Build)
+PROGRESS_LINE = "##tradeops-progress "
 
 # a paper session's folder: it writes only in OUT (rows, state, health socket, latencies)
 PAPER_OUT = "out"
