@@ -893,7 +893,23 @@ def _monitoring_line(doc: Mapping[str, Any]) -> str:
         _plural(m.get("errors") or 0, "error"),
     ]
     rejected = m.get("orders_rejected")
-    return " · ".join(bits + ([_plural(rejected, "rejected order")] if rejected else []))
+    bits += [_plural(rejected, "rejected order")] if rejected else []
+    return " · ".join(bits + ([where] if (where := _runner_bit(doc)) else []))
+
+
+_LOG_URL = re.compile(r"https?://[^\s<>|]{1,500}")
+
+
+def _runner_bit(doc: Mapping[str, Any]) -> str:
+    """Where the run ran when not in the local sandbox: Cloud Build, its build id linked to
+    its log (the link only when it is a plain http(s) address)."""
+    runner = doc.get("runner")
+    if not isinstance(runner, Mapping) or runner.get("name") != "cloudbuild":
+        return ""
+    build = esc(str(runner.get("build_id") or "?")[:64])
+    url = str(runner.get("log_url") or "")
+    shown = f"<{url}|{build}>" if _LOG_URL.fullmatch(url) else code(build)
+    return f"☁️ Cloud Build {shown}"
 
 
 def _fmel_parts(

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     )
 
 _CLOUD = {  # a port's setting when it names a cloud service with no adapter here yet
-    "runner": "Cloud Build",
     "cluster": "Kubernetes",
 }
 
@@ -146,6 +145,8 @@ class Platform:
     # ------------------------------------------------------------------ compute
     @cached_property
     def runner(self) -> BacktestRunner:
+        if self.settings.runner == "cloudbuild":
+            return self._cloudbuild_runner()
         from infra.local.runner import SubprocessRunner
 
         return SubprocessRunner(
@@ -155,6 +156,26 @@ class Platform:
             market=self.market,
             runs_dir=self.settings.runs_dir,
             warm_dir=self.settings.home / "warm",  # a worker keeps a sandbox ready between jobs
+        )
+
+    def _cloudbuild_runner(self) -> BacktestRunner:
+        """Backtests as Cloud Build builds of the runtime image; the artifact store's
+        bucket holds each run's files and the builds' logs (settings checked at start)."""
+        from infra.gcp.clients import cloudbuild_client
+        from infra.gcp.cloudbuild import CloudBuildRunner
+
+        settings = self.settings
+        assert settings.gcp_project and settings.runtime_image  # Settings.from_env checked
+        return CloudBuildRunner(
+            client=cloudbuild_client(),
+            project=settings.gcp_project,
+            artifacts=self.artifacts,
+            image=settings.runtime_image,
+            region=settings.cloudbuild_region,
+            runs_dir=settings.runs_dir,
+            market=self.market,
+            fmel=self.fmel,
+            limits=settings.sandbox_limits(timeout_s=DEFAULT_TIMEOUT_S),
         )
 
     def sandbox_runner(

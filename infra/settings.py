@@ -59,6 +59,10 @@ class Settings:
     paper_health_s: float = 10.0
     # scheduled digests (TRADEOPS_DIGESTS): (Slack channel id, "HH:MM" in UTC) pairs
     digests: tuple[tuple[str, str], ...] = ()
+    # backtests on Cloud Build (TRADEOPS_RUNNER=cloudbuild): the prebuilt runtime image, and
+    # the region whose builds run them (None: Cloud Build's global pool)
+    runtime_image: str | None = None
+    cloudbuild_region: str | None = None
 
     def sandbox_limits(self, *, timeout_s: float) -> Limits:
         from infra.local.sandbox import Limits
@@ -98,6 +102,7 @@ class Settings:
         if backend not in ("local", "gcp"):
             raise SettingsError(f"TRADEOPS_BACKEND: expected 'local' or 'gcp', got {backend!r}")
         artifacts, registry, fmel, runner, cluster = _ports(env, backend)
+        image, region = _cloudbuild(env, runner, artifacts)
         if home.exists() and not home.is_dir():
             raise SettingsError(f"TRADEOPS_HOME: {home} exists and is not a folder")
         return cls(
@@ -123,6 +128,8 @@ class Settings:
             delivery_retry_s=_seconds(env, "TRADEOPS_DELIVERY_RETRY_S", 10.0),
             paper_health_s=_seconds(env, "TRADEOPS_PAPER_HEALTH_S", 10.0),
             digests=_digests(env),
+            runtime_image=image,
+            cloudbuild_region=region,
             **{field: _positive_int(env, var) for field, var in _SANDBOX_VARS.items()},
         )
 
@@ -159,6 +166,42 @@ def _ports(env: dict[str, str], backend: str) -> tuple[str, str, str, str, str]:
         chosen.append(value or "local")
     artifacts, registry, fmel, runner, cluster = chosen
     return artifacts, registry, fmel, runner, cluster
+
+
+_IMAGE = re.compile(
+    r"[a-z0-9][a-z0-9.-]*(:[0-9]+)?(/[a-z0-9._-]+)+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})"
+)
+_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]")
+
+
+def _cloudbuild(env: dict[str, str], runner: str, artifacts: str) -> tuple[str | None, str | None]:
+    """The Cloud Build runner's settings, checked when it is the runner: a runtime image
+    pinned by tag or digest, a region, and a bucket for the runs' files."""
+    image = env.get("TRADEOPS_RUNTIME_IMAGE", "").strip() or None
+    region = env.get("TRADEOPS_CLOUDBUILD_REGION", "").strip() or None
+    if image is not None and not _IMAGE.fullmatch(image):
+        raise SettingsError(
+            "TRADEOPS_RUNTIME_IMAGE: expected an image with a tag or digest like "
+            f"REGION-docker.pkg.dev/PROJECT/tradeops/runtime:1.0, got {image!r}"
+        )
+    if region is not None and not _REGION.fullmatch(region):
+        raise SettingsError(
+            f"TRADEOPS_CLOUDBUILD_REGION: expected a region like europe-west1, got {region!r}"
+        )
+    if runner == "cloudbuild":
+        if not env.get("GOOGLE_CLOUD_PROJECT", "").strip():
+            raise SettingsError("GOOGLE_CLOUD_PROJECT: TRADEOPS_RUNNER=cloudbuild needs it")
+        if image is None:
+            raise SettingsError(
+                "TRADEOPS_RUNTIME_IMAGE: TRADEOPS_RUNNER=cloudbuild needs the runtime image "
+                "(built from infra/deploy/runtime.Dockerfile; see the README)"
+            )
+        if not artifacts.startswith("gs://"):
+            raise SettingsError(
+                "TRADEOPS_ARTIFACTS: TRADEOPS_RUNNER=cloudbuild needs a bucket (gs://BUCKET) for "
+                "the agents and the runs' files"
+            )
+    return image, region
 
 
 def _module_names(env: dict[str, str]) -> frozenset[str]:

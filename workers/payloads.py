@@ -69,6 +69,9 @@ class ResultDoc(TypedDict):
     monitoring: dict[str, Any] | None
     error: ErrorDoc | None
     sandbox: NotRequired[dict[str, Any] | None]  # the isolation it ran in
+    # where it ran when not in this machine's sandbox: {"name": "cloudbuild", "build_id",
+    # "log_url"}
+    runner: NotRequired[dict[str, Any]]
     chart_artifact: NotRequired[str | None]  # the chart's sha256 in the artifact store
     agent_version: NotRequired[int]
     validation: NotRequired[dict[str, Any]]  # the command line adds the validation report

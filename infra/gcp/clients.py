@@ -8,7 +8,9 @@ at the first upload. The emulator variables are honoured:
 - ``STORAGE_EMULATOR_HOST`` (``http://host:port``): google-cloud-storage's own;
 - ``FIREBASE_DATABASE_EMULATOR_HOST`` (``host:port``): firebase-admin's own;
 - ``BIGQUERY_EMULATOR_HOST`` (``http://host:port``): ours (the BigQuery client has none),
-  the REST endpoint of an emulator such as bqemulator.
+  the REST endpoint of an emulator such as bqemulator;
+- ``CLOUDBUILD_EMULATOR_HOST`` (``http://host:port``): ours too, the REST endpoint of a
+  Cloud Build stand-in (``infra.emulators.cloudbuild``).
 
 With an emulator variable set, no credentials are needed for that service.
 """
@@ -121,3 +123,22 @@ def firebase_rules_endpoint(url: str) -> tuple[Any, str]:
     return AuthorizedSession(
         credentials(FIREBASE_SCOPES)
     ), f"{url.rstrip('/')}/.settings/rules.json"
+
+
+def cloudbuild_client() -> Any:
+    """The Cloud Build client (REST transport), or one for ``CLOUDBUILD_EMULATOR_HOST``."""
+    from google.api_core.client_options import ClientOptions
+    from google.cloud.devtools import cloudbuild_v1
+
+    endpoint = _emulated("CLOUDBUILD_EMULATOR_HOST")
+    if endpoint:
+        from google.auth.credentials import AnonymousCredentials
+
+        if "://" not in endpoint:
+            endpoint = f"http://{endpoint}"
+        return cloudbuild_v1.CloudBuildClient(
+            transport="rest",
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=endpoint),
+        )
+    return cloudbuild_v1.CloudBuildClient(transport="rest", credentials=credentials())

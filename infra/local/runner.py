@@ -212,9 +212,9 @@ class SubprocessRunner:
             sandbox = self.sandbox
             bars = self._bars(req)  # here, on the trusted side: the box gets only arrays
         except SandboxUnavailable as exc:
-            return _early_failure(req, make_error(ErrorKind.PLATFORM, str(exc)))
+            return early_failure(req, make_error(ErrorKind.PLATFORM, str(exc)))
         except RunFailed as exc:
-            doc = _early_failure(req, exc.error)
+            doc = early_failure(req, exc.error)
             doc["sandbox"] = None  # nothing ran
             (work_dir / RESULT_FILE).write_text(json.dumps(doc))
             return doc
@@ -230,9 +230,9 @@ class SubprocessRunner:
             forks_capped = pids_limit_hit(job.cgroup)
         finally:
             remove_cgroup(job.cgroup)
-        trusted = _trusted(req, bars)
+        trusted = trusted_of(req, bars)
         doc = self._outcome(trusted, job.box, job.proc.returncode, stopped, forks_capped)
-        doc = _take_outputs(job.box, req, trusted, doc, self.fmel)
+        doc = take_outputs(job.box, req, trusted, doc, self.fmel)
         doc["sandbox"] = sandbox.describe()
         if (progress := read_progress(job.box, PROGRESS_FILE)) is not None:
             write_json(work_dir / PROGRESS_FILE, {"done": progress[0], "total": progress[1]})
@@ -337,20 +337,20 @@ class SubprocessRunner:
     ) -> ResultDoc:
         """The result document, read through the trust boundary (``workers.collect``)."""
         if stopped is Stop.TIMEOUT:
-            msg = f"TimeoutError: backtest exceeded {_duration(self.timeout_s)}"
-            return _failed(trusted, make_error(ErrorKind.TIMEOUT, msg))
+            msg = f"TimeoutError: backtest exceeded {duration_text(self.timeout_s)}"
+            return failed_doc(trusted, make_error(ErrorKind.TIMEOUT, msg))
         if stopped is Stop.QUOTA:
             quota = self.limits.output_mb
             msg = (f"the run's files passed its output quota of {quota} MB or "
                    f"{self.limits.output_files} files (TRADEOPS_SANDBOX_OUTPUT_MB)")  # fmt: skip
-            return _failed(trusted, make_error(ErrorKind.AGENT, msg, hint=HINT_QUOTA))
+            return failed_doc(trusted, make_error(ErrorKind.AGENT, msg, hint=HINT_QUOTA))
         try:
             raw = read_regular(box, RESULT_FILE, RESULT_BYTES)
             if raw is None:
-                return _failed(trusted, _crash_error(code, self.sandbox.limits))
+                return failed_doc(trusted, crash_error(code, self.sandbox.limits))
             doc = parse_result(raw, trusted)
         except Refused as exc:
-            return _failed(trusted, refused_error(str(exc)))
+            return failed_doc(trusted, refused_error(str(exc)))
         error = doc.get("error")
         if not error or error["kind"] not in (ErrorKind.AGENT, ErrorKind.PLATFORM):
             return doc
@@ -416,7 +416,7 @@ def largest_file(box: Path) -> int:
     return max((i.st_size for i in _entries(box) if stat.S_ISREG(i.st_mode)), default=0)
 
 
-def _crash_error(code: int, limits: Limits) -> RunError:
+def crash_error(code: int, limits: Limits) -> RunError:
     """Why the runtime ended without a result, from how it ended.
 
     A process killed by a signal shows as ``-signal`` when it is our child, and as
@@ -524,7 +524,7 @@ class _Job:
         shutil.rmtree(self.box, ignore_errors=True)
 
 
-def _trusted(req: BacktestRequest, bars: list[PreparedSymbol]) -> Trusted:
+def trusted_of(req: BacktestRequest, bars: list[PreparedSymbol]) -> Trusted:
     """What this side knows of the run: nothing of it comes from the box."""
     return Trusted(
         run_id=req.run_id,
@@ -538,18 +538,18 @@ def _trusted(req: BacktestRequest, bars: list[PreparedSymbol]) -> Trusted:
     )
 
 
-def _failed(trusted: Trusted, error: RunError) -> ResultDoc:
+def failed_doc(trusted: Trusted, error: RunError) -> ResultDoc:
     doc = skeleton(trusted)
     with_error(cast(dict[str, Any], doc), error)  # the same failed-run fields as the runtime's
     return doc
 
 
-def _early_failure(req: BacktestRequest, error: RunError) -> ResultDoc:
+def early_failure(req: BacktestRequest, error: RunError) -> ResultDoc:
     """The document of a run that failed before any of it ran (no sandbox, no data)."""
     return cast(ResultDoc, error_document(req, error))
 
 
-def _take_outputs(
+def take_outputs(
     box: Path,
     req: BacktestRequest,
     trusted: Trusted,
@@ -565,7 +565,7 @@ def _take_outputs(
             check_against_record(doc, record)
         except Refused as exc:
             if not doc["error"]:
-                return _failed(trusted, refused_error(str(exc)))
+                return failed_doc(trusted, refused_error(str(exc)))
             record, doc["fmel"] = None, None  # the run's own failure is the news
             doc["warnings"].append(f"its decisions were not kept: {exc}")
     if record is not None and fmel is not None:
@@ -585,7 +585,7 @@ def _take_outputs(
     return doc
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     return f"{seconds / 60:g} minutes" if seconds >= 60 else f"{seconds:g} seconds"
 
 

@@ -78,6 +78,7 @@ class Sandbox:
     isolation: Isolation
     limits: Limits = field(default_factory=Limits)
     tool: str | None = None  # path of bwrap or unshare
+    uid: int = SANDBOX_UID  # who the run is (a real host uid when started as root)
 
     def describe(self) -> dict[str, object]:
         """What the result document says about the wall the run ran behind."""
@@ -146,11 +147,11 @@ class Sandbox:
             cmd += ["--unshare-ipc", "--unshare-pid", "--unshare-uts"]
             cmd += [] if network else ["--unshare-net"]
             cmd += ["--unshare-cgroup-try", "--cap-add", "CAP_SETUID,CAP_SETGID"]
-            uid = str(SANDBOX_UID)
+            uid = str(self.uid)
             drop = [f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all"]
             argv = [setpriv, *drop, "--bounding-set=-all", "--no-new-privs", "--", *argv]
         else:  # a user namespace maps the caller's uid to 65534 inside
-            cmd += ["--unshare-all", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+            cmd += ["--unshare-all", "--uid", str(self.uid), "--gid", str(self.uid)]
             cmd += ["--share-net"] if network else []
         cmd += ["--ro-bind", "/usr", "/usr"]
         for link in ("bin", "lib", "lib64", "sbin"):
@@ -191,7 +192,7 @@ class Sandbox:
     def prepare_writable(self, path: Path) -> None:
         """Let the sandbox's uid write the folder it is given (when it is a real host uid)."""
         if self.host_uid_drop():
-            os.chown(path, SANDBOX_UID, SANDBOX_UID)
+            os.chown(path, self.uid, self.uid)
 
     # -------------------------------------------------------------- pre-exec
     def preexec(self, cgroup: Path | None) -> Callable[[], None]:

@@ -13,6 +13,13 @@ from tests.unit.test_settings_slack import error, settings
 from workers.ports import BacktestSpec
 
 
+CLOUDBUILD = {
+    "TRADEOPS_RUNNER": "cloudbuild",
+    "GOOGLE_CLOUD_PROJECT": "my-project",
+    "TRADEOPS_RUNTIME_IMAGE": "europe-docker.pkg.dev/my-project/tradeops/runtime:1.0",
+}
+
+
 def test_every_port_is_local_by_default(tmp_path: Path) -> None:
     s = settings(tmp_path)
     assert (s.artifacts, s.registry, s.fmel, s.runner, s.cluster) == ("local",) * 5
@@ -23,11 +30,11 @@ def test_each_port_has_its_own_setting(tmp_path: Path) -> None:
         tmp_path,
         TRADEOPS_ARTIFACTS="gs://team-bucket/tradeops",
         TRADEOPS_FMEL="bigquery://my-project/fmel",
-        TRADEOPS_RUNNER="cloudbuild",
+        **CLOUDBUILD,
     )
     assert s.artifacts == "gs://team-bucket/tradeops"
     assert s.fmel == "bigquery://my-project/fmel"
-    assert s.runner == "cloudbuild"
+    assert s.runner == "cloudbuild" and s.runtime_image == CLOUDBUILD["TRADEOPS_RUNTIME_IMAGE"]
     assert (s.registry, s.cluster) == ("local", "local")  # the rest stay on this machine
 
 
@@ -62,11 +69,28 @@ def test_a_wrong_port_setting_is_one_line_naming_it(tmp_path: Path, var: str, ba
     assert repr(bad) in message
 
 
-@pytest.mark.parametrize("var", ["TRADEOPS_RUNNER", "TRADEOPS_CLUSTER"])
-def test_a_cloud_port_without_its_adapter_stops_at_start(tmp_path: Path, var: str) -> None:
-    value = {"TRADEOPS_RUNNER": "cloudbuild", "TRADEOPS_CLUSTER": "kubernetes"}[var]
-    with pytest.raises(SettingsError, match=f"^{var}: the .* adapter"):
-        bootstrap(settings(tmp_path, **{var: value}))
+def test_a_cloud_port_without_its_adapter_stops_at_start(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="^TRADEOPS_CLUSTER: the .* adapter"):
+        bootstrap(settings(tmp_path, TRADEOPS_CLUSTER="kubernetes"))
+
+
+@pytest.mark.parametrize(
+    ("missing", "changed", "said"),
+    [
+        ("GOOGLE_CLOUD_PROJECT", {}, "GOOGLE_CLOUD_PROJECT: TRADEOPS_RUNNER=cloudbuild needs it"),
+        ("TRADEOPS_RUNTIME_IMAGE", {}, "TRADEOPS_RUNTIME_IMAGE: TRADEOPS_RUNNER=cloudbuild needs"),
+        ("TRADEOPS_ARTIFACTS", {}, "TRADEOPS_ARTIFACTS: TRADEOPS_RUNNER=cloudbuild needs a bucket"),
+        ("", {"TRADEOPS_RUNTIME_IMAGE": "runtime"}, "TRADEOPS_RUNTIME_IMAGE: expected an image"),
+        ("", {"TRADEOPS_RUNTIME_IMAGE": "gcr.io/p/runtime:1; rm -rf /"}, "expected an image"),
+        ("", {"TRADEOPS_CLOUDBUILD_REGION": "mars"}, "TRADEOPS_CLOUDBUILD_REGION: expected"),
+    ],
+)
+def test_cloud_build_settings_are_checked_at_start(
+    tmp_path: Path, missing: str, changed: dict[str, str], said: str
+) -> None:
+    env = {**CLOUDBUILD, "TRADEOPS_ARTIFACTS": "gs://team-bucket", **changed}
+    env.pop(missing, None)
+    assert said in error(tmp_path, **env)
 
 
 @pytest.mark.parametrize(
@@ -92,8 +116,8 @@ def test_a_google_port_without_credentials_is_one_line(
 
 def test_an_override_stands_in_for_the_setting(tmp_path: Path) -> None:
     store = InMemoryArtifactStore()
-    platform = bootstrap(settings(tmp_path, TRADEOPS_RUNNER="cloudbuild"), artifacts=store,
-                         runner=object())  # type: ignore[arg-type]  # fmt: skip
+    platform = bootstrap(settings(tmp_path, TRADEOPS_CLUSTER="kubernetes"), artifacts=store,
+                         cluster=object())  # type: ignore[arg-type]  # fmt: skip
     assert platform.artifacts is store
 
 

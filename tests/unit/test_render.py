@@ -1185,3 +1185,26 @@ def test_fit_leaves_out_a_button_whose_value_is_too_long() -> None:
     fine = render._button("Ok", "y", {"agent": "a"})
     message = render.fit([render._section("s"), {"type": "actions", "elements": [huge, fine]}], "t")
     assert [b["action_id"] for b in buttons(message)] == ["y"]
+
+
+@pytest.mark.parametrize(
+    ("log_url", "linked"),
+    [
+        ("https://console.cloud.google.com/cloud-build/builds/b-123?project=p", True),
+        ("javascript:alert(1)", False),
+        ("https://evil.example/x|click here>", False),
+    ],
+)
+def test_a_cloud_build_run_links_its_build_log(log_url: str, linked: bool) -> None:
+    doc = {**RESULT, "runner": {"name": "cloudbuild", "build_id": "b-123", "log_url": log_url}}
+    for event in (ev.BacktestFinished(job_id="j", run_id=RUN_ID, result=doc),
+                  ev.BacktestFinished(job_id="j", run_id=RUN_ID,
+                                      result={**doc, "error": {"kind": "timeout",
+                                                               "message": "too long"}})):  # fmt: skip
+        message = render.render_event(event)
+        assert message is not None
+        assert_valid(message)
+        text = shown(message)
+        assert "Cloud Build" in text
+        assert (f"<{log_url}|b-123>" in text) is linked
+        assert "click here" not in text or not linked
