@@ -608,13 +608,15 @@ def _demo(
 
 
 def _demo_on_google(args: argparse.Namespace, settings: Settings) -> int:
-    """The demo on Cloud Storage, the Realtime Database and BigQuery, each a local stand-in
-    started here (fake-gcs-server, our RTDB server, bqemulator) and stopped at the end. Its
+    """The demo on Cloud Storage, the Realtime Database, BigQuery and Cloud Build, each a
+    local stand-in started here (fake-gcs-server, our RTDB server, bqemulator, our Cloud
+    Build server running the steps in the sandbox) and stopped at the end. Its
     home is its own (``<home>/demo-gcp``), so a local worker of the home takes none of it."""
     from infra.emulators import google_stand_ins
 
     say = print if not args.json else _quiet
-    say("tradeops demo: starting Cloud Storage, Realtime Database and BigQuery stand-ins…")
+    say("tradeops demo: starting Cloud Storage, Realtime Database, BigQuery and Cloud Build "
+        "stand-ins…")
     with google_stand_ins() as stand_ins:
         env = {
             **stand_ins,
@@ -629,8 +631,8 @@ def _demo_on_google(args: argparse.Namespace, settings: Settings) -> int:
             def where(desk: Any, run_id: str) -> None:
                 _say_where(desk, run_id, cloud)
 
-            return _demo(args, cloud, "Cloud Storage · Firebase · BigQuery (local stand-ins)",
-                         where)  # fmt: skip
+            return _demo(args, cloud, "Cloud Storage · Firebase · BigQuery · Cloud Build "
+                         "(local stand-ins)", where)  # fmt: skip
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -652,6 +654,10 @@ def _say_where(desk: Any, run_id: str, settings: Settings) -> None:
     if run is not None and run.result and run.result.get("chart_artifact"):
         print(f"  chart        Cloud Storage  "
               f"{ports.artifacts.path_hint(run.result['chart_artifact'])}")  # fmt: skip
+    ran = (run.result or {}).get("runner") if run is not None else None
+    if isinstance(ran, dict) and ran.get("name") == "cloudbuild":
+        print(f"  backtest     Cloud Build    build {ran.get('build_id')} in "
+              f"{settings.gcp_project}, log {ran.get('log_url')}")  # fmt: skip
     if run is not None:
         print(f"  run {run.run_id}  Firebase  {settings.registry} creators/{run.owner}/"
               f"agents/{run.agent}/runs/{run.run_id} ({run.status.value})")  # fmt: skip

@@ -43,6 +43,7 @@ def format_error(doc: Mapping[str, Any]) -> str:
     if kept:
         lines.append(f"  Its {kept} decision(s) before the failure are recorded: "
                      f"tradeops fmel {doc['run_id']}")  # fmt: skip
+    lines += ran_on(doc)
     return "\n".join(lines)
 
 
@@ -90,7 +91,17 @@ def format_result(doc: Mapping[str, Any]) -> str:
         f"Took {m.get('execution_time_s')} s · peak {m.get('peak_memory_mb')} MB · "
         f"CPU {m.get('cpu_avg_pct')}%"
     )
+    lines += ran_on(doc)
     return "\n".join(lines)
+
+
+def ran_on(doc: Mapping[str, Any]) -> list[str]:
+    """Where the run ran, when not in this machine's sandbox (a Cloud Build build)."""
+    runner = doc.get("runner")
+    if not isinstance(runner, Mapping) or runner.get("name") != "cloudbuild":
+        return []
+    log = f" · log {runner['log_url']}" if runner.get("log_url") else ""
+    return [f"Ran on Cloud Build, build {runner.get('build_id')}{log}"]
 
 
 def _fmel_lines(doc: Mapping[str, Any]) -> list[str]:

@@ -79,7 +79,8 @@ class BacktestRequest:
 
 
 class _Progress(bt.Analyzer):
-    """Reports bars done / total at most every ``every`` seconds; counts rejected orders."""
+    """Reports bars done / total at most every ``every`` seconds, and at the end; counts
+    rejected orders."""
 
     params = (("callback", None), ("every", 0.5))
 
@@ -97,6 +98,10 @@ class _Progress(bt.Analyzer):
             self.p.callback(self.done, self.total)
 
     prenext = nextstart = next
+
+    def stop(self) -> None:  # the last bars, whatever the interval: a run ends at 100%
+        if self.p.callback is not None and self.done:
+            self.p.callback(self.done, self.total)
 
     def notify_order(self, order: bt.Order) -> None:
         if order.status in (order.Margin, order.Rejected):

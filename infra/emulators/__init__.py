@@ -52,15 +52,19 @@ def google_stand_ins(
     project: str = "tradeops-demo", bucket: str = "tradeops-demo"
 ) -> Iterator[dict[str, str]]:
     """Cloud Storage (with ``bucket``), a Realtime Database (the registry's index rules
-    deployed) and BigQuery, started now and stopped on leaving; yields the settings and
-    emulator variables that point tradeops at them."""
+    deployed), BigQuery and Cloud Build (running the runtime image's steps in the sandbox),
+    started now and stopped on leaving; yields the settings and emulator variables that
+    point tradeops at them."""
     from infra.emulators.bigquery import BqEmulator
+    from infra.emulators.cloudbuild import CloudBuildServer
     from infra.emulators.gcs import FakeGcsServer
     from infra.emulators.rtdb import RtdbServer
     from infra.gcp.firebase import index_rules
 
     namespace = project
-    with FakeGcsServer() as gcs, RtdbServer() as rtdb, BqEmulator() as bq:
+    with FakeGcsServer() as gcs, RtdbServer() as rtdb, BqEmulator() as bq, CloudBuildServer(
+        storage_host=gcs.url
+    ) as builds:
         client = gcs.client()
         client.create_bucket(bucket)
         client.close()
@@ -70,7 +74,10 @@ def google_stand_ins(
             "STORAGE_EMULATOR_HOST": gcs.url,
             "FIREBASE_DATABASE_EMULATOR_HOST": rtdb.host,
             "BIGQUERY_EMULATOR_HOST": bq.url,
+            "CLOUDBUILD_EMULATOR_HOST": builds.url,
             "TRADEOPS_ARTIFACTS": f"gs://{bucket}/artifacts",
             "TRADEOPS_REGISTRY": rtdb.database_url(namespace),
             "TRADEOPS_FMEL": f"bigquery://{project}/fmel",
+            "TRADEOPS_RUNNER": "cloudbuild",
+            "TRADEOPS_RUNTIME_IMAGE": f"europe-docker.pkg.dev/{project}/tradeops/runtime:demo",
         }

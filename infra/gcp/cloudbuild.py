@@ -68,6 +68,8 @@ BUILD_FILE = Path(__file__).resolve().parents[1] / "deploy" / "cloudbuild.yaml"
 OUTPUTS = "outputs.tgz"
 RUN_STEP = "run"
 POLL_S = 2.0
+LOG_KEPT = 8 << 20  # of a build's log, the newest this much is kept while reading
+MAX_LINE = 64 << 10
 QUEUE_ALLOWANCE_S = 600.0  # a build may wait this long for a worker before the run starts
 FINAL = frozenset({"SUCCESS", "FAILURE", "INTERNAL_ERROR", "TIMEOUT", "CANCELLED", "EXPIRED"})
 Progress = Callable[[int, int | None], None]
@@ -272,6 +274,9 @@ class CloudBuildRunner:
                 seen = got
                 on_progress(*got)
             if _status(current) in FINAL:
+                got = logs.progress()  # the log's last lines may land with the end
+                if got is not None and got != seen and on_progress is not None:
+                    on_progress(*got)
                 break
             if not cancelled and time.monotonic() > deadline:
                 with _build_errors("cancel the Cloud Build build of", spec.run_id):
@@ -354,17 +359,29 @@ class _LogReader:
 
     def __init__(self, bucket: Any, prefix: str, build_id: str) -> None:
         key = f"logs/log-{build_id}.txt"
-        self.blob = bucket.blob(f"{prefix}/{key}" if prefix else key)
+        self.bucket = bucket
+        self.name = f"{prefix}/{key}" if prefix else key
         self.text = ""
+        self.offset = 0  # bytes of the object read so far
+        self.partial = b""  # a line not ended yet
         self._progress: tuple[int, int | None] | None = None
 
     def read(self) -> None:
+        # a new Blob each time: one that has read the object pins its generation, and the
+        # log is rewritten as it grows (each write a new generation)
+        blob = self.bucket.blob(self.name)
         try:
-            new = self.blob.download_as_bytes(start=len(self.text.encode()), timeout=30)
+            new = blob.download_as_bytes(start=self.offset, timeout=30)
         except Exception:  # not there yet, or nothing new (416): next time
             return
-        self.text += new.decode("utf-8", errors="replace")
-        self.text = self.text[-(4 << 20):] if len(self.text) > 8 << 20 else self.text
+        self.offset += len(new)
+        # whole lines only (a write may end mid-line); what the agent prints is bounded here
+        done, _, rest = (self.partial + new).rpartition(b"\n")
+        self.partial = rest[-MAX_LINE:]
+        if done:
+            self.text += done.decode("utf-8", errors="replace") + "\n"
+            if len(self.text) > LOG_KEPT:
+                self.text = self.text[-LOG_KEPT // 2:]
 
     def progress(self) -> tuple[int, int | None] | None:
         self.read()

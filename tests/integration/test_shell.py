@@ -194,13 +194,17 @@ def test_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_demo_on_google_stand_ins_says_where_each_part_lives(redis_home: Path) -> None:
-    """Cloud Storage, the Realtime Database and BigQuery as local stand-ins (fake-gcs-server,
-    ours, bqemulator) behind the official clients: the same conversation, the decisions read
-    back and verified from BigQuery."""
+    """Cloud Storage, the Realtime Database, BigQuery and Cloud Build as local stand-ins
+    (fake-gcs-server, ours, bqemulator, ours) behind the official clients: the same
+    conversation, the backtest run as a Cloud Build build, the decisions read back and
+    verified from BigQuery."""
     out = tradeops(redis_home, "demo", "--backend", "gcp")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     text = out.stdout
-    assert "Cloud Storage · Firebase · BigQuery (local stand-ins)" in text
+    assert "Cloud Storage · Firebase · BigQuery · Cloud Build (local stand-ins)" in text
+    build = re.search(r"Ran on Cloud Build, build (\S+) · log http", text)  # in the conversation
+    assert build is not None
+    assert f"backtest     Cloud Build    build {build.group(1)} in tradeops-demo" in text
     assert "Registered agent sma_cross version 1" in text and "Sharpe" in text
     assert "Verified: the hash chain of 1180 decisions is intact" in text
     code = re.search(r"agent code   Cloud Storage  gs://tradeops-demo/artifacts/sha256/"

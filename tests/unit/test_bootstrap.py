@@ -12,7 +12,6 @@ from tests.fakes import InMemoryArtifactStore, InMemoryRegistry
 from tests.unit.test_settings_slack import error, settings
 from workers.ports import BacktestSpec
 
-
 CLOUDBUILD = {
     "TRADEOPS_RUNNER": "cloudbuild",
     "GOOGLE_CLOUD_PROJECT": "my-project",
@@ -70,7 +69,7 @@ def test_a_wrong_port_setting_is_one_line_naming_it(tmp_path: Path, var: str, ba
 
 
 def test_a_cloud_port_without_its_adapter_stops_at_start(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="^TRADEOPS_CLUSTER: the .* adapter"):
+    with pytest.raises(SettingsError, match=r"^TRADEOPS_CLUSTER: the .* adapter"):
         bootstrap(settings(tmp_path, TRADEOPS_CLUSTER="kubernetes"))
 
 

@@ -1197,10 +1197,9 @@ def test_fit_leaves_out_a_button_whose_value_is_too_long() -> None:
 )
 def test_a_cloud_build_run_links_its_build_log(log_url: str, linked: bool) -> None:
     doc = {**RESULT, "runner": {"name": "cloudbuild", "build_id": "b-123", "log_url": log_url}}
-    for event in (ev.BacktestFinished(job_id="j", run_id=RUN_ID, result=doc),
-                  ev.BacktestFinished(job_id="j", run_id=RUN_ID,
-                                      result={**doc, "error": {"kind": "timeout",
-                                                               "message": "too long"}})):  # fmt: skip
+    failed = {**doc, "error": {"kind": "timeout", "message": "too long"}}
+    for result in (doc, failed):
+        event = ev.BacktestFinished(job_id="j", run_id=RUN_ID, result=result)
         message = render.render_event(event)
         assert message is not None
         assert_valid(message)
