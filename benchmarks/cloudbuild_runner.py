@@ -10,8 +10,9 @@ backtest (one symbol, two years of daily bars) is asked of each in turn, as a fr
 (the desk enqueues it and follows its events to the result), commands 2 s apart: medians.
 
 The stand-in runs each step as a process here, so its figure is what our runner adds (the
-staging, the build, the polling at 0.2 s… and the steps' own start-up), not Google's queueing
-or image pulls; a real build takes tens of seconds more before its first step.
+staging, the build's polling, from 0.25 s up to every 2 s, the outputs' round trip through
+the bucket) and the steps' own start-up, not Google's queueing or image pulls: a real build
+takes tens of seconds more before its first step.
 """
 
 from __future__ import annotations

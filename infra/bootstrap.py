@@ -167,7 +167,7 @@ class Platform:
         settings = self.settings
         assert settings.gcp_project and settings.runtime_image  # Settings.from_env checked
         return CloudBuildRunner(
-            client=cloudbuild_client(),
+            client=cloudbuild_client,  # made at the first run
             project=settings.gcp_project,
             artifacts=self.artifacts,
             image=settings.runtime_image,

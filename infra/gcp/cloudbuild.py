@@ -78,7 +78,9 @@ Progress = Callable[[int, int | None], None]
 class CloudBuildRunner:
     """``BacktestRunner`` on Cloud Build.
 
-    ``client`` is a ``CloudBuildClient`` (REST transport), ``artifacts`` the Cloud Storage
+    ``client`` is a ``CloudBuildClient`` (REST transport), or a function making one at the
+    first run (so a process that only builds job services, a bot sweeping the queue, needs no
+    Cloud Build credentials), ``artifacts`` the Cloud Storage
     artifact store whose bucket also holds the runs' files and the builds' logs, ``image``
     the runtime image (pinned by tag or digest). ``limits`` are the sandbox settings the
     container gets; ``limits.timeout_s`` is the build's timeout (the seed's 20 minutes).
@@ -99,7 +101,7 @@ class CloudBuildRunner:
         poll_s: float = POLL_S,
         build_file: Path = BUILD_FILE,
     ) -> None:
-        self.client = client
+        self._client = client
         self.project = project
         self.artifacts = artifacts
         self.bucket = artifacts.bucket
@@ -112,6 +114,12 @@ class CloudBuildRunner:
         self.region = region
         self.poll_s = poll_s
         self.template: dict[str, Any] = yaml.safe_load(build_file.read_text())
+
+    @property
+    def client(self) -> Any:
+        if callable(self._client) and not hasattr(self._client, "create_build"):
+            self._client = self._client()
+        return self._client
 
     # ------------------------------------------------------------------ the port
     def run(self, spec: BacktestSpec, on_progress: Progress | None = None) -> ResultDoc:
@@ -263,6 +271,7 @@ class CloudBuildRunner:
         deadline = time.monotonic() + self.limits.timeout_s + QUEUE_ALLOWANCE_S
         cancelled = False
         seen: tuple[int, int | None] | None = None
+        pause = min(0.25, self.poll_s)  # quick at first (a short build), then every poll_s
         while True:
             with _build_errors("follow the Cloud Build build of", spec.run_id):
                 current = self.client.get_build(
@@ -285,7 +294,8 @@ class CloudBuildRunner:
                         if name else {"project_id": self.project, "id": build_id}
                     )  # fmt: skip
                 cancelled = True
-            time.sleep(self.poll_s)
+            time.sleep(pause)
+            pause = min(pause * 1.5, self.poll_s)
         self._keep_log(spec.run_id, logs)
         return build_id, str(getattr(current, "log_url", "") or ""), current, cancelled
 
