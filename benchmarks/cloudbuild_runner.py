@@ -26,10 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from infra.emulators.cloudbuild import CloudBuildServer
 from queue_latency import start_workers, stop  # a sibling: benchmarks run as scripts
 
 from bot.desk import Desk
+from infra.emulators.cloudbuild import CloudBuildServer
 from infra.emulators.gcs import FakeGcsServer
 from infra.local.redis_server import EmbeddedRedis
 from infra.settings import Settings
