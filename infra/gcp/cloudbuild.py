@@ -24,6 +24,7 @@ A run, from the worker's side:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -70,7 +71,9 @@ RUN_STEP = "run"
 POLL_S = 2.0
 LOG_KEPT = 8 << 20  # of a build's log, the newest this much is kept while reading
 MAX_LINE = 64 << 10
-QUEUE_ALLOWANCE_S = 600.0  # a build may wait this long for a worker before the run starts
+# a build may wait this long for Cloud Build to start it, past the run's own timeout, and
+# still be followed; the worker's job (the run's timeout + 120 s) ends after that
+QUEUE_ALLOWANCE_S = 90.0
 FINAL = frozenset({"SUCCESS", "FAILURE", "INTERNAL_ERROR", "TIMEOUT", "CANCELLED", "EXPIRED"})
 Progress = Callable[[int, int | None], None]
 
@@ -268,36 +271,45 @@ class CloudBuildRunner:
         name = f"{parent}/builds/{build_id}" if parent else None
         log.info("run %s: Cloud Build build %s", spec.run_id, build_id)
         logs = _LogReader(self.bucket, self.prefix, build_id)
+        ids = {"name": name, "project_id": self.project, "id": build_id} if name else {
+            "project_id": self.project, "id": build_id}  # fmt: skip
         deadline = time.monotonic() + self.limits.timeout_s + QUEUE_ALLOWANCE_S
-        cancelled = False
+        cancelled = ended = False
         seen: tuple[int, int | None] | None = None
         pause = min(0.25, self.poll_s)  # quick at first (a short build), then every poll_s
-        while True:
-            with _build_errors("follow the Cloud Build build of", spec.run_id):
-                current = self.client.get_build(
-                    request={"name": name, "project_id": self.project, "id": build_id}
-                    if name else {"project_id": self.project, "id": build_id}
-                )  # fmt: skip
+
+        def report() -> None:
+            nonlocal seen
             got = logs.progress()
             if got is not None and got != seen and on_progress is not None:
                 seen = got
                 on_progress(*got)
-            if _status(current) in FINAL:
-                got = logs.progress()  # the log's last lines may land with the end
-                if got is not None and got != seen and on_progress is not None:
-                    on_progress(*got)
-                break
-            if not cancelled and time.monotonic() > deadline:
-                with _build_errors("cancel the Cloud Build build of", spec.run_id):
-                    self.client.cancel_build(
-                        request={"name": name, "project_id": self.project, "id": build_id}
-                        if name else {"project_id": self.project, "id": build_id}
-                    )  # fmt: skip
-                cancelled = True
-            time.sleep(pause)
-            pause = min(pause * 1.5, self.poll_s)
+
+        try:
+            while True:
+                with _build_errors("follow the Cloud Build build of", spec.run_id):
+                    current = self.client.get_build(request=ids)
+                report()
+                if _status(current) in FINAL:
+                    ended = True
+                    report()  # the log's last lines may land with the end
+                    break
+                if not cancelled and time.monotonic() > deadline:
+                    self._cancel(ids, spec.run_id)
+                    cancelled = True
+                time.sleep(pause)
+                pause = min(pause * 1.5, self.poll_s)
+        finally:
+            if not ended and not cancelled:  # the job's own timeout, a signal, an error
+                with contextlib.suppress(Exception):
+                    self._cancel(ids, spec.run_id)
         self._keep_log(spec.run_id, logs)
         return build_id, str(getattr(current, "log_url", "") or ""), current, cancelled
+
+    def _cancel(self, ids: dict[str, str], run_id: str) -> None:
+        with _build_errors("cancel the Cloud Build build of", run_id):
+            self.client.cancel_build(request=ids)
+        log.info("run %s: Cloud Build build %s cancelled", run_id, ids["id"])
 
     def _keep_log(self, run_id: str, logs: _LogReader) -> None:
         """The run step's lines of the build log, as the run's agent log (capped)."""

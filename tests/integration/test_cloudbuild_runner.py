@@ -189,3 +189,32 @@ def test_the_request_is_the_build_file_with_its_substitutions(runner_for: Any) -
     assert build.logs_bucket.endswith("/team/logs")
     assert [s.id for s in build.steps] == [s["id"] for s in yaml.safe_load(
         BUILD_FILE.read_text())["steps"]]  # fmt: skip
+
+
+SLOW = b"""
+import time
+import backtrader as bt
+
+class Slow(bt.Strategy):
+    def next(self):
+        time.sleep(0.05)
+"""
+
+
+class JobTimeout(Exception):
+    """What RQ raises in a job past its timeout (here: from the progress callback)."""
+
+
+@pytest.mark.slow
+def test_a_job_that_ends_while_its_build_runs_cancels_the_build(
+    runner_for: Any, builds: CloudBuildServer
+) -> None:
+    runner = runner_for()
+
+    def out_of_time(done: int, total: int | None) -> None:
+        raise JobTimeout
+
+    with pytest.raises(JobTimeout):
+        runner.run(spec_of(runner, SLOW), out_of_time)
+    [build] = list(builds.client().list_builds(project_id=PROJECT, filter='tags="agent-sma"'))[:1]
+    assert builds.wait(build.id)["status"] == "CANCELLED"
