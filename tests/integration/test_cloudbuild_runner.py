@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from infra.emulators.cloudbuild import CloudBuildServer
 
+from infra.emulators.cloudbuild import CloudBuildServer
 from infra.gcp.cloudbuild import BUILD_FILE, CloudBuildRunner
 from infra.gcp.storage import GcsArtifactStore
 from infra.local.fmel import LocalFmelStore
