@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/slack_ack.py
 	$(PY) benchmarks/paper_latency.py
 	$(PY) benchmarks/fmel_bigquery.py
+	$(PY) benchmarks/cloudbuild_runner.py
 
 # Exactly the versions in the lock (pip, setuptools and the build included); pyproject.toml keeps
 # ranges for those who install tradeops as a library.
