@@ -12,8 +12,14 @@
   a batch is stored it writes ``DIR/out/state.json`` (positions, cash, the last bar handled, open
   orders, the chain head), so what the state says is always on disk;
 - answers ``GET /health`` and ``GET /ready`` on the unix socket ``DIR/out/health.sock`` (the
-  sandbox has no network to listen on);
+  sandbox has no network to listen on), and in a pod also over TCP on ``TRADEOPS_HTTP_PORT``
+  (the kubelet's probes);
 - stops cleanly on SIGTERM: the feed ends, the last rows and the summary are written, exit 0.
+
+In a pod (a StatefulSet's, ``infra/k8s``), ``DIR`` is the pod's volume and the spec and the
+agent's code come in the environment (``TRADEOPS_PAPER_SPEC``, ``TRADEOPS_AGENT_CODE``,
+base64, checked against the spec's ``agent_sha256``): they are written into ``DIR`` at each
+start, so what the pod runs is always what its StatefulSet says.
 
 A restart resumes: the stored decision rows say which bar was handled last and the chain
 head; the bars up to it are replayed at full speed to rebuild the strategy's state (their
@@ -23,8 +29,10 @@ hash chain from the next bar.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gc
+import hashlib
 import io
 import json
 import os
@@ -34,10 +42,10 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +64,9 @@ from runtime.paths import (
 )
 
 SPEC_FILE = "spec.json"
+SPEC_ENV = "TRADEOPS_PAPER_SPEC"
+AGENT_ENV = "TRADEOPS_AGENT_CODE"
+HTTP_PORT_ENV = "TRADEOPS_HTTP_PORT"
 OUT = PAPER_OUT  # the session's only writable folder
 STATE_FILE = PAPER_STATE
 LATENCY_FILE = "latency.json"
@@ -315,7 +326,29 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
     daemon_threads = True
 
 
-def serve_health(session: Session) -> _UnixHTTPServer:
+def write_session_from_env(folder: Path, env: Mapping[str, str] | None = None) -> bool:
+    """In a pod: the spec and the agent's code from the environment into ``folder`` (the
+    pod's volume); False when they are not there (a local session's folder has them)."""
+    env = os.environ if env is None else env
+    spec_text = env.get(SPEC_ENV)
+    if not spec_text:
+        return False
+    spec = json.loads(spec_text)
+    code = base64.b64decode(env.get(AGENT_ENV, ""), validate=True)
+    if hashlib.sha256(code).hexdigest() != spec.get("agent_sha256"):
+        raise ValueError(f"{AGENT_ENV} is not the agent whose sha256 the spec names")
+    name = str(spec.get("agent_file") or "agent.py")
+    if "/" in name or name.startswith("."):
+        raise ValueError(f"the spec's agent_file {name!r} is not a plain file name")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(code)
+    write_json(folder / SPEC_FILE, {**spec, "agent_file": name})
+    return True
+
+
+def serve_health(session: Session) -> list[Any]:
+    """``/health`` and ``/ready`` on the session's unix socket, and over TCP on
+    ``TRADEOPS_HTTP_PORT`` when it is set (in a pod). The servers, to shut down."""
     path = session.out / HEALTH_SOCKET
     path.unlink(missing_ok=True)
 
@@ -343,9 +376,15 @@ def serve_health(session: Session) -> _UnixHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = _UnixHTTPServer(str(path), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
-    return server
+    servers: list[Any] = [_UnixHTTPServer(str(path), Handler)]
+    port = os.environ.get(HTTP_PORT_ENV, "").strip()
+    if port:
+        tcp = ThreadingHTTPServer(("0.0.0.0", int(port)), Handler)  # noqa: S104 - the probes'
+        tcp.daemon_threads = True
+        servers.append(tcp)
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
+    return servers
 
 
 class Collector:
@@ -437,10 +476,11 @@ def main(folder: Path) -> int:
     # (Python's default is 5 ms a turn, and several threads take turns)
     sys.setswitchinterval(0.001)
     try:
+        write_session_from_env(folder)
         session = Session(folder)
     except Exception as exc:
         return _cannot_start(exc)
-    server = serve_health(session)
+    servers = serve_health(session)
 
     def on_signal(signum: int, frame: Any) -> None:
         session.stop()
@@ -455,7 +495,8 @@ def main(folder: Path) -> int:
             raise
         return _cannot_start(exc)
     finally:
-        server.shutdown()
+        for server in servers:
+            server.shutdown()
         (folder / OUT / HEALTH_SOCKET).unlink(missing_ok=True)
     print(f"paper session {session.run.run_id} stopped", file=sys.stderr)
     return code
