@@ -7,16 +7,19 @@ STAMP  := $(VENV)/.tradeops-installed
 # the BigQuery emulator runs from its own environment (it pins duckdb 1.5.5); the tests start it
 BQEMU  := $(VENV)/opt/bqemulator
 BQEMU_STAMP := $(BQEMU)/.installed
+# checkov, which lints the Kubernetes manifests in the tests, pins what tradeops cannot take
+CHECKOV := $(VENV)/opt/checkov
+CHECKOV_STAMP := $(CHECKOV)/.installed
 
 .PHONY: demo test lint unit bench lock clean emulators
 
 demo: $(STAMP)
 	$(VENV)/bin/tradeops demo
 
-test: $(STAMP) $(BQEMU_STAMP) lint
+test: $(STAMP) $(BQEMU_STAMP) $(CHECKOV_STAMP) lint
 	$(PY) -m pytest
 
-emulators: $(BQEMU_STAMP)
+emulators: $(BQEMU_STAMP) $(CHECKOV_STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -46,6 +49,11 @@ $(STAMP): pyproject.toml $(LOCK)
 $(BQEMU_STAMP): requirements-bqemulator.lock $(STAMP)
 	$(PYTHON) -m venv $(BQEMU)
 	$(BQEMU)/bin/pip install --quiet -r requirements-bqemulator.lock
+	@touch $@
+
+$(CHECKOV_STAMP): requirements-checkov.lock $(STAMP)
+	$(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/pip install --quiet --no-deps -r requirements-checkov.lock
 	@touch $@
 
 # Resolve the newest versions pyproject.toml allows, run `make test` on them in a fresh
