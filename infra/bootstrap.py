@@ -38,18 +38,6 @@ if TYPE_CHECKING:
         WorkQueue,
     )
 
-_CLOUD = {  # a port's setting when it names a cloud service with no adapter here yet
-    "cluster": "Kubernetes",
-}
-
-
-def _not_built(port: str, value: str) -> SettingsError:
-    var = f"TRADEOPS_{port.upper()}"
-    return SettingsError(
-        f"{var}: the {_CLOUD[port]} adapter ({value}) is not in this release; use 'local'"
-    )
-
-
 class Platform:
     """Every port of one deployment, each adapter made once, on first use."""
 
@@ -73,10 +61,6 @@ class Platform:
                  "redis": redis_conn}  # fmt: skip
         # a cached_property reads the instance dict first: an override is simply there
         self.__dict__.update({k: v for k, v in given.items() if v is not None})
-        for port in _CLOUD:  # a setting no adapter here serves: one line, at start
-            value = getattr(settings, port)
-            if value != "local" and port not in self.__dict__:
-                raise _not_built(port, value)
 
     # ------------------------------------------------------------------ storage
     @cached_property
@@ -215,6 +199,17 @@ class Platform:
 
     @cached_property
     def cluster(self) -> PaperCluster:
+        if self.settings.cluster == "kubernetes":  # StatefulSets of the runtime image
+            from infra.k8s.client import api_client
+            from infra.k8s.paper import KubernetesPaperCluster
+
+            assert self.settings.runtime_image  # Settings.from_env checked
+            return KubernetesPaperCluster(
+                api_client(),
+                image=self.settings.runtime_image,
+                artifacts=self.artifacts,
+                records=self.redis,  # stopped sessions, and the restarts the watcher saw
+            )
         from infra.local.paper import LocalPaperCluster
 
         return LocalPaperCluster(

@@ -102,7 +102,7 @@ class Settings:
         if backend not in ("local", "gcp"):
             raise SettingsError(f"TRADEOPS_BACKEND: expected 'local' or 'gcp', got {backend!r}")
         artifacts, registry, fmel, runner, cluster = _ports(env, backend)
-        image, region = _cloudbuild(env, runner, artifacts)
+        image, region = _cloudbuild(env, runner, artifacts, cluster)
         if home.exists() and not home.is_dir():
             raise SettingsError(f"TRADEOPS_HOME: {home} exists and is not a folder")
         return cls(
@@ -174,9 +174,11 @@ _IMAGE = re.compile(
 _REGION = re.compile(r"[a-z]+-[a-z]+[0-9]")
 
 
-def _cloudbuild(env: dict[str, str], runner: str, artifacts: str) -> tuple[str | None, str | None]:
-    """The Cloud Build runner's settings, checked when it is the runner: a runtime image
-    pinned by tag or digest, a region, and a bucket for the runs' files."""
+def _cloudbuild(
+    env: dict[str, str], runner: str, artifacts: str, cluster: str = "local"
+) -> tuple[str | None, str | None]:
+    """The runtime image (pinned by tag or digest), needed by Cloud Build and by the
+    Kubernetes cluster, and Cloud Build's settings: a region, a bucket for the runs' files."""
     image = env.get("TRADEOPS_RUNTIME_IMAGE", "").strip() or None
     region = env.get("TRADEOPS_CLOUDBUILD_REGION", "").strip() or None
     if image is not None and not _IMAGE.fullmatch(image):
@@ -187,6 +189,11 @@ def _cloudbuild(env: dict[str, str], runner: str, artifacts: str) -> tuple[str |
     if region is not None and not _REGION.fullmatch(region):
         raise SettingsError(
             f"TRADEOPS_CLOUDBUILD_REGION: expected a region like europe-west1, got {region!r}"
+        )
+    if cluster == "kubernetes" and image is None:
+        raise SettingsError(
+            "TRADEOPS_RUNTIME_IMAGE: TRADEOPS_CLUSTER=kubernetes needs the runtime image "
+            "(built from infra/deploy/runtime.Dockerfile; see the README)"
         )
     if runner == "cloudbuild":
         if not env.get("GOOGLE_CLOUD_PROJECT", "").strip():

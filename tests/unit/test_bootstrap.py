@@ -68,9 +68,9 @@ def test_a_wrong_port_setting_is_one_line_naming_it(tmp_path: Path, var: str, ba
     assert repr(bad) in message
 
 
-def test_a_cloud_port_without_its_adapter_stops_at_start(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match=r"^TRADEOPS_CLUSTER: the .* adapter"):
-        bootstrap(settings(tmp_path, TRADEOPS_CLUSTER="kubernetes"))
+def test_the_kubernetes_cluster_needs_the_runtime_image(tmp_path: Path) -> None:
+    said = error(tmp_path, TRADEOPS_CLUSTER="kubernetes")
+    assert said.startswith("TRADEOPS_RUNTIME_IMAGE: TRADEOPS_CLUSTER=kubernetes needs")
 
 
 @pytest.mark.parametrize(
@@ -115,8 +115,9 @@ def test_a_google_port_without_credentials_is_one_line(
 
 def test_an_override_stands_in_for_the_setting(tmp_path: Path) -> None:
     store = InMemoryArtifactStore()
-    platform = bootstrap(settings(tmp_path, TRADEOPS_CLUSTER="kubernetes"), artifacts=store,
-                         cluster=object())  # type: ignore[arg-type]  # fmt: skip
+    platform = bootstrap(settings(tmp_path, TRADEOPS_CLUSTER="kubernetes",
+                                  TRADEOPS_RUNTIME_IMAGE=CLOUDBUILD["TRADEOPS_RUNTIME_IMAGE"]),
+                         artifacts=store, cluster=object())  # type: ignore[arg-type]  # fmt: skip
     assert platform.artifacts is store
 
 

@@ -1,0 +1,1 @@
+"""Kubernetes adapters: the paper cluster on StatefulSets."""
