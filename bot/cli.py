@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--burst", action="store_true", help="stop once the queues are empty")
     w.add_argument("--queues", type=_queues, default=None, metavar="Q,Q",
                    help="queues to take jobs from (default: all)")  # fmt: skip
+    w.add_argument("--health-port", type=int, default=None, metavar="PORT",
+                   help="serve GET /health on this port (a pod's probes)")  # fmt: skip
 
     d = sub.add_parser("demo", help="the whole flow on this machine, as a chat", description=(
         "Start the embedded Redis and a worker (unless they run), upload the bundled "
@@ -220,10 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     bt_.add_argument("--port", type=_port, default=None, metavar="P",
                      help="HTTP port (default $PORT, else 3000)")  # fmt: skip
 
-    sub.add_parser("scheduler", help="enqueue scheduled digests on time", description=(
+    sch = sub.add_parser("scheduler", help="enqueue scheduled digests on time", description=(
         "Run RQ's cron scheduler with one job per digest in TRADEOPS_DIGESTS "
         "(CHANNEL@HH:MM, UTC, comma-separated); workers on the digest queue run them. "
-        "Runs until SIGTERM; several schedulers enqueue each digest once."))  # fmt: skip
+        "Runs until SIGTERM; several schedulers enqueue each digest once. With "
+        "TRADEOPS_CLUSTER=kubernetes it also watches the paper pods: a restart is news for "
+        "the agent's owner."))  # fmt: skip
+    sch.add_argument("--health-port", type=int, default=None, metavar="PORT",
+                     help="serve GET /health on this port (a pod's probes)")  # fmt: skip
     r = sub.add_parser("redis", help="the embedded Redis of $TRADEOPS_HOME: status or stop",
                        description=(
         "The embedded redis-server (started by the first process that needs a queue when "
@@ -791,7 +797,9 @@ def _cli_user() -> str:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from workers.ports import QUEUES
 
-    return _platform(settings).run_worker(args.queues or QUEUES, burst=args.burst)
+    platform = _platform(settings)
+    platform.serve_health(args.health_port, "worker")
+    return platform.run_worker(args.queues or QUEUES, burst=args.burst)
 
 
 def _validate(path: Path, strategy: str | None, settings: Settings) -> ValidationReport:
@@ -909,7 +917,9 @@ def cmd_paper(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
-    return _platform(settings).run_scheduler()
+    platform = _platform(settings)
+    platform.serve_health(args.health_port, "scheduler")
+    return platform.run_scheduler()
 
 
 def cmd_gcp(args: argparse.Namespace, settings: Settings) -> int:

@@ -283,6 +283,19 @@ class Platform:
         )
         return replace(services, **changes) if changes else services
 
+    def serve_health(self, port: int | None, process: str) -> None:
+        """``GET /health`` on ``port`` (a pod's probes): ok while the queue's Redis answers."""
+        if not port:
+            return
+        from infra.health import serve_health
+
+        def check() -> dict[str, Any]:
+            reachable = self.queue.reachable()
+            return {"status": "ok" if reachable else "unhealthy", "process": process,
+                    "redis": reachable}  # fmt: skip
+
+        serve_health(port, check)
+
     def run_worker(self, queues: tuple[str, ...], *, burst: bool = False) -> int:
         """A worker on ``queues`` in this process until stopped (or, with ``burst``, until
         they are empty). Jobs run in this process, so the sandbox it warms between jobs is
@@ -312,9 +325,32 @@ class Platform:
         return 0
 
     def run_scheduler(self) -> int:
+        """Scheduled digests until stopped; with the Kubernetes cluster, also the watcher
+        that turns paper pods' restarts into crash news."""
         from infra.local.scheduler import run_scheduler
 
+        if self.settings.cluster == "kubernetes":
+            self._watch_paper_pods()
         return run_scheduler(self.settings)
+
+    def _watch_paper_pods(self, every_s: float = 15.0) -> None:
+        import logging
+        import threading
+
+        cluster = self.cluster
+        watch = getattr(cluster, "watch", None)
+        if watch is None:
+            return
+
+        def loop() -> None:
+            while True:
+                try:
+                    watch(self.events)
+                except Exception as exc:  # the API away for a while: the next look
+                    logging.getLogger(__name__).warning("paper pod watch: %s", exc)
+                threading.Event().wait(every_s)
+
+        threading.Thread(target=loop, name="paper-watch", daemon=True).start()
 
     def embedded_redis(self, *, stop: bool = False) -> str:
         """What this home's embedded Redis is doing (stopping it first with ``stop``)."""

@@ -176,3 +176,40 @@ def test_a_forged_result_never_reaches_the_registry(home: Path, synthetic_data: 
     runs = SqliteRegistry(home / "state.db").list_runs()
     assert [(r.run_id, r.agent) for r in runs] == [("run-f", "forger")]
     assert "forged-run" not in json.dumps([r.result for r in runs], default=str)
+
+
+@pytest.mark.parametrize("process", ["worker", "scheduler"])
+def test_a_process_serves_its_health_for_a_pods_probes(
+    home: Path, synthetic_data: Path, process: str
+) -> None:
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    from infra.emulators import free_port
+
+    EmbeddedRedis(home).ensure_running()
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", process, "--health-port", str(port)],
+                            env=cli_env(home, synthetic_data), stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline, doc = time.monotonic() + 30, None
+        while doc is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    doc = json.loads(r.read())
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "no /health"
+                time.sleep(0.2)
+        assert doc == {"status": "ok", "process": process, "redis": True}
+        EmbeddedRedis(home).stop()  # its Redis gone: unhealthy, and said so
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10)
+        assert refused.value.code == 503
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
