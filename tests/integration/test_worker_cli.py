@@ -191,8 +191,8 @@ def test_a_process_serves_its_health_for_a_pods_probes(
 
     EmbeddedRedis(home).ensure_running()
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", process, "--health-port", str(port)],
-                            env=cli_env(home, synthetic_data), stderr=subprocess.DEVNULL)  # fmt: skip
+    argv = [sys.executable, "-m", "bot.cli", process, "--health-port", str(port)]
+    proc = subprocess.Popen(argv, env=cli_env(home, synthetic_data), stderr=subprocess.DEVNULL)
     try:
         deadline, doc = time.monotonic() + 30, None
         while doc is None:
