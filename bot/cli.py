@@ -200,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replay: the first day played (default the data's first)")  # fmt: skip
     ps.add_argument("--bar-seconds", type=_positive(float), default=1.0, metavar="S",
                     help="replay: seconds between bars (default 1)")  # fmt: skip
+    pm = psub.add_parser("manifest", help="the Kubernetes StatefulSet a start would apply",
+                         description=(
+        "Print (YAML) the StatefulSet paper-AGENT that `paper start` would create with "
+        "TRADEOPS_CLUSTER=kubernetes (TRADEOPS_RUNTIME_IMAGE); nothing is applied."))  # fmt: skip
+    pm.add_argument("agent", metavar="AGENT", help="a registered agent, NAME or NAME@vN")
+    for action in ps._actions[2:]:  # the start options, the same names and defaults
+        pm._add_action(action)
     pst = psub.add_parser("stop", help="stop an agent's paper trading")
     pst.add_argument("agent", metavar="AGENT")
     pl = psub.add_parser("logs", help="the session's log")
@@ -880,6 +887,8 @@ def cmd_paper(args: argparse.Namespace, settings: Settings) -> int:
     from bot.desk import Desk
     from workers import events as ev
 
+    if args.paper_command == "manifest":
+        return _paper_manifest(args, settings)
     desk = Desk(settings, user=_cli_user())
     if args.paper_command == "logs":
         cluster = desk.services().cluster
@@ -914,6 +923,29 @@ def cmd_paper(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(format_event_or_say(final))
     return 1 if final.kind in ("paper_failed", "job_failed") else 0
+
+
+def _paper_manifest(args: argparse.Namespace, settings: Settings) -> int:
+    import yaml
+
+    from workers.ports import PaperSpec
+
+    found = AGENT_REF.fullmatch(args.agent)
+    if not found:
+        raise CliError(f"{args.agent!r} is not an agent name (NAME or NAME@vN)")
+    platform = _platform(settings)
+    number = int(found.group(2)) if found.group(2) else None
+    version = platform.registry.get_version(found.group(1), number)
+    if version is None:
+        raise CliError(f"no agent {args.agent} is registered")
+    spec = PaperSpec(
+        agent=version.name, version=version.version, sha256=version.sha256,
+        owner=_cli_user(), run_id="RUN_ID", symbols=tuple(args.symbols or ("SPY",)),
+        cash=args.cash, feed=args.feed, start=args.start and args.start.isoformat(),
+        bar_seconds=args.bar_seconds,
+    )  # fmt: skip
+    print(yaml.safe_dump(platform.paper_manifest(spec), sort_keys=False), end="")
+    return 0
 
 
 def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:

@@ -223,6 +223,14 @@ class Platform:
             ship_fmel=self.settings.fmel != "local",
         )
 
+    def paper_manifest(self, spec: Any) -> dict[str, Any]:
+        """The StatefulSet the Kubernetes cluster would apply for ``spec`` (nothing is
+        applied; the agent's code from the artifact store)."""
+        from infra.k8s.paper import statefulset
+
+        image = self.settings.runtime_image or "REGION-docker.pkg.dev/PROJECT/tradeops/runtime:TAG"
+        return statefulset(spec, image=image, code=self.artifacts.get(spec.sha256))
+
     def _settings_env(self) -> dict[str, str]:
         """What a process this one starts needs to reach the same queue, event log and FMEL
         store (credentials and emulator hosts come with the environment it inherits)."""

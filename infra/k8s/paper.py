@@ -109,7 +109,9 @@ def statefulset(
         mounts.append({"name": "alpaca", "mountPath": keys, "readOnly": True})
         volumes.append({"name": "alpaca", "secret": {"secretName": ALPACA_SECRET,
                                                      "defaultMode": 0o400}})
-    probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 3}
+    def probe(path: str = "/health", **timing: int) -> dict[str, Any]:
+        return {"httpGet": {"path": path, "port": "http"}, "timeoutSeconds": 3, **timing}
+
     container = {
         "name": CONTAINER,
         "image": image,
@@ -117,10 +119,9 @@ def statefulset(
         "args": ["paper", "--session", SESSION_DIR],
         "env": env,
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 60},
-        "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
-        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5,
-                           "timeoutSeconds": 3},
+        "startupProbe": probe(periodSeconds=2, failureThreshold=60),
+        "livenessProbe": probe(periodSeconds=10, failureThreshold=3),
+        "readinessProbe": probe("/ready", periodSeconds=5),
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
                       "limits": {"cpu": "2", "memory": "4Gi"}},
         "securityContext": {
@@ -132,7 +133,7 @@ def statefulset(
         "volumeMounts": mounts,
     }
     claim: dict[str, Any] = {
-        "metadata": {"name": "session", "labels": labels},
+        "metadata": {"name": "session", "labels": dict(labels)},
         "spec": {"accessModes": ["ReadWriteOnce"],
                  "resources": {"requests": {"storage": volume_size}}},
     }
@@ -151,16 +152,16 @@ def statefulset(
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels,
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": dict(labels),
                      "annotations": annotations},
         "spec": {
             "replicas": 1,
             "serviceName": GOVERNING_SERVICE,
-            "selector": {"matchLabels": labels},
+            "selector": {"matchLabels": dict(labels)},
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain",
                                                      "whenScaled": "Retain"},
             "template": {
-                "metadata": {"labels": labels, "annotations": {
+                "metadata": {"labels": dict(labels), "annotations": {
                     "tradeops.dev/run-id": spec.run_id}},
                 "spec": {
                     "automountServiceAccountToken": False,
