@@ -120,7 +120,7 @@ class Settings:
             max_agent_bytes=_max_agent_bytes(env),
             worker_heartbeat_s=_seconds(env, "TRADEOPS_WORKER_HEARTBEAT_S", 5.0),
             slack_bot_token=_token(env, "SLACK_BOT_TOKEN", "xoxb-"),
-            slack_signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip() or None,
+            slack_signing_secret=_secret(env, "SLACK_SIGNING_SECRET") or None,
             slack_app_token=_token(env, "SLACK_APP_TOKEN", "xapp-"),
             slack_api_url=_api_url(env),
             admins=_user_ids(env, "TRADEOPS_ADMINS"),
@@ -250,8 +250,21 @@ def _positive_int(env: dict[str, str], var: str) -> int:
     return int(text)
 
 
+def _secret(env: dict[str, str], var: str) -> str:
+    """A secret given directly (``VAR``) or as a file (``VAR_FILE``: a mounted Secret)."""
+    text, path = env.get(var, "").strip(), env.get(f"{var}_FILE", "").strip()
+    if text and path:
+        raise SettingsError(f"{var}: set {var} or {var}_FILE, not both")
+    if not path:
+        return text
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"{var}_FILE: cannot read {path}: {exc.strerror}") from None
+
+
 def _token(env: dict[str, str], var: str, prefix: str) -> str | None:
-    text = env.get(var, "").strip()
+    text = _secret(env, var)
     if text and not text.startswith(prefix):
         raise SettingsError(f"{var}: expected a token starting with {prefix} (value not shown)")
     return text or None

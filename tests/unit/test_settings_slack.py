@@ -176,3 +176,18 @@ def test_require_passes_when_everything_is_set(tmp_path: Path) -> None:
     s = settings(tmp_path, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET)
     s.require("slack_bot_token", "slack_signing_secret")
     s.require()
+
+
+def test_secrets_can_be_files_a_mounted_secret_gives(tmp_path: Path) -> None:
+    (tmp_path / "bot").write_text(BOT_TOKEN + "\n")
+    (tmp_path / "signing").write_text(SIGNING_SECRET)
+    s = settings(tmp_path, SLACK_BOT_TOKEN_FILE=str(tmp_path / "bot"),
+                 SLACK_SIGNING_SECRET_FILE=str(tmp_path / "signing"))  # fmt: skip
+    assert (s.slack_bot_token, s.slack_signing_secret) == (BOT_TOKEN, SIGNING_SECRET)
+    said = error(tmp_path, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_BOT_TOKEN_FILE=str(tmp_path / "bot"))
+    assert said == "SLACK_BOT_TOKEN: set SLACK_BOT_TOKEN or SLACK_BOT_TOKEN_FILE, not both"
+    said = error(tmp_path, SLACK_SIGNING_SECRET_FILE=str(tmp_path / "missing"))
+    assert said.startswith("SLACK_SIGNING_SECRET_FILE: cannot read") and SIGNING_SECRET not in said
+    (tmp_path / "bad").write_text("not-a-token")
+    said = error(tmp_path, SLACK_BOT_TOKEN_FILE=str(tmp_path / "bad"))
+    assert "not-a-token" not in said and said.startswith("SLACK_BOT_TOKEN: expected a token")
