@@ -160,6 +160,7 @@ class Sandbox:
                 cmd += ["--symlink", target, f"/{link}"]
             elif os.path.isdir(f"/{link}"):
                 cmd += ["--ro-bind", f"/{link}", f"/{link}"]
+        cmd += ["--perms", "0755", "--dir", "/etc"]  # traversable by the run's uid
         wanted = ["/etc/ld.so.cache", "/etc/localtime", "/etc/fonts"]
         if network:  # name resolution and TLS roots for the broker's API
             wanted += ["/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates"]

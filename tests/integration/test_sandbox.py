@@ -580,3 +580,23 @@ for n in range(12):
     assert "TRADEOPS_SANDBOX_OUTPUT_MB" in out.doc["error"]["message"]
     assert not list((home / "runs" / out.doc["run_id"]).rglob("fill-*"))  # the box is gone
     normal_run_still_works(run)
+
+
+def test_a_networked_run_can_read_name_resolution_and_tls_roots(tmp_path: Path) -> None:
+    """A paper session on Alpaca's feed has the network: it must also read /etc/resolv.conf,
+    /etc/hosts and the TLS roots as its own uid (an /etc only root could enter hid them)."""
+    import subprocess
+    import sys
+
+    from infra.local.runner import child_env
+
+    sandbox = Sandbox.detect()
+    code = ("import os, ssl; print(os.getuid()); print(len(open('/etc/hosts').read()) > 0); "
+            "print(ssl.create_default_context().cert_store_stats()['x509_ca'] > 0)")  # fmt: skip
+    cmd = sandbox.command([sys.executable, "-c", code], [], child_env(), "/", network=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=child_env(),
+                          preexec_fn=sandbox.preexec(None))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    uid, hosts, roots = done.stdout.split()
+    assert hosts == "True" and roots == "True"
+    assert uid != "0"
