@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import SimpleWorker
-from rq.exceptions import AbandonedJobError
+from rq.exceptions import AbandonedJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
@@ -89,6 +89,20 @@ class Worker(SimpleWorker):
     def work(self, *args: Any, **kwargs: Any) -> bool:
         with sweeping(self.services):  # its maintenance finds lost jobs
             return bool(super().work(*args, **kwargs))
+
+    # A stop asked of an idle worker: RQ raises StopRequested from the signal handler, and
+    # when the signal lands inside a broad ``except Exception`` (its maintenance, a failure
+    # callback) the exception is swallowed; RQ's dequeue loop then waits on the queues again
+    # and again without looking, and the worker ignores the SIGTERM. The request is kept as a
+    # flag, and the dequeue loop's heartbeat (each BLPOP timeout, 15 s at most) ends it.
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        self._stop_requested = True
+        super().request_stop(signum, frame)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if self._stop_requested and self.get_state() != WorkerStatus.BUSY:
+            raise StopRequested
+        super().heartbeat(timeout, pipeline)
 
     @property
     def execution_ttl(self) -> int:

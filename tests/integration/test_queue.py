@@ -74,3 +74,46 @@ def test_settings_read_redis_url() -> None:
     assert Settings.from_env({}).redis_url is None
     with pytest.raises(SettingsError, match="REDIS_URL"):
         Settings.from_env({"REDIS_URL": "http://nope"})
+
+
+def test_a_stop_whose_exception_was_swallowed_still_stops_an_idle_worker(
+    conn: redis.Redis, redis_home: Path
+) -> None:
+    """SIGTERM to an idle worker: RQ raises StopRequested from the handler, and one landing in
+    a broad `except Exception` (its maintenance) was lost, leaving the worker on its queues
+    for ever. The request is kept, and the worker leaves at its next heartbeat."""
+    import contextlib
+    import signal
+    import threading
+    import time
+
+    from infra.bootstrap import bootstrap
+    from infra.local.worker import Worker
+
+    platform = bootstrap(Settings(home=redis_home, data_dir=redis_home), redis_conn=conn)
+    worker = Worker([Queue("validate", connection=conn)], connection=conn,
+                    services=platform.services(), heartbeat_s=1.0)  # fmt: skip
+
+    def swallowed_stop() -> None:  # the handler's exception, lost as a broad except loses it
+        with contextlib.suppress(Exception):
+            worker.request_stop(signal.SIGTERM, None)
+
+    rescued = threading.Event()
+
+    def rescue() -> None:  # the old behaviour would hang: end it the way that always worked
+        rescued.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop, watchdog = threading.Timer(2.0, swallowed_stop), threading.Timer(30.0, rescue)
+    stop.start()
+    watchdog.start()
+    t0 = time.monotonic()
+    try:
+        worker.work(logging_level="ERROR")  # in the main thread: RQ installs its handlers
+    finally:
+        watchdog.cancel()
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    assert not rescued.is_set(), "the worker ignored the stop"
+    assert time.monotonic() - t0 < 15  # its BLPOP waits 3 s at a time here
