@@ -379,12 +379,12 @@ class KubernetesPaperCluster:
 
     def _health(self, agent: str) -> dict[str, Any] | None:
         """The pod's /health through the API server's proxy; None when it does not answer."""
-        try:
-            text = self.core.connect_get_namespaced_pod_proxy_with_path(
+        try:  # the raw answer: the client would turn a JSON body into a Python repr
+            reply = self.core.connect_get_namespaced_pod_proxy_with_path(
                 f"{statefulset_name(agent)}-0:{HTTP_PORT}", self.namespace, "health",
-                _request_timeout=5,
+                _request_timeout=5, _preload_content=False,
             )  # fmt: skip
-            doc = json.loads(text) if isinstance(text, str | bytes) else text
+            doc = json.loads(cast(Any, reply).data)
         except Exception:  # not up yet, or gone: no health is the answer
             return None
         return doc if isinstance(doc, dict) else None

@@ -57,6 +57,7 @@ from runtime.paper.sources import BarSource
 from runtime.paths import (
     CANNOT_START_PREFIX,
     CRASH_PREFIX,
+    DEFAULT_DATA_DIR,
     HEALTH_SOCKET,
     PAPER_CANNOT_START,
     PAPER_OUT,
@@ -101,7 +102,8 @@ class PaperRun:
             feed=doc.get("feed") or "replay",
             start=date.fromisoformat(doc["start"]) if doc.get("start") else None,
             bar_seconds=float(doc.get("bar_seconds", 1.0)),
-            data_dir=Path(doc["data_dir"]) if doc.get("data_dir") else None,
+            # the data folder a replay plays; none given (a pod): the data the image holds
+            data_dir=Path(doc["data_dir"]) if doc.get("data_dir") else DEFAULT_DATA_DIR,
             fmel_dir=session / OUT / "fmel",
             agent_version=str(doc.get("agent_version") or ""),
             user_id=str(doc.get("user_id") or ""),
