@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from infra.settings import Settings, SettingsError
 from runtime.defaults import DEFAULT_TIMEOUT_S
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         BacktestRunner,
         EventLog,
         FmelStore,
+        FmelStream,
         MarketData,
         Notifier,
         PaperCluster,
@@ -204,11 +205,13 @@ class Platform:
             from infra.k8s.paper import KubernetesPaperCluster
 
             assert self.settings.runtime_image  # Settings.from_env checked
+            stream = self.fmel if hasattr(self.fmel, "ingest_rows") else None
             return KubernetesPaperCluster(
                 api_client(),
                 image=self.settings.runtime_image,
                 artifacts=self.artifacts,
-                records=self.redis,  # stopped sessions, and the restarts the watcher saw
+                records=self.redis,  # stopped sessions, what the watcher saw and shipped
+                fmel=cast("FmelStream | None", stream),  # BigQuery: decisions pulled in
             )
         from infra.local.paper import LocalPaperCluster
 
@@ -346,14 +349,17 @@ class Platform:
         import threading
 
         cluster = self.cluster
-        watch = getattr(cluster, "watch", None)
+        watch, ship = getattr(cluster, "watch", None), getattr(cluster, "ship", None)
         if watch is None:
             return
+        stream = getattr(cluster, "fmel", None)
 
         def loop() -> None:
             while True:
                 try:
                     watch(self.events)
+                    if ship is not None and stream is not None:
+                        ship(stream)  # the sessions' new decisions into the FMEL store
                 except Exception as exc:  # the API away for a while: the next look
                     logging.getLogger(__name__).warning("paper pod watch: %s", exc)
                 threading.Event().wait(every_s)

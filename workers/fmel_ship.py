@@ -11,8 +11,10 @@ refused and nothing after it is sent. A summary goes only once its chain head an
 are those of the rows shipped.
 
 Where shipping stands (the last part sent, the chain head, the run header) is kept in a
-file outside the session's writable folder, so a restarted supervisor goes on from there
-and a part is sent once.
+cursor the session cannot write (a file beside its folder, or a Redis key), so a restarted
+shipper goes on from there and a part is sent once. The record is read from a
+:class:`RecordSource`: the session's folder here (:class:`FolderSource`), or its pod's
+``/fmel`` over HTTP on Kubernetes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from runtime.files import write_json
 from runtime.fmel import encoding as enc
@@ -58,25 +60,81 @@ class Shipped:
             return cls()
 
 
+class RecordSource(Protocol):
+    """Where a session's record is read from (all of it hostile)."""
+
+    def parts(self) -> list[str]:
+        """The names of its part files (``Refused`` for anything that is not a file)."""
+        ...
+
+    def read(self, name: str, limit: int) -> bytes | None:
+        """A part's bytes, or the summary's (``name == SUMMARY``); None when missing."""
+        ...
+
+
+class Cursor(Protocol):
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, doc: dict[str, Any]) -> None: ...
+
+
+SUMMARY = "summary"
+
+
+class FolderSource:
+    """The record in a session's folder ``out/prefix`` (no link followed, no FIFO read)."""
+
+    def __init__(self, out: Path, run_id: str, prefix: str = "fmel") -> None:
+        self.out, self.run_id, self.prefix = out, run_id, prefix
+
+    def parts(self) -> list[str]:
+        return list_regular(self.out, f"{self.prefix}/{store.DECISIONS}/{self.run_id}")
+
+    def read(self, name: str, limit: int) -> bytes | None:
+        if name == SUMMARY:
+            rel = f"{self.prefix}/{store.SUMMARIES}/{self.run_id}.parquet"
+        else:
+            rel = f"{self.prefix}/{store.DECISIONS}/{self.run_id}/{name}"
+        return read_regular(self.out, rel, limit)
+
+
+class FileCursor:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            loaded: dict[str, Any] = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        return loaded
+
+    def save(self, doc: dict[str, Any]) -> None:
+        write_json(self.path, doc)
+
+
 class FmelShipper:
-    """Ships the record under ``out/prefix`` of the run ``trusted`` names to ``stream``;
-    ``cursor`` (a file the session cannot write) keeps where it stands."""
+    """Ships the record ``source`` gives of the run ``trusted`` names to ``stream``;
+    ``cursor`` (out of the session's reach) keeps where it stands. ``source`` and ``cursor``
+    may be a session's folder and a file (``out`` and ``cursor`` paths)."""
 
     def __init__(
         self,
-        out: Path,
+        source: RecordSource | Path,
         trusted: Trusted,
         stream: FmelStream,
-        cursor: Path,
+        cursor: Cursor | Path,
         *,
         prefix: str = "fmel",
     ) -> None:
-        self.out = out
+        self.source = (
+            FolderSource(source, trusted.run_id, prefix) if isinstance(source, Path) else source
+        )
         self.trusted = trusted
         self.stream = stream
-        self.cursor = cursor
-        self.prefix = prefix
-        self.state = Shipped.load(cursor)
+        self.cursor = FileCursor(cursor) if isinstance(cursor, Path) else cursor
+        found = self.cursor.load()
+        self.state = Shipped(**found) if found else Shipped()
 
     @property
     def refused(self) -> str | None:
@@ -103,19 +161,18 @@ class FmelShipper:
             return 0  # the first flush writes it: nothing to chain from before
         if self.state.head is None:
             self._start(summary)
-        folder = f"{self.prefix}/{store.DECISIONS}/{run_id}"
         sent = 0
-        for name in list_regular(self.out, folder):
+        for name in self.source.parts():
             found = _PART.fullmatch(name)
             if found is None:
-                raise Refused(f"{folder}/{name} is not an FMEL part")
+                raise Refused(f"{name} is not an FMEL part")
             number = int(found.group(1))
             if number <= self.state.part:
                 continue
-            raw = read_regular(self.out, f"{folder}/{name}", PART_BYTES)
+            raw = self.source.read(name, PART_BYTES)
             if raw is None:
                 continue
-            table = parquet_table(raw, store.DECISION_SCHEMA, f"{folder}/{name}")
+            table = parquet_table(raw, store.DECISION_SCHEMA, name)
             rows, link = self._checked(table, name)
             self.stream.ingest_rows(run_id, rows)  # an error: the same part next time
             sent += len(rows)
@@ -149,8 +206,7 @@ class FmelShipper:
         return rows, link
 
     def _summary(self) -> dict[str, Any] | None:
-        rel = f"{self.prefix}/{store.SUMMARIES}/{self.trusted.run_id}.parquet"
-        raw = read_regular(self.out, rel, SUMMARY_BYTES)
+        raw = self.source.read(SUMMARY, SUMMARY_BYTES)
         if raw is None:
             return None
         table = parquet_table(raw, store.SUMMARY_SCHEMA, "the FMEL run summary")
@@ -184,4 +240,4 @@ class FmelShipper:
                 raise Refused(f"{what} is not this run's ({column})")
 
     def _save(self) -> None:
-        write_json(self.cursor, asdict(self.state))
+        self.cursor.save(asdict(self.state))

@@ -32,6 +32,7 @@ from kubernetes.client.exceptions import ApiException
 
 from runtime.paths import CRASH_PREFIX, PAPER_CANNOT_START
 from workers.ports import (
+    FmelStream,
     NeedsOperator,
     NotFound,
     Notifier,
@@ -142,6 +143,7 @@ def statefulset(
     annotations = {
         "tradeops.dev/run-id": spec.run_id,
         "tradeops.dev/owner": spec.owner,
+        "tradeops.dev/version": str(spec.version),
         "tradeops.dev/started-at": f"{started_at if started_at is not None else time.time():.3f}",
         "tradeops.dev/parameters": json.dumps(_parameters(spec), sort_keys=True),
         "tradeops.dev/reply-to": json.dumps(dict(spec.reply_to), sort_keys=True),
@@ -206,7 +208,11 @@ class KubernetesPaperCluster:
         storage_class: str | None = None,
         clock: Callable[[], float] = time.time,
         stop_wait_s: float = STOP_WAIT_S,
+        fmel: FmelStream | None = None,
     ) -> None:
+        # where the sessions' decisions go (taken from the pods by ship(), and at a stop);
+        # None: they stay in the pods' volumes
+        self.fmel = fmel
         from kubernetes import client
 
         self.apps = client.AppsV1Api(api_client)
@@ -255,7 +261,9 @@ class KubernetesPaperCluster:
                                                           {"spec": {"replicas": 0}})
         deadline = time.monotonic() + self.stop_wait_s
         while self._pods(agent) and time.monotonic() < deadline:
-            time.sleep(0.2)
+            if self.fmel is not None:  # its last rows and summary, while it lingers for them
+                self._ship_stopping(agent, last.run_id)
+            time.sleep(0.5)
         with _api("stop", agent):
             try:
                 self.apps.delete_namespaced_stateful_set(name, self.namespace,
@@ -296,6 +304,49 @@ class KubernetesPaperCluster:
             text = self.core.read_namespaced_pod_log(pods[0].metadata.name, self.namespace,
                                                      container=CONTAINER, tail_lines=tail)
         return str(text or "").rstrip("\n")
+
+    # ------------------------------------------------------------------ decisions
+    def ship(self, stream: FmelStream, agent: str | None = None, stopping: str = "") -> int:
+        """Take each running session's new decisions from its pod (``/fmel`` through the
+        API server's proxy), check them as a local session's are, and append them to
+        ``stream`` (the FMEL store). The pod holds no credentials for the store; the
+        worker or scheduler calling this does. Returns the rows sent."""
+        from workers.collect import Trusted
+        from workers.fmel_ship import FmelShipper
+
+        sent = 0
+        sessions = self.status(agent) if agent else self.status()
+        for session in sessions:
+            if session.status is SessionStatus.STOPPED and session.run_id != stopping:
+                continue
+            sts = self._statefulset(session.agent)
+            if sts is None:
+                continue
+            notes = sts.metadata.annotations or {}
+            trusted = Trusted(
+                run_id=session.run_id, agent_id=session.agent,
+                agent_version=str(notes.get("tradeops.dev/version", "")),
+                user_id=session.owner, agent_sha256=None, parameters={}, data_checks=(),
+                symbols=session.parameters.get("symbols") or [],
+            )  # fmt: skip
+            cursor = _RecordsCursor(self.records, _record_key(self.namespace, session.agent)
+                                    + f":shipped:{session.run_id}")  # fmt: skip
+            source = _PodRecord(self.core, self.namespace, f"{statefulset_name(session.agent)}-0")
+            shipper = FmelShipper(source, trusted, stream, cursor)
+            try:
+                sent += shipper.ship()
+            except Exception as exc:  # the pod between states, the store away: next time
+                log.info("decisions of paper-%s not taken yet: %s", session.agent, str(exc)[:600])
+            if shipper.refused:
+                log.warning("decisions of paper-%s refused: %s", session.agent, shipper.refused)
+        return sent
+
+    def _ship_stopping(self, agent: str, run_id: str) -> None:
+        assert self.fmel is not None
+        try:
+            self.ship(self.fmel, agent, stopping=run_id)
+        except Exception as exc:
+            log.info("last decisions of paper-%s not taken: %s", agent, exc)
 
     # ------------------------------------------------------------------ crash news
     def watch(self, news: Notifier) -> int:
@@ -409,6 +460,54 @@ class KubernetesPaperCluster:
             except Exception as exc:  # the reason is a nicety: the news goes anyway
                 log.debug("no previous log for %s: %s", agent, exc)
         return reason, code
+
+
+class _RecordsCursor:
+    def __init__(self, records: Records, key: str) -> None:
+        self.records, self.key = records, key
+
+    def load(self) -> dict[str, Any] | None:
+        raw = self.records.get(self.key)
+        return json.loads(raw) if raw else None
+
+    def save(self, doc: dict[str, Any]) -> None:
+        self.records.set(self.key, json.dumps(doc))
+
+
+class _PodRecord:
+    """A pod's decision record through the API server's proxy to its ``/fmel``."""
+
+    def __init__(self, core: Any, namespace: str, pod: str) -> None:
+        self.core, self.namespace, self.pod = core, namespace, f"{pod}:{HTTP_PORT}"
+
+    def _get(self, path: str, limit: int) -> bytes | None:
+        from workers.collect import Refused
+
+        try:
+            reply = self.core.connect_get_namespaced_pod_proxy_with_path(
+                self.pod, self.namespace, path, _request_timeout=30, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data = reply.read(limit + 1) if hasattr(reply, "read") else reply.data
+        if len(data) > limit:
+            raise Refused(f"{path} is over the limit of {limit} bytes")
+        return bytes(data)
+
+    def parts(self) -> list[str]:
+        from workers.collect import Refused
+
+        raw = self._get("fmel", 1 << 20)
+        doc = json.loads(raw) if raw else {}
+        names = doc.get("parts") if isinstance(doc, dict) else None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise Refused("the pod's /fmel is not a list of parts")
+        return sorted(names)
+
+    def read(self, name: str, limit: int) -> bytes | None:
+        return self._get(f"fmel/{name}", limit)
 
 
 def _container(pod: Any) -> Any:

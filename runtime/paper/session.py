@@ -36,6 +36,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import socketserver
 import sys
@@ -52,6 +53,7 @@ from typing import Any
 import backtrader as bt
 
 from runtime.files import write_json
+from runtime.fmel.store import DECISIONS, SUMMARIES
 from runtime.paper.feed import Dispatcher, LiveFeed
 from runtime.paper.sources import BarSource
 from runtime.paths import (
@@ -65,6 +67,10 @@ from runtime.paths import (
 )
 
 SPEC_FILE = "spec.json"
+_PART_NAME = re.compile(r"part-\d{5}\.parquet")
+# in a pod, the session keeps serving /fmel this long after its last rows and summary are
+# written, so the puller outside it takes them before the pod goes
+POD_LINGER_S = 10.0
 SPEC_ENV = "TRADEOPS_PAPER_SPEC"
 AGENT_ENV = "TRADEOPS_AGENT_CODE"
 HTTP_PORT_ENV = "TRADEOPS_HTTP_PORT"
@@ -357,6 +363,9 @@ def serve_health(session: Session) -> list[Any]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             route = self.path.split("?", 1)[0]
+            if route.startswith("/fmel"):
+                self._fmel(route)
+                return
             if route == "/health":
                 code, body = 200, session.health()
             elif route == "/ready":
@@ -365,9 +374,32 @@ def serve_health(session: Session) -> list[Any]:
                 code, body = (200 if ready else 503), {"ready": ready}
             else:
                 code, body = 404, {"error": "not found"}
-            data = json.dumps(body).encode()
+            self._send(code, json.dumps(body).encode(), "application/json")
+
+        def _fmel(self, route: str) -> None:
+            """The run's decision record as written (for a puller outside the pod, which
+            checks it all: what this serves is no more trusted than the files)."""
+            record, run_id = session.run.fmel_dir, session.run.run_id
+            if record is None:
+                self._send(404, b"{}", "application/json")
+                return
+            rows, summary = record / DECISIONS / run_id, record / SUMMARIES / f"{run_id}.parquet"
+            if route == "/fmel":
+                names = sorted(p.name for p in rows.glob("part-*.parquet")) if rows.is_dir() else []
+                body = {"run_id": session.run.run_id, "parts": names, "summary": summary.is_file(),
+                        "stopped": session.stopping.is_set()}  # fmt: skip
+                self._send(200, json.dumps(body).encode(), "application/json")
+            else:
+                name = route.removeprefix("/fmel/")
+                path = summary if name == "summary" else rows / name
+                if not (_PART_NAME.fullmatch(name) or name == "summary") or not path.is_file():
+                    self._send(404, b"{}", "application/json")
+                else:
+                    self._send(200, path.read_bytes(), "application/octet-stream")
+
+        def _send(self, code: int, data: bytes, kind: str) -> None:
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -497,6 +529,8 @@ def main(folder: Path) -> int:
             raise
         return _cannot_start(exc)
     finally:
+        if len(servers) > 1:  # in a pod: the last rows are taken over HTTP before it goes
+            time.sleep(POD_LINGER_S)
         for server in servers:
             server.shutdown()
         (folder / OUT / HEALTH_SOCKET).unlink(missing_ok=True)

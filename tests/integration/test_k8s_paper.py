@@ -21,6 +21,7 @@ from infra.k8s.paper import NAMESPACE, KubernetesPaperCluster
 from infra.local.artifacts import LocalArtifactStore
 from infra.local.queue import connect
 from infra.settings import Settings
+from tests.bq_server import bq_server_fixture  # noqa: F401
 from tests.conftest import SMA_CROSS
 from tests.fakes import InMemoryEventLog
 from tests.kube_server import KubeApiServer, eventually, kube_server_fixture  # noqa: F401
@@ -121,3 +122,39 @@ def test_an_unknown_agent(cluster: KubernetesPaperCluster) -> None:
         cluster.stop("ghost")
     with pytest.raises(NotFound):
         cluster.logs("ghost")
+
+
+@pytest.mark.slow
+def test_a_pods_decisions_reach_bigquery_checked_and_whole(
+    kube_server: KubeApiServer, records: redis.Redis, tmp_path: Path, bq_server: Any
+) -> None:
+    """The pod holds no store credentials: its rows are taken from its /fmel through the API
+    server's proxy, checked, and appended to BigQuery while it runs; at the stop, its last
+    rows and its summary, so the run verifies from BigQuery."""
+    from infra.gcp.bigquery import BigQueryFmelStore
+    from tests.bq_server import new_dataset
+
+    bq = bq_server.client()
+    fmel = BigQueryFmelStore(bq, new_dataset(), timeout_s=20)
+    api = kube_server.client()
+    cluster = KubernetesPaperCluster(api, image=IMAGE, records=records, fmel=fmel,
+                                     artifacts=LocalArtifactStore(tmp_path / "a"))  # fmt: skip
+    agent, run_id = f"q{uuid.uuid4().hex[:6]}", f"p-{uuid.uuid4().hex[:8]}"
+    try:
+        cluster.start(spec_for(cluster, agent, run_id))
+        running(cluster, agent, at_least=20)
+        # what the scheduler's loop does every 15 s: rows arrive once the pod has flushed some
+        eventually(lambda: cluster.ship(fmel) or fmel.decisions(run_id, last=1), timeout=60,
+                   what="rows in BigQuery")  # fmt: skip
+        taken = fmel.decisions(run_id)
+        assert taken and taken[0]["bar_number"] == 1 and taken[0]["mode"] == "PAPER"
+        stopped = cluster.stop(agent)
+        assert stopped.final is not None
+        check = fmel.verify(run_id)
+        assert check.ok and check.reason is None, check  # the summary came with the last rows
+        assert check.rows >= stopped.final["decisions"] >= len(taken)
+    finally:
+        if cluster.status(agent) and cluster.status(agent)[0].status is not SessionStatus.STOPPED:
+            cluster.stop(agent)
+        api.close()
+        bq.close()
