@@ -158,3 +158,42 @@ def test_a_pods_decisions_reach_bigquery_checked_and_whole(
             cluster.stop(agent)
         api.close()
         bq.close()
+
+
+@pytest.mark.slow
+def test_the_paper_jobs_run_on_kubernetes(
+    kube_server: KubeApiServer, records: redis.Redis, redis_home: Path
+) -> None:
+    """The same jobs the chat commands queue (`/paper-start`, `/paper-status`,
+    `/paper-stop`), on the Kubernetes cluster: the job layer needs nothing local."""
+    from infra.bootstrap import bootstrap
+    from runtime.paths import DEFAULT_DATA_DIR
+    from workers import control
+    from workers import events as ev
+
+    api = kube_server.client()
+    settings = Settings(home=redis_home, data_dir=DEFAULT_DATA_DIR)
+    platform = bootstrap(settings, redis_conn=records)
+    cluster = KubernetesPaperCluster(api, image=IMAGE, records=records,
+                                     artifacts=platform.artifacts)  # fmt: skip
+    s = platform.services(notifier=InMemoryEventLog(), cluster=cluster)
+    agent = f"j{uuid.uuid4().hex[:6]}"
+    sha = s.artifacts.put(SMA_CROSS.read_bytes(), kind="agent")
+    s.registry.add_version(owner="U1", name=agent, sha256=sha, report={})
+    try:
+        fast = {"symbols": ["SPY"], "bar_seconds": 0.05}
+        started = control.paper_start(s, job_id="j1", owner="U1", agent=agent, parameters=fast)
+        assert isinstance(started, ev.PaperStarted), started
+        running(cluster, agent, at_least=3)
+        status = control.paper_status(s, job_id="j2", owner="U1", agent=agent)
+        assert isinstance(status, ev.PaperStatus)
+        assert status.sessions[0]["status"] == "running" and status.sessions[0]["restarts"] == 0
+        stopped = control.paper_stop(s, job_id="j3", owner="U1", agent=agent)
+        assert isinstance(stopped, ev.PaperStopped), stopped
+        assert stopped.summary["status"] == "stopped"
+        run = s.registry.get_run(started.session["run_id"])
+        assert run is not None and run.status.value == "finished"
+    finally:
+        if cluster.status(agent) and cluster.status(agent)[0].status is not SessionStatus.STOPPED:
+            cluster.stop(agent)
+        api.close()
