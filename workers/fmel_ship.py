@@ -52,13 +52,6 @@ class Shipped:
     summary_at: str | None = None  # recorded_at of the last summary sent
     refused: str | None = None  # why shipping stopped for good
 
-    @classmethod
-    def load(cls, path: Path) -> Shipped:
-        try:
-            return cls(**json.loads(path.read_text()))
-        except FileNotFoundError:
-            return cls()
-
 
 class RecordSource(Protocol):
     """Where a session's record is read from (all of it hostile)."""
