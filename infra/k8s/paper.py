@@ -77,6 +77,7 @@ def statefulset(
     volume_size: str = "1Gi",
     storage_class: str | None = None,
     started_at: float | None = None,
+    pulled: bool = False,
 ) -> dict[str, Any]:
     """The StatefulSet that runs ``spec`` (what ``tradeops paper manifest`` prints)."""
     import hashlib
@@ -93,6 +94,8 @@ def statefulset(
     env: list[dict[str, Any]] = [
         {"name": "MODE", "value": "PAPER_TRADE"},
         {"name": "TRADEOPS_HTTP_PORT", "value": str(HTTP_PORT)},
+        # its decisions are taken from /fmel: it waits for the last ones to be when it stops
+        *([{"name": "TRADEOPS_FMEL_PULLED", "value": "1"}] if pulled else []),
         {"name": "TRADEOPS_PAPER_SPEC", "value": json.dumps(session, sort_keys=True)},
         {"name": "TRADEOPS_AGENT_CODE", "value": base64.b64encode(code).decode()},
     ]
@@ -231,7 +234,7 @@ class KubernetesPaperCluster:
         return statefulset(
             spec, image=self.image, code=self.artifacts.get(spec.sha256),
             volume_size=self.volume_size, storage_class=self.storage_class,
-            started_at=self.clock(),
+            started_at=self.clock(), pulled=self.fmel is not None,
         )  # fmt: skip
 
     def start(self, spec: PaperSpec) -> PaperSession:

@@ -71,6 +71,7 @@ _PART_NAME = re.compile(r"part-\d{5}\.parquet")
 # in a pod, the session keeps serving /fmel this long after its last rows and summary are
 # written, so the puller outside it takes them before the pod goes
 POD_LINGER_S = 10.0
+PULLED_ENV = "TRADEOPS_FMEL_PULLED"
 SPEC_ENV = "TRADEOPS_PAPER_SPEC"
 AGENT_ENV = "TRADEOPS_AGENT_CODE"
 HTTP_PORT_ENV = "TRADEOPS_HTTP_PORT"
@@ -529,8 +530,8 @@ def main(folder: Path) -> int:
             raise
         return _cannot_start(exc)
     finally:
-        if len(servers) > 1:  # in a pod: the last rows are taken over HTTP before it goes
-            time.sleep(POD_LINGER_S)
+        if os.environ.get(PULLED_ENV):  # in a pod whose rows are taken over HTTP: the last
+            time.sleep(POD_LINGER_S)  # ones and the summary, before it goes
         for server in servers:
             server.shutdown()
         (folder / OUT / HEALTH_SOCKET).unlink(missing_ok=True)
