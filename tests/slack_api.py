@@ -29,11 +29,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from slack_sdk.signature import SignatureVerifier
+
+from infra.emulators.http import LocalHttpServer, StandInHandler
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +160,7 @@ class SlackAPI:
         self._home_views: dict[str, Args] = {}
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http = LocalHttpServer(_Handler, self, "slack-api")
         self._methods: dict[str, Callable[[Args], Args]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
@@ -177,25 +177,11 @@ class SlackAPI:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> SlackAPI:
-        if self._server is None:
-            self._server = _Server(self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="slack-api",
-                daemon=True,
-            )
-            self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        self._http.stop()
 
     def __enter__(self) -> SlackAPI:
         return self.start()
@@ -206,9 +192,7 @@ class SlackAPI:
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT`` (the server must be started)."""
-        if self._server is None:
-            raise RuntimeError("SlackAPI is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._http.port('SlackAPI')}"
 
     @property
     def base_url(self) -> str:
@@ -661,44 +645,26 @@ class SlackAPI:
 
 
 # ---------------------------------------------------------------------- the HTTP server
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Handler(StandInHandler):
+    protocol_version = "HTTP/1.0"  # one request a connection, as before
+    methods = ("GET", "POST")
 
-    def __init__(self, api: SlackAPI) -> None:
-        self.api = api
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def _serve(self, verb: str) -> None:
+    def serve(self, verb: str, body: bytes) -> None:
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
         req = _Request(
             verb,
             url.path,
             url.query,
             self.headers.get("Content-Type", ""),
             self.headers.get("Authorization", ""),
-            self.rfile.read(length) if length else b"",
+            body,
         )
         try:
-            reply = self.server.api._handle(req)
+            reply = self.owner._handle(req)
         except Exception:
             log.exception("SlackAPI failed on %s %s", verb, self.path)
             reply = _text_reply(500, "internal error in the test server")
-        self.send_response(reply.status)
-        for name, value in {**reply.headers, "Content-Length": str(len(reply.body))}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(reply.body)
+        self.answer(reply.status, reply.body, reply.headers.items())
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("SlackAPI: " + format, *args)

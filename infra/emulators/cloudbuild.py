@@ -101,7 +101,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -113,7 +112,6 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -131,6 +129,8 @@ from infra.local.sandbox import (
 if TYPE_CHECKING:
     from google.cloud import storage
     from google.cloud.devtools.cloudbuild_v1 import CloudBuildClient
+
+from infra.emulators.http import LocalHttpServer, StandInHandler
 
 log = logging.getLogger(__name__)
 
@@ -824,20 +824,11 @@ class CloudBuildServer:
         self._runs: dict[str, _Run] = {}
         self._requests: list[Request] = []
         self._failures: deque[tuple[int, str]] = deque()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http = LocalHttpServer(_Handler, self, "cloudbuild-server")
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> CloudBuildServer:
-        if self._server is None:
-            self._server = _Server(self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="cloudbuild-server",
-                daemon=True,
-            )
-            self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
@@ -848,14 +839,7 @@ class CloudBuildServer:
             self._cancel_run(run)
         for run in runs:
             run.finished.wait(timeout=10)
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.close_connections()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        self._http.stop()
 
     def __enter__(self) -> CloudBuildServer:
         return self.start()
@@ -866,9 +850,7 @@ class CloudBuildServer:
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT``, the client's ``api_endpoint``."""
-        if self._server is None:
-            raise RuntimeError("CloudBuildServer is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._http.port('CloudBuildServer')}"
 
     def client(self) -> CloudBuildClient:
         """A ``CloudBuildClient(transport="rest")`` bound to this server, anonymous."""
@@ -1507,55 +1489,12 @@ class CloudBuildServer:
 
 
 # ---------------------------------------------------------------------- HTTP
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Handler(StandInHandler):
+    methods = ("GET", "POST", "PATCH", "DELETE")
 
-    def __init__(self, api: CloudBuildServer) -> None:
-        self.api = api
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def close_connections(self) -> None:
-        """Close kept-alive connections, so no handler thread outlives the server."""
-        with self.connections_lock:
-            for conn in list(self.connections):
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, as the client's session expects
-    disable_nagle_algorithm = True
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        super().finish()
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+    def serve(self, method: str, body: bytes) -> None:
         try:
-            reply = self.server.api.handle(method, self.path, body)
+            reply = self.owner.handle(method, self.path, body)
         except Exception:
             log.exception("CloudBuildServer failed on %s %s", method, self.path)
             reply = _error(500, "internal error in the Cloud Build stand-in")
@@ -1563,11 +1502,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload, kind = reply.text.encode(), "text/plain; charset=utf-8"
         else:
             payload, kind = json.dumps(reply.body).encode(), "application/json; charset=utf-8"
-        self.send_response(reply.status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        self.answer(reply.status, payload, [("Content-Type", kind)])
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("CloudBuildServer: " + format, *args)

@@ -193,7 +193,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -212,6 +211,8 @@ from infra.local.sandbox import (
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
+
+from infra.emulators.http import LocalHttpServer, StandInHandler
 
 log = logging.getLogger(__name__)
 
@@ -2089,15 +2090,14 @@ class KubeApiServer:
         self._requests: list[Request] = []
         self._failures: deque[tuple[int, str, str | None]] = deque()
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http = LocalHttpServer(_Handler, self, "kube-api-server")
         for name in (*SYSTEM_NAMESPACES, *namespaces):
             if ("", name) not in self._store["namespaces"]:
                 self._store["namespaces"][("", name)] = self._new_namespace(name)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> KubeApiServer:
-        if self._server is None:
+        if not self._http.running:
             self._stopping.clear()
             if self._root is None:
                 if self.work_root is None:
@@ -2106,14 +2106,7 @@ class KubeApiServer:
                 else:
                     self._root = Path(self.work_root)
                     self._root.mkdir(parents=True, exist_ok=True)
-            self._server = _Server(self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="kube-api-server",
-                daemon=True,
-            )
-            self._thread.start()
+            self._http.start()
         return self
 
     def stop(self, grace_s: float = 5.0) -> None:
@@ -2131,14 +2124,7 @@ class KubeApiServer:
         for ctl in controllers:
             if ctl.thread is not None:
                 ctl.thread.join(timeout=5)
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.close_connections()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        self._http.stop()
         if self._own_root and self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root, self._own_root = None, False
@@ -2152,9 +2138,7 @@ class KubeApiServer:
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT``, the client's ``Configuration.host``."""
-        if self._server is None:
-            raise RuntimeError("KubeApiServer is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._http.port('KubeApiServer')}"
 
     @property
     def root(self) -> Path:
@@ -3115,59 +3099,11 @@ class KubeApiServer:
 
 
 # ---------------------------------------------------------------------- HTTP
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, api: KubeApiServer) -> None:
-        self.api = api
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def close_connections(self) -> None:
-        """Close kept-alive connections, so no handler thread outlives the server."""
-        with self.connections_lock:
-            for conn in list(self.connections):
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, as the client's urllib3 pool expects
-    disable_nagle_algorithm = True
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        super().finish()
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+class _Handler(StandInHandler):
+    def serve(self, method: str, body: bytes) -> None:
         headers = {k: v for k, v in self.headers.items()}
         try:
-            reply = self.server.api.handle(method, self.path, headers, body)
+            reply = self.owner.handle(method, self.path, headers, body)
         except Exception:
             log.exception("KubeApiServer failed on %s %s", method, self.path)
             error = _ApiError(500, "internal error in the Kubernetes stand-in")
@@ -3178,14 +3114,10 @@ class _Handler(BaseHTTPRequestHandler):
             payload, kind = reply.text.encode(), "text/plain; charset=utf-8"
         else:
             payload, kind = json.dumps(reply.body).encode(), "application/json"
-        self.send_response(reply.status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Audit-Id", str(uuid.uuid4()))
-        for warning in reply.warnings:
-            self.send_header("Warning", f'299 - "{warning.replace(chr(34), chr(92) + chr(34))}"')
-        self.end_headers()
-        self.wfile.write(payload)
+        sent = [("Content-Type", kind), ("Audit-Id", str(uuid.uuid4()))]
+        sent += [("Warning", f'299 - "{w.replace(chr(34), chr(92) + chr(34))}"')
+                 for w in reply.warnings]  # fmt: skip
+        self.answer(reply.status, payload, sent)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("KubeApiServer: " + format, *args)

@@ -47,7 +47,6 @@ records every request (method, path, parameters),
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
@@ -55,15 +54,15 @@ import logging
 import math
 import re
 import secrets
-import socket
 import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from infra.emulators.http import LocalHttpServer, StandInHandler
 
 log = logging.getLogger(__name__)
 
@@ -378,31 +377,15 @@ class RtdbServer:
         self._requests: list[Request] = []
         self._failures: deque[tuple[int, str]] = deque()
         self._push_ids = _PushIds()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http = LocalHttpServer(_Handler, self, "rtdb-server")
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> RtdbServer:
-        if self._server is None:
-            self._server = _Server(self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="rtdb-server",
-                daemon=True,
-            )
-            self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.close_connections()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        self._http.stop()
 
     def __enter__(self) -> RtdbServer:
         return self.start()
@@ -413,9 +396,7 @@ class RtdbServer:
     @property
     def host(self) -> str:
         """``127.0.0.1:PORT``, what ``FIREBASE_DATABASE_EMULATOR_HOST`` takes."""
-        if self._server is None:
-            raise RuntimeError("RtdbServer is not started")
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self._http.port('RtdbServer')}"
 
     @staticmethod
     def database_url(namespace: str) -> str:
@@ -621,71 +602,19 @@ def _body(body: bytes) -> Json:
 
 
 # ---------------------------------------------------------------------- HTTP
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, db: RtdbServer) -> None:
-        self.db = db
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def close_connections(self) -> None:
-        """Close kept-alive connections, so no handler thread outlives the server."""
-        with self.connections_lock:
-            for conn in list(self.connections):
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, as firebase-admin's session expects
-    disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms stall
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        super().finish()
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+class _Handler(StandInHandler):
+    def serve(self, method: str, body: bytes) -> None:
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
-            reply = self.server.db.handle(method, self.path, headers, body)
+            reply = self.owner.handle(method, self.path, headers, body)
         except Exception:
             log.exception("RtdbServer failed on %s %s", method, self.path)
             reply = _Reply(500, {"error": "internal error in the test server"})
         payload = json.dumps(reply.body).encode() if reply.has_body else b""
-        self.send_response(reply.status)
-        if reply.has_body:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
+        sent = [("Content-Type", "application/json; charset=utf-8")] if reply.has_body else []
         if reply.etag is not None:
-            self.send_header("ETag", reply.etag)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+            sent.append(("ETag", reply.etag))
+        self.answer(reply.status, payload, sent)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("RtdbServer: " + format, *args)
