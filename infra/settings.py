@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime.paths import DEFAULT_DATA_DIR
+from runtime.secret_env import read_secret
 from workers.validation import DEFAULT_ALLOWED, DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:
@@ -252,15 +253,11 @@ def _positive_int(env: dict[str, str], var: str) -> int:
 
 def _secret(env: dict[str, str], var: str) -> str:
     """A secret given directly (``VAR``) or as a file (``VAR_FILE``: a mounted Secret)."""
-    text, path = env.get(var, "").strip(), env.get(f"{var}_FILE", "").strip()
-    if text and path:
-        raise SettingsError(f"{var}: set {var} or {var}_FILE, not both")
-    if not path:
-        return text
     try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise SettingsError(f"{var}_FILE: cannot read {path}: {exc.strerror}") from None
+        return read_secret(env, var) or ""
+    except ValueError as exc:
+        said = str(exc)
+        raise SettingsError(said if said.startswith(var) else f"{var}: {said}") from None
 
 
 def _token(env: dict[str, str], var: str, prefix: str) -> str | None:

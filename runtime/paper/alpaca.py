@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 
@@ -48,6 +47,7 @@ from alpaca.trading.requests import (
 )
 
 from runtime.paper.sources import Bar
+from runtime.secret_env import read_secret
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +74,14 @@ def alpaca_credentials(env: Mapping[str, str]) -> AlpacaCredentials:
 
 
 def _secret(env: Mapping[str, str], name: str) -> str:
-    value, path = env.get(name, "").strip(), env.get(f"{name}_FILE", "").strip()
-    if value and path:
-        raise AlpacaSettingsError(f"set {name} or {name}_FILE, not both")
-    if value:
-        return value
-    if not path:
-        raise AlpacaSettingsError(f"{name} is not set (or set {name}_FILE to a file holding it)")
     try:
-        text = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise AlpacaSettingsError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise AlpacaSettingsError(f"{name}_FILE: {path} is not UTF-8 text") from None
+        text = read_secret(env, name)
+    except ValueError as exc:
+        raise AlpacaSettingsError(str(exc)) from None
+    if text is None:
+        raise AlpacaSettingsError(f"{name} is not set (or set {name}_FILE to a file holding it)")
     if not text:
-        raise AlpacaSettingsError(f"{name}_FILE: {path} is empty")
+        raise AlpacaSettingsError(f"{name}_FILE: {env[f'{name}_FILE'].strip()} is empty")
     return text
 
 
