@@ -48,6 +48,8 @@ from infra.local.runner import (
     duration_text,
     early_failure,
     failed_doc,
+    request_for,
+    store_chart,
     take_outputs,
     trusted_of,
 )
@@ -126,25 +128,14 @@ class CloudBuildRunner:
 
     # ------------------------------------------------------------------ the port
     def run(self, spec: BacktestSpec, on_progress: Progress | None = None) -> ResultDoc:
-        code = self.artifacts.get(spec.agent_sha256)  # NotFound before anything is made
-        work = self.runs_dir / spec.run_id
-        shutil.rmtree(work / "box", ignore_errors=True)
-        work.mkdir(parents=True, exist_ok=True)
-        agent_file = work / f"{spec.agent}.py"
-        agent_file.write_bytes(code)
-        req = BacktestRequest(
-            agent_file=agent_file, run_id=spec.run_id, symbols=spec.symbols, start=spec.start,
-            end=spec.end, cash=spec.cash, commission=spec.commission, strategy=spec.strategy,
-            agent_id=spec.agent, agent_version=str(spec.version), user_id=spec.owner,
-            chart_path=work / "chart.png",
-        )  # fmt: skip
+        req = request_for(spec, self.artifacts, self.runs_dir)
+        work = req.agent_file.parent
+        shutil.rmtree(work / "box", ignore_errors=True)  # an earlier attempt's
         (work / REQUEST_FILE).write_text(req.to_json())
         try:
             bars = self.market.bars(req.symbols, req.start, req.end)
         except DataError as exc:  # the request cannot be played: nothing is started
-            doc = early_failure(req, make_error(ErrorKind.DATA, str(exc)))
-            doc["sandbox"] = None
-            return self._done(work, doc)
+            return self._done(work, early_failure(req, make_error(ErrorKind.DATA, str(exc))))
         trusted = trusted_of(req, bars)
         self._stage(work, req, bars)
         build_id, log_url, build, cancelled = self._build(spec, on_progress)
@@ -191,12 +182,7 @@ class CloudBuildRunner:
         if runner is not None:
             doc["runner"] = runner
         doc["sandbox"] = None
-        chart = Path(doc["chart"]) if isinstance(doc["chart"], str) else None
-        doc["chart"] = None
-        doc["chart_artifact"] = None
-        if chart is not None and chart.is_file():
-            doc["chart_artifact"] = self.artifacts.put(chart.read_bytes(), kind="chart")
-            chart.unlink()
+        store_chart(doc, self.artifacts)
         write_json(work / RESULT_FILE, doc)
         shutil.rmtree(work / "box", ignore_errors=True)
         return doc

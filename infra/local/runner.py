@@ -171,33 +171,9 @@ class SubprocessRunner:
         chart in the artifact store and its decisions in the FMEL store."""
         if self.artifacts is None or self.runs_dir is None:
             raise RuntimeError("SubprocessRunner.run needs artifacts and runs_dir")
-        code = self.artifacts.get(spec.agent_sha256)  # NotFound before anything is made
-        work = self.runs_dir / spec.run_id
-        work.mkdir(parents=True, exist_ok=True)
-        agent_file = work / f"{spec.agent}.py"
-        agent_file.write_bytes(code)
-        req = BacktestRequest(
-            agent_file=agent_file,
-            run_id=spec.run_id,
-            symbols=spec.symbols,
-            start=spec.start,
-            end=spec.end,
-            cash=spec.cash,
-            commission=spec.commission,
-            strategy=spec.strategy,
-            agent_id=spec.agent,
-            agent_version=str(spec.version),
-            user_id=spec.owner,
-            chart_path=work / "chart.png",
-        )
-        doc = self.run_request(req, work, on_progress)
-        chart = Path(doc["chart"]) if isinstance(doc["chart"], str) else None
-        doc["chart"] = None
-        doc["chart_artifact"] = None
-        if chart is not None and chart.is_file():  # front-ends on other hosts fetch it there
-            doc["chart_artifact"] = self.artifacts.put(chart.read_bytes(), kind="chart")
-            chart.unlink()
-        return doc
+        req = request_for(spec, self.artifacts, self.runs_dir)
+        doc = self.run_request(req, req.agent_file.parent, on_progress)
+        return store_chart(doc, self.artifacts)
 
     def run_request(
         self, req: BacktestRequest, work_dir: Path, on_progress: Progress | None = None
@@ -522,6 +498,42 @@ class _Job:
         _kill_group(self.proc)
         remove_cgroup(self.cgroup)
         shutil.rmtree(self.box, ignore_errors=True)
+
+
+def request_for(spec: BacktestSpec, artifacts: ArtifactStore, runs_dir: Path) -> BacktestRequest:
+    """The request of host paths for ``spec``: its folder ``runs_dir/RUN_ID`` made, the
+    agent's code fetched there by its digest (``NotFound`` before anything is made)."""
+    code = artifacts.get(spec.agent_sha256)
+    work = runs_dir / spec.run_id
+    work.mkdir(parents=True, exist_ok=True)
+    agent_file = work / f"{spec.agent}.py"
+    agent_file.write_bytes(code)
+    return BacktestRequest(
+        agent_file=agent_file,
+        run_id=spec.run_id,
+        symbols=spec.symbols,
+        start=spec.start,
+        end=spec.end,
+        cash=spec.cash,
+        commission=spec.commission,
+        strategy=spec.strategy,
+        agent_id=spec.agent,
+        agent_version=str(spec.version),
+        user_id=spec.owner,
+        chart_path=work / "chart.png",
+    )
+
+
+def store_chart(doc: ResultDoc, artifacts: ArtifactStore) -> ResultDoc:
+    """The chart the run drew, moved into the artifact store (``chart_artifact``): front-ends
+    on other hosts fetch it there."""
+    chart = Path(doc["chart"]) if isinstance(doc["chart"], str) else None
+    doc["chart"] = None
+    doc["chart_artifact"] = None
+    if chart is not None and chart.is_file():
+        doc["chart_artifact"] = artifacts.put(chart.read_bytes(), kind="chart")
+        chart.unlink()
+    return doc
 
 
 def trusted_of(req: BacktestRequest, bars: list[PreparedSymbol]) -> Trusted:
