@@ -258,7 +258,7 @@ class KubernetesPaperCluster:
             return kept
         last = self._session(agent, sts)
         assert last is not None
-        final = self._health(agent) if last.status is SessionStatus.RUNNING else None
+        final = last.health  # what it was as it stopped (asked only when it was running)
         with _api("stop", agent):
             self.apps.patch_namespaced_stateful_set_scale(name, self.namespace,
                                                           {"spec": {"replicas": 0}})
@@ -287,13 +287,26 @@ class KubernetesPaperCluster:
         if agent is not None:
             found = self._session(agent)
             return [found] if found is not None else []
+        return [session for session, _ in self._live()]
+
+    def _live(
+        self, agent: str | None = None, *, health: bool = True
+    ) -> list[tuple[PaperSession, Any]]:
+        """Each session with a StatefulSet (``agent``'s only, when given) and that
+        StatefulSet, read once, by agent name."""
+        if agent is not None:
+            sts = self._statefulset(agent)
+            found = self._session(agent, sts, health=health) if sts is not None else None
+            return [(found, sts)] if found is not None else []
         with _api("list", "sessions"):
             items = self.apps.list_namespaced_stateful_set(
                 self.namespace, label_selector=_selector(LABELS)
             ).items
-        labels = [(i.metadata.labels if i.metadata else None) or {} for i in items]
-        agents = sorted({str(found.get(AGENT_LABEL, "")) for found in labels} - {""})
-        return [s for a in agents if (s := self._session(a)) is not None]
+        named = {str(((i.metadata.labels if i.metadata else None) or {}).get(AGENT_LABEL, "")): i
+                 for i in items}  # fmt: skip
+        named.pop("", None)
+        listed = [(self._session(a, named[a], health=health), named[a]) for a in sorted(named)]
+        return [(session, sts) for session, sts in listed if session is not None]
 
     def logs(self, agent: str, tail: int = 100) -> str:
         pods = self._pods(agent)
@@ -318,12 +331,8 @@ class KubernetesPaperCluster:
         from workers.fmel_ship import FmelShipper
 
         sent = 0
-        sessions = self.status(agent) if agent else self.status()
-        for session in sessions:
+        for session, sts in self._live(agent, health=False):
             if session.status is SessionStatus.STOPPED and session.run_id != stopping:
-                continue
-            sts = self._statefulset(session.agent)
-            if sts is None:
                 continue
             notes = sts.metadata.annotations or {}
             trusted = Trusted(
@@ -358,7 +367,7 @@ class KubernetesPaperCluster:
         from workers import events as ev
 
         sent = 0
-        for session in self.status():
+        for session, sts in self._live(health=False):
             if session.status is SessionStatus.STOPPED:
                 continue
             key = _record_key(self.namespace, session.agent) + ":seen"
@@ -368,8 +377,7 @@ class KubernetesPaperCluster:
             if session.restarts > int(seen.get("restarts", 0)):
                 reason, code = self._last_crash(session.agent)
                 cannot_start = code == PAPER_CANNOT_START
-                sts = self._statefulset(session.agent)
-                reply_to = _json_annotation(sts, "tradeops.dev/reply-to") if sts else {}
+                reply_to = _json_annotation(sts, "tradeops.dev/reply-to")
                 news.send(ev.PaperHealth(
                     job_id=f"paper-{session.agent}-{session.run_id}",
                     user_id=session.owner, reply_to=reply_to, agent_id=session.agent,
@@ -406,7 +414,9 @@ class KubernetesPaperCluster:
         raw = self.records.get(_record_key(self.namespace, agent))
         return _session_of(json.loads(raw)) if raw else None
 
-    def _session(self, agent: str, sts: Any = None) -> PaperSession | None:
+    def _session(self, agent: str, sts: Any = None, *, health: bool = True) -> PaperSession | None:
+        """The agent's session from its StatefulSet (read unless given) and pod, its health
+        asked of the pod when it runs and ``health``; the kept one after a stop."""
         sts = sts if sts is not None else self._statefulset(agent)
         if sts is None:
             return self._kept(agent)
@@ -416,7 +426,7 @@ class KubernetesPaperCluster:
         state = _container(pod)
         restarts = int(getattr(state, "restart_count", 0) or 0)
         status = _status(pod, state, (sts.spec.replicas or 0))
-        health = self._health(agent) if status is SessionStatus.RUNNING else None
+        asked = self._health(agent) if health and status is SessionStatus.RUNNING else None
         return PaperSession(
             agent=agent,
             owner=str(notes.get("tradeops.dev/owner", "")),
@@ -425,7 +435,7 @@ class KubernetesPaperCluster:
             pid=None,
             restarts=restarts,
             health_url=f"k8s://{self.namespace}/{statefulset_name(agent)}-0:{HTTP_PORT}/health",
-            health=health,
+            health=asked,
             started_at=float(notes.get("tradeops.dev/started-at", 0) or 0),
             stopped_at=None,
             parameters=_json_annotation(sts, "tradeops.dev/parameters"),
