@@ -387,15 +387,16 @@ class _LogReader:
         done, _, rest = (self.partial + new).rpartition(b"\n")
         self.partial = rest[-MAX_LINE:]
         if done:
-            self.text += done.decode("utf-8", errors="replace") + "\n"
+            lines = done.decode("utf-8", errors="replace") + "\n"
+            for found in _PROGRESS.finditer(lines):  # only the new lines: the last one wins
+                total = found.group(2)
+                self._progress = (int(found.group(1)), int(total) if total.isdigit() else None)
+            self.text += lines
             if len(self.text) > LOG_KEPT:
                 self.text = self.text[-LOG_KEPT // 2:]
 
     def progress(self) -> tuple[int, int | None] | None:
         self.read()
-        for found in _PROGRESS.finditer(self.text):
-            total = found.group(2)
-            self._progress = (int(found.group(1)), int(total) if total.isdigit() else None)
         return self._progress
 
     def step_lines(self, step: str, limit: int) -> str:
