@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
+import math
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import backtrader as bt
 
@@ -128,3 +132,64 @@ def load_agent(path: Path, strategy: str | None = None) -> LoadedAgent:
         raise RunFailed(classify(exc, path)) from exc
     cls = pick_strategy(strategy_classes(module), strategy, where=path.name)
     return LoadedAgent(path=path, module=module, strategy=cls, sha256=file_sha256(path))
+
+
+def strategy_params(cls: type[bt.Strategy], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` checked against the strategy's own ``params``: what ``addstrategy`` takes.
+
+    The trusted side checked the names and literal defaults before the run was queued; this
+    is the check against the class itself (a default computed at import time, an agent
+    registered before its report listed parameters). An unknown name, a value of the wrong
+    type, or a parameter whose default is not a number, text or true/false is refused.
+    """
+    defaults = dict(cls.params._getitems())
+    out: dict[str, Any] = {}
+    for name, value in given.items():
+        if name not in defaults:
+            have = ", ".join(f"{k}={v!r}" for k, v in list(defaults.items())[:12]) or "none"
+            raise _bad_param(f"{cls.__name__} has no parameter {name} (its parameters: {have})")
+        out[name] = _as_default_type(name, value, defaults[name])
+    return out
+
+
+def _as_default_type(name: str, value: Any, default: Any) -> Any:
+    plain = isinstance(value, bool | int | float | str) and not (
+        isinstance(value, float) and not math.isfinite(value)
+    )
+    if not plain:
+        raise _bad_param(f"{name}= must be a number, true/false or text")
+    if default is None or isinstance(default, str):
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise _bad_param(f"{name}= expects true or false (its default is {default}), got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise _bad_param(f"{name}= expects a whole number (its default is {default}), "
+                         f"got {value!r}")  # fmt: skip
+    if isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise _bad_param(f"{name}= expects a number (its default is {default}), got {value!r}")
+    raise _bad_param(f"{name} cannot be set from a command: its default is not a number, "
+                     "text or true/false")  # fmt: skip
+
+
+def _bad_param(message: str) -> RunFailed:
+    return RunFailed(make_error(ErrorKind.VALIDATION, message))
+
+
+def fresh_counters() -> None:
+    """Number a run's orders and trades from 1, as a fresh process would.
+
+    backtrader counts order and trade refs per process: a warm sandbox's rehearsal, or
+    another run earlier in the same process, would shift every ref an agent logs, so the
+    same run would record different log lines (and a different chain head) depending on
+    what ran before it.
+    """
+    bt.order.OrderBase.refbasis = itertools.count(1)
+    bt.trade.Trade.refbasis = itertools.count(1)

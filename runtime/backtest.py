@@ -22,7 +22,13 @@ import backtrader as bt
 import numpy as np
 
 from runtime import prepared
-from runtime.agent import LoadedAgent, file_sha256, load_agent
+from runtime.agent import (
+    LoadedAgent,
+    file_sha256,
+    fresh_counters,
+    load_agent,
+    strategy_params,
+)
 from runtime.defaults import DEFAULT_CASH as DEFAULT_CASH
 from runtime.defaults import DEFAULT_SYMBOLS
 from runtime.errors import ErrorKind, RunError, RunFailed, classify, make_error
@@ -47,6 +53,10 @@ class BacktestRequest:
     data_dir: Path = DEFAULT_DATA_DIR
     prepared_data: Path | None = None  # bars already loaded and checked (see runtime.prepared)
     strategy: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # the strategy's own parameters
+    # "backtest": backtrader's preloaded run; "paper": the paper runtime's live feeds and
+    # broker over the same bars, at full speed (a parity check's second run)
+    engine: str = "backtest"
     agent_id: str = ""
     agent_version: str = ""
     user_id: str = ""
@@ -82,11 +92,11 @@ class _Progress(bt.Analyzer):
     """Reports bars done / total at most every ``every`` seconds, and at the end; counts
     rejected orders."""
 
-    params = (("callback", None), ("every", 0.5))
+    params = (("callback", None), ("every", 0.5), ("total", None))
 
     def start(self) -> None:
         lens = [d.buflen() for d in self.strategy.datas]
-        self.total = max(lens) if lens and all(n > 0 for n in lens) else None
+        self.total = max(lens) if lens and all(n > 0 for n in lens) else self.p.total
         self.done = 0
         self.rejected = 0
         self._next_at = time.monotonic() + self.p.every
@@ -119,12 +129,15 @@ def run_backtest(req: BacktestRequest, progress: Progress | None = None) -> dict
     doc["agent_sha256"] = agent_sha
     recorder: list[FMELRecorder] = []
     try:
+        if req.engine not in ENGINES:
+            raise RunFailed(make_error(ErrorKind.VALIDATION, f"unknown engine {req.engine!r}"))
         agent = load_agent(req.agent_file, req.strategy)
-        doc["strategy"] = {"name": agent.name, "params": _params(agent.strategy)}
+        chosen = strategy_params(agent.strategy, req.params)
+        doc["strategy"] = {"name": agent.name, "params": {**_params(agent.strategy), **chosen}}
         datas = _load_data(req)
         doc["data_checks"] = [c for d in datas for c in d.checks]
         doc["parameters"].update(_window(datas))
-        strat = _run(req, agent, datas, progress, recorder)
+        strat = _run(req, agent, datas, chosen, progress, recorder)
         _fill(doc, req, strat)
         doc["warnings"] += money_warnings(req, datas, doc.get("_orders_rejected", 0))
     except (Exception, SystemExit) as exc:  # RunFailed carries its error; else classify says
@@ -172,6 +185,7 @@ def _skeleton(req: BacktestRequest) -> dict[str, Any]:
             "initial_cash": req.cash,
             "timeframe": None,
             "commission": req.commission,
+            "params": dict(req.params),
         },
         "strategy": None,
         "results": None,
@@ -237,22 +251,39 @@ def _timeframe_label(spacing: Any) -> str | None:
     return "1mo"
 
 
+ENGINES = ("backtest", "paper")
+
+
 def _run(
     req: BacktestRequest,
     agent: LoadedAgent,
     datas: list[prepared.PreparedSymbol],
+    params: dict[str, Any],
     progress: Progress | None,
     recorder: list[FMELRecorder],
 ) -> bt.Strategy:
-    cerebro = bt.Cerebro()
+    paper = req.engine == "paper"
+    # the paper engine is set up as the paper session sets itself up (runtime.paper.session)
+    cerebro = bt.Cerebro(stdstats=False) if paper else bt.Cerebro()
     cerebro.broker.setcash(req.cash)
     if req.commission:
         cerebro.broker.setcommission(commission=req.commission)
-    for d in datas:
-        cerebro.adddata(d.feed(), name=d.symbol)
-    cerebro.addstrategy(agent.strategy)
+    dispatcher = None
+    if paper:
+        from runtime.paper.feed import Dispatcher, add_live_feeds
+        from runtime.paper.replay import PreparedReplay
+
+        symbols = tuple(d.symbol for d in datas)
+        dispatcher = Dispatcher(PreparedReplay(datas), symbols)
+        add_live_feeds(cerebro, dispatcher, symbols)
+    else:
+        for d in datas:
+            cerebro.adddata(d.feed(), name=d.symbol)
+    cerebro.addstrategy(agent.strategy, **params)
+    fresh_counters()
     cerebro.addanalyzer(MetricsAnalyzer, _name="tradeops_metrics")
-    cerebro.addanalyzer(_Progress, _name="tradeops_progress", callback=progress)
+    cerebro.addanalyzer(_Progress, _name="tradeops_progress", callback=progress,
+                        total=max(len(d.dates) for d in datas))  # fmt: skip
     cerebro.addanalyzer(
         _RecorderHandle,
         _name="fmel",
@@ -261,10 +292,18 @@ def _run(
         agent_id=req.resolved_agent_id,
         agent_version=req.agent_version,
         user_id=req.user_id,
+        mode="PAPER" if paper else "BACKTEST",
         handles=recorder,
     )
-    strategies = cerebro.run()
-    return strategies[0]
+    if dispatcher is None:
+        return cerebro.run()[0]
+    from runtime.paper.feed import live_run
+
+    dispatcher.start(after=None)
+    try:
+        return cerebro.run(**live_run(simulated=True))[0]
+    finally:
+        dispatcher.stop()
 
 
 class _RecorderHandle(FMELRecorder):

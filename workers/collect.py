@@ -146,6 +146,7 @@ class Trusted:
     parameters: Mapping[str, Any]  # symbols, dates, cash, timeframe, commission
     data_checks: Sequence[Mapping[str, Any]]
     symbols: Sequence[str]
+    mode: str = "BACKTEST"  # what its FMEL rows must say they are (a parity run's: PAPER)
 
 
 def parse_result(raw: bytes, trusted: Trusted) -> ResultDoc:
@@ -419,7 +420,7 @@ def read_record(
     trusted: Trusted,
     *,
     prefix: str = "fmel",
-    mode: str = "BACKTEST",
+    mode: str | None = None,
     limit: int = 256 << 20,
 ) -> Record | None:
     """The FMEL record in ``root/prefix``, verified; None when there is none.
@@ -454,7 +455,7 @@ def read_record(
     decisions = pa.concat_tables(tables).sort_by("bar_number")
     identity = {"run_id": run_id, "agent_id": trusted.agent_id,
                 "agent_version": trusted.agent_version, "user_id": trusted.user_id,
-                "mode": mode}  # fmt: skip
+                "mode": mode or trusted.mode}  # fmt: skip
     for column, expected in identity.items():
         for table, what in ((decisions, "row"), (summary, "run summary")):
             if not pc.all(pc.equal(table[column], expected)).as_py():

@@ -12,7 +12,14 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
-from workers.payloads import DigestSections, ErrorDoc, ResultDoc, SessionDoc
+from workers.payloads import (
+    DigestSections,
+    ErrorDoc,
+    ParityDoc,
+    ResultDoc,
+    SessionDoc,
+    SweepDoc,
+)
 
 
 class UnknownEvent(ValueError):
@@ -174,6 +181,49 @@ class Digest(Event):
     sections: DigestSections  # paper sessions, backtests since the last digest, failures
 
 
+@dataclass(frozen=True, kw_only=True)
+class SweepProgress(Event):
+    """A parameter sweep under way: its combinations done so far (one message, updated)."""
+
+    kind: ClassVar[str] = "sweep_progress"
+    sweep_id: str
+    agent_id: str
+    phase: str  # "in_sample" (the grid), then "held_out" (the best, on the held-out bars)
+    done: int
+    total: int
+    failed: int = 0
+
+    @property
+    def final(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepFinished(Event):
+    kind: ClassVar[str] = "sweep_finished"
+    sweep_id: str
+    result: SweepDoc  # the ranked combinations, the held-out figures, the heatmap
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepFailed(Event):
+    """A sweep refused before any run (bad grid, too many combinations, unknown agent) or
+    whose every combination failed to be run."""
+
+    kind: ClassVar[str] = "sweep_failed"
+    sweep_id: str  # "" when refused before it was recorded
+    agent_id: str
+    error: ErrorDoc
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParityChecked(Event):
+    """A backtest and the paper runtime's replay of the same bars, compared."""
+
+    kind: ClassVar[str] = "parity_checked"
+    report: ParityDoc
+
+
 KINDS: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -190,5 +240,9 @@ KINDS: dict[str, type[Event]] = {
         PaperFailed,
         PaperStatus,
         Digest,
+        SweepProgress,
+        SweepFinished,
+        SweepFailed,
+        ParityChecked,
     )
 }

@@ -18,8 +18,10 @@ from datetime import date
 from typing import Any
 
 from workers import events as ev
-from workers.payloads import ErrorDoc, RunParameters
+from workers import params as strategy_params
+from workers.payloads import ErrorDoc, ResultDoc, RunParameters
 from workers.ports import (
+    AgentVersion,
     ArtifactStore,
     BacktestRunner,
     BacktestSpec,
@@ -108,33 +110,66 @@ def run_backtest(
     """Backtest a registered agent version in the sandbox; the result is stored and sent."""
     route = dict(reply_to or {})
     params: RunParameters = parameters or {}
-    found = s.registry.get_version(agent, version)
-    if found is None:
-        error: ErrorDoc = {
-            "kind": "validation",
-            "message": unknown_version(s, agent, version),
-            "hint": "Upload the agent file, then run the backtest again.",
-            "line": None,
-        }
+    try:
+        found = known_version(s, agent, version)
+        spec = backtest_spec(found, run_id=run_id, owner=owner, params=params)
+    except Unrunnable as exc:
         return s.emit(
             ev.BacktestFailed(
-                job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, error=error
+                job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, error=exc.error
             )
         )
-    if s.registry.get_run(run_id) is None:  # a retried job finds its run already there
-        s.registry.create_run(
-            run_id=run_id,
-            agent=agent,
-            version=found.version,
-            owner=owner,
-            kind="backtest",
-            parameters=params,
-            channel=route.get("channel") or None,
+    report = progress_reporter(s, job_id, owner, route, run_id)
+    doc = run_recorded(s, spec, params, channel=route.get("channel"), on_progress=report)
+    if (failure := doc["error"]) is not None:
+        return s.emit(
+            ev.BacktestFailed(
+                job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, error=failure
+            )
         )
-    s.registry.update_run(run_id, status=RunStatus.RUNNING)
-    spec = BacktestSpec(
+    return s.emit(
+        ev.BacktestFinished(job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, result=doc)
+    )
+
+
+class Unrunnable(Exception):
+    """A run that cannot be started (no such agent or version, a parameter it does not
+    have): the user's to fix, told in one line, never retried."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.error: ErrorDoc = {"kind": "validation", "message": message, "hint": hint,
+                                "line": None}  # fmt: skip
+
+
+def known_version(s: Services, agent: str, version: int | None) -> AgentVersion:
+    found = s.registry.get_version(agent, version)
+    if found is None:
+        raise Unrunnable(unknown_version(s, agent, version),
+                         "Upload the agent file, then run the backtest again.")  # fmt: skip
+    return found
+
+
+def backtest_spec(
+    found: AgentVersion,
+    *,
+    run_id: str,
+    owner: str,
+    params: RunParameters,
+    engine: str = "backtest",
+) -> BacktestSpec:
+    """The spec of one run of ``found``; its strategy parameters checked against the ones
+    the agent's validation report lists (:class:`Unrunnable` when it has no such one)."""
+    try:
+        chosen = strategy_params.check(params.get("params") or {},
+                                       strategy_params.known_params(found.report),
+                                       agent=found.name)  # fmt: skip
+    except strategy_params.ParamError as exc:
+        raise Unrunnable(str(exc), "Set only the parameters its strategy has "
+                         "(see its params), with values of their type.") from None  # fmt: skip
+    return BacktestSpec(
         run_id=run_id,
-        agent=agent,
+        agent=found.name,
         version=found.version,
         agent_sha256=found.sha256,
         owner=owner,
@@ -145,20 +180,39 @@ def run_backtest(
         commission=float(params.get("commission") or 0.0),
         # the class chosen when this version was registered, unless the run names one
         strategy=params.get("strategy") or found.report.get("strategy") or None,
+        params=chosen,
+        engine=engine,
     )
-    doc = s.runner.run(spec, _progress_reporter(s, job_id, owner, route, run_id))
-    doc["agent_version"] = found.version
-    if (failure := doc["error"]) is not None:
-        s.registry.update_run(run_id, status=RunStatus.FAILED, error=failure, result=doc)
-        return s.emit(
-            ev.BacktestFailed(
-                job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, error=failure
-            )
+
+
+def run_recorded(
+    s: Services,
+    spec: BacktestSpec,
+    params: RunParameters | dict[str, Any],
+    *,
+    channel: str | None,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> ResultDoc:
+    """Run ``spec`` as a run of the registry (made unless a retried job finds it there);
+    the run is marked finished or failed with its result document, which is returned."""
+    if s.registry.get_run(spec.run_id) is None:  # a retried job finds its run already there
+        s.registry.create_run(
+            run_id=spec.run_id,
+            agent=spec.agent,
+            version=spec.version,
+            owner=spec.owner,
+            kind="backtest",
+            parameters=dict(params),
+            channel=channel or None,
         )
-    s.registry.update_run(run_id, status=RunStatus.FINISHED, result=doc)
-    return s.emit(
-        ev.BacktestFinished(job_id=job_id, user_id=owner, reply_to=route, run_id=run_id, result=doc)
-    )
+    s.registry.update_run(spec.run_id, status=RunStatus.RUNNING)
+    doc = s.runner.run(spec, on_progress)
+    doc["agent_version"] = spec.version
+    if (failure := doc["error"]) is not None:
+        s.registry.update_run(spec.run_id, status=RunStatus.FAILED, error=failure, result=doc)
+    else:
+        s.registry.update_run(spec.run_id, status=RunStatus.FINISHED, result=doc)
+    return doc
 
 
 def unknown_version(s: Services, agent: str, version: int | None) -> str:
@@ -173,7 +227,7 @@ def _date(text: Any) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
-def _progress_reporter(
+def progress_reporter(
     s: Services, job_id: str, owner: str, route: dict[str, str], run_id: str
 ) -> Callable[[int, int | None], None]:
     """Progress into the job's meta (bars done / total) and, now and then, an event."""

@@ -37,6 +37,7 @@ class RunParameters(TypedDict, total=False):
     cash: float
     commission: float
     strategy: str | None  # the class to run, in a file with several
+    params: dict[str, Any]  # the strategy's own parameters (its ``params``), as given
 
 
 class ResultParameters(TypedDict):
@@ -48,6 +49,7 @@ class ResultParameters(TypedDict):
     initial_cash: float
     timeframe: str | None
     commission: float
+    params: NotRequired[dict[str, Any]]  # the strategy parameters the run set
 
 
 class ResultDoc(TypedDict):
@@ -151,3 +153,81 @@ class DigestSections(TypedDict, total=False):
     paper: list[SessionDoc]
     backtests: list[BacktestLine]
     failures: list[FailureLine]
+
+
+class SweepMember(TypedDict):
+    """One combination of a sweep: a backtest run of its own, with its decisions."""
+
+    run_id: str
+    params: dict[str, Any]  # this combination's values
+    status: str  # "finished" or "failed" (RunStatus)
+    metrics: dict[str, float | int | None] | None  # SWEEP_METRICS of its result
+    error: str | None  # one line, for a failed one
+
+
+class SweepBest(TypedDict):
+    """One of the best in-sample combinations, run again on the held-out bars."""
+
+    params: dict[str, Any]
+    in_sample_run_id: str
+    in_sample: dict[str, float | int | None]
+    held_out_run_id: str | None
+    held_out: dict[str, float | int | None] | None  # None: its held-out run failed
+    error: str | None
+
+
+class SweepWindow(TypedDict):
+    start: str  # ISO dates, both inclusive
+    end: str
+    bars: int
+
+
+class SweepOos(TypedDict):
+    fraction: float  # of the bars held out, from the end
+    in_sample: SweepWindow
+    held_out: SweepWindow
+    best: list[SweepBest]  # best first, as ranked in sample
+
+
+class SweepDoc(TypedDict):
+    """A parameter sweep's outcome (the registry's run of kind "sweep" keeps it)."""
+
+    sweep_id: str
+    agent_id: str
+    agent_version: int
+    parameters: RunParameters  # what every combination shares (symbols, dates, cash…)
+    grid: dict[str, list[Any]]  # each swept parameter's values, in the order given
+    rank: str  # the metric ranked by (a key of workers.sweep.RANKS)
+    combinations: int
+    members: list[SweepMember]  # ranked: best first, failed ones last
+    failed: int
+    oos: SweepOos | None
+    heatmap_artifact: str | None  # a PNG in the artifact store (two swept parameters)
+    took_s: float | None
+
+
+class ParityDifference(TypedDict):
+    bar: int  # the bar number (1 = the first bar the strategy saw)
+    timestamp: str | None  # ISO
+    field: str  # what differed: "orders", "fills", "positions", "portfolio_value"…
+    backtest: str  # each side's value, as short text
+    paper: str
+
+
+class ParityDoc(TypedDict):
+    """A parity check's outcome: the backtest and the paper replay of the same bars."""
+
+    parity_id: str
+    agent_id: str
+    agent_version: int
+    parameters: RunParameters
+    backtest_run_id: str
+    paper_run_id: str
+    verdict: str  # "identical", "different" or "failed" (one of the runs failed)
+    bars: int  # decisions compared
+    orders: int  # orders the backtest placed
+    fills: int  # fills it got
+    differing_bars: int
+    log_only_bars: NotRequired[int]  # bars alike but for the order of their log lines
+    first_difference: ParityDifference | None
+    error: ErrorDoc | None  # verdict "failed": which run failed and why

@@ -271,6 +271,10 @@ class BacktestSpec:
     cash: float = 10_000.0
     commission: float = 0.0
     strategy: str | None = None  # the class to run, in a file with several
+    params: Mapping[str, Any] = field(default_factory=dict)  # the strategy's own parameters
+    # "backtest", or "paper": the paper runtime's live feeds and broker over the same bars
+    # (a parity check), whose decisions are recorded in mode PAPER
+    engine: str = "backtest"
 
     def __post_init__(self) -> None:
         # runners name folders, objects and builds after these: refuse anything else early

@@ -517,6 +517,8 @@ def request_for(spec: BacktestSpec, artifacts: ArtifactStore, runs_dir: Path) ->
         cash=spec.cash,
         commission=spec.commission,
         strategy=spec.strategy,
+        params=dict(spec.params),
+        engine=spec.engine,
         agent_id=spec.agent,
         agent_version=str(spec.version),
         user_id=spec.owner,
@@ -547,6 +549,7 @@ def trusted_of(req: BacktestRequest, bars: list[PreparedSymbol]) -> Trusted:
         parameters=parameters(req, bars),
         data_checks=[c for b in bars for c in b.checks],
         symbols=[b.symbol for b in bars],
+        mode="PAPER" if req.engine == "paper" else "BACKTEST",
     )
 
 

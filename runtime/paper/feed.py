@@ -126,3 +126,24 @@ class LiveFeed(bt.feed.DataBase):
         lines.volume[0] = bar.volume
         lines.openinterest[0] = 0.0
         return True
+
+
+def live_run(*, simulated: bool) -> dict[str, bool]:
+    """How backtrader runs on live feeds: bar by bar as they come (no preload, no vectorised
+    ``once``). With the simulated broker, order notifications reach the strategy just before
+    its next ``next``, as in a backtest: delivered the moment they happen (``quicknotify``),
+    a strategy that acts on them (OCO groups, an exit placed on a fill) acts a bar apart from
+    its backtest, which the parity check of the strategy corpus showed. A real broker's fills
+    come on their own time, so they are delivered at once."""
+    return {"runonce": False, "preload": False, "quicknotify": not simulated}
+
+
+def add_live_feeds(
+    cerebro: bt.Cerebro,
+    dispatcher: Dispatcher,
+    symbols: tuple[str, ...],
+    on_idle: Callable[[], None] | None = None,
+) -> None:
+    """One live feed per symbol, named after it, fed by ``dispatcher``."""
+    for sym in symbols:
+        cerebro.adddata(LiveFeed(dispatcher=dispatcher, symbol=sym, on_idle=on_idle), name=sym)

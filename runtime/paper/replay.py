@@ -11,10 +11,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runtime.paper.sources import Bar
+
+if TYPE_CHECKING:
+    from runtime.prepared import PreparedSymbol
 
 
 class ReplaySource:
@@ -36,6 +41,12 @@ class ReplaySource:
         self._thread: threading.Thread | None = None
 
     def start(self, symbols: tuple[str, ...], *, after: datetime | None = None) -> None:
+        self._thread = threading.Thread(target=self._play, args=(self._slices(symbols, after),),
+                                        daemon=True, name="replay")  # fmt: skip
+        self._thread.start()
+
+    def _slices(self, symbols: tuple[str, ...], after: datetime | None) -> list[list[Bar]]:
+        """The bars to play, grouped by time, in time order."""
         from runtime.data import load
 
         frames = load(self.data_dir, list(symbols), self.start_date)
@@ -50,10 +61,7 @@ class ReplaySource:
                 slices.setdefault(when, []).append(
                     Bar(data.symbol, when, float(o), float(h), float(lo), float(c), float(v))
                 )
-        ordered = [slices[t] for t in sorted(slices)]
-        self._thread = threading.Thread(target=self._play, args=(ordered,), daemon=True,
-                                        name="replay")  # fmt: skip
-        self._thread.start()
+        return [slices[t] for t in sorted(slices)]
 
     def _play(self, ordered: list[list[Bar]]) -> None:
         due = time.monotonic()
@@ -81,3 +89,25 @@ class ReplaySource:
 
     def close(self) -> None:
         self._stop.set()
+
+
+class PreparedReplay(ReplaySource):
+    """The bars a backtest runs on (``runtime.prepared``), played as live bars as fast as
+    the session takes them: a parity check's paper run sees exactly the backtest's bars."""
+
+    def __init__(self, datas: Sequence[PreparedSymbol]) -> None:
+        super().__init__(Path("."), bar_seconds=0.0)
+        self.datas = list(datas)
+
+    def _slices(self, symbols: tuple[str, ...], after: datetime | None) -> list[list[Bar]]:
+        slices: dict[datetime, list[Bar]] = {}
+        for data in self.datas:
+            if data.symbol not in symbols:
+                continue
+            stamps: list[datetime] = data.dates.astype("datetime64[us]").tolist()
+            for when, row in zip(stamps, data.values.tolist(), strict=True):
+                aware = when.replace(tzinfo=UTC)
+                if after is None or aware > after:
+                    o, h, lo, c, v = row[:5]
+                    slices.setdefault(aware, []).append(Bar(data.symbol, aware, o, h, lo, c, v))
+        return [slices[t] for t in sorted(slices)]

@@ -44,7 +44,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -54,7 +54,7 @@ import backtrader as bt
 
 from runtime.files import write_json
 from runtime.fmel.store import DECISIONS, SUMMARIES
-from runtime.paper.feed import Dispatcher, LiveFeed
+from runtime.paper.feed import Dispatcher, add_live_feeds, live_run
 from runtime.paper.sources import BarSource
 from runtime.paths import (
     CANNOT_START_PREFIX,
@@ -96,6 +96,8 @@ class PaperRun:
     agent_version: str = ""
     user_id: str = ""
     flush_seconds: float = 2.0
+    strategy: str | None = None  # the class to run, in a file with several
+    params: dict[str, Any] = field(default_factory=dict)  # the strategy's own parameters
 
     @classmethod
     def load(cls, session: Path) -> PaperRun:
@@ -115,6 +117,8 @@ class PaperRun:
             agent_version=str(doc.get("agent_version") or ""),
             user_id=str(doc.get("user_id") or ""),
             flush_seconds=float(doc.get("flush_seconds", 2.0)),
+            strategy=str(doc["strategy"]) if doc.get("strategy") else None,
+            params=dict(doc.get("params") or {}),
         )
 
 
@@ -221,15 +225,14 @@ class Session:
 
     # ------------------------------------------------------------------ running
     def run_until_stopped(self) -> int:
-        from runtime.agent import load_agent
+        from runtime.agent import fresh_counters, load_agent, strategy_params
         from runtime.fmel import FMELRecorder
 
-        agent = load_agent(self.run.agent_file)
+        agent = load_agent(self.run.agent_file, self.run.strategy)
+        params = strategy_params(agent.strategy, self.run.params)
         cerebro = bt.Cerebro(stdstats=False)
         self.cerebro = cerebro
-        for sym in self.run.symbols:
-            feed = LiveFeed(dispatcher=self.dispatcher, symbol=sym, on_idle=self._idle)
-            cerebro.adddata(feed, name=sym)
+        add_live_feeds(cerebro, self.dispatcher, self.run.symbols, self._idle)
         if self.run.feed == "alpaca":  # Alpaca's paper account: its cash, its positions
             from runtime.paper.alpaca import AlpacaBroker, alpaca_credentials, trading_client
 
@@ -243,7 +246,8 @@ class Session:
                 order_id=lambda order, n: f"{run_id}-{offset + len(order.data)}-{n}"))  # fmt: skip
         else:  # the simulated paper broker: market orders fill at the next bar's open
             cerebro.broker.setcash(self.run.cash)
-        cerebro.addstrategy(agent.strategy)
+        cerebro.addstrategy(agent.strategy, **params)
+        fresh_counters()
         r = self.resume
         cerebro.addanalyzer(
             FMELRecorder, out=str(self.run.fmel_dir), run_id=self.run.run_id,
@@ -260,7 +264,7 @@ class Session:
         live_after = r.last_time if (r and self.run.feed == "alpaca") else None
         self.dispatcher.start(after=live_after)
         with _quiet_replay(cerebro, r.last_us if (r and live_after is None) else None):
-            strat = cerebro.run(runonce=False, preload=False, quicknotify=True)[0]
+            strat = cerebro.run(**live_run(simulated=self.run.feed != "alpaca"))[0]
         self.monitor = strat.analyzers.monitor
         self._save_state(final=True)
         (self.out / LATENCY_FILE).write_text(json.dumps(self.monitor.latencies))
