@@ -13,11 +13,13 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.commands import AGENT_REF, agent_name_for
+from bot import commands
+from bot.commands import AGENT_REF, PARAM_NAME, UsageError, agent_name_for
 from bot.console import format_decisions, format_result, format_validation
 from infra.settings import Settings, SettingsError
 from runtime.defaults import DEFAULT_CASH, DEFAULT_TIMEOUT_S
 from runtime.paths import EXAMPLES_DIR
+from workers.params import RANKS
 
 if TYPE_CHECKING:
     from infra.bootstrap import Platform
@@ -111,7 +113,35 @@ def build_parser() -> argparse.ArgumentParser:
         "store the result under $TRADEOPS_HOME."))  # fmt: skip
     b.add_argument("file", type=Path, metavar="AGENT|FILE",
                    help="an agent file (.py), or a registered agent: NAME or NAME@vN")  # fmt: skip
+    _params_argument(b, "the strategy's own parameters, e.g. fast=5 slow=20")
     _backtest_options(b)
+
+    sw = sub.add_parser("sweep", help="backtest every combination of parameter values",
+                        description=(
+        "Backtest AGENT once per combination of its parameters' values (fast=5..20/5 is "
+        "5,10,15,20; slow=20,40,60 a list), spread over every running worker (else run "
+        "here, one after another); rank them, draw a heatmap of two parameters, and with "
+        "--oos run the best again on held-out bars."))  # fmt: skip
+    sw.add_argument("file", type=Path, metavar="AGENT",
+                    help="a registered agent (NAME or NAME@vN) or an agent file (.py)")  # fmt: skip
+    _params_argument(sw, "each swept parameter and its values: fast=5..20/5 slow=20,40,60",
+                     required=True)  # fmt: skip
+    _run_options(sw)
+    sw.add_argument("--rank", choices=tuple(RANKS), default="sharpe",
+                    help="the figure combinations are ranked by (default sharpe)")  # fmt: skip
+    sw.add_argument("--oos", type=_share, default=None, metavar="SHARE",
+                    help="hold out this share of the bars (the last ones, e.g. 30%%) and run "
+                    "the best combinations on them")  # fmt: skip
+
+    pa = sub.add_parser("parity", help="backtest vs paper replay of the same bars",
+                        description=(
+        "Backtest AGENT, then replay the same bars through the paper runtime (live feeds, "
+        "simulated broker, full speed) and compare orders, fills and every bar's decision "
+        "state. Exit 0: identical; 1: they part (the first such bar is named)."))  # fmt: skip
+    pa.add_argument("file", type=Path, metavar="AGENT",
+                    help="a registered agent (NAME or NAME@vN) or an agent file (.py)")  # fmt: skip
+    _params_argument(pa, "the strategy's own parameters, e.g. fast=5 slow=20")
+    _run_options(pa)
 
     f = sub.add_parser("fmel", help="show or verify a run's decisions", description=(
         "Show the last decisions of a run (bar, action, orders, fills, value), or with "
@@ -190,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     psub = pp.add_subparsers(dest="paper_command", required=True, metavar="ACTION")
     ps = psub.add_parser("start", help="start paper trading an agent")
     ps.add_argument("agent", metavar="AGENT", help="a registered agent, NAME or NAME@vN")
+    _params_argument(ps, "the strategy's own parameters, e.g. fast=5 slow=20")
     ps.add_argument("--symbols", type=_symbols, default=None, metavar="A,B",
                     help="symbols to trade (default SPY)")  # fmt: skip
     ps.add_argument("--cash", type=_positive(float), default=DEFAULT_CASH, metavar="N",
@@ -251,6 +282,48 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--apply", action="store_true",
                    help="merge them into the database's rules (Firebase Realtime Database Admin)")
     return ap
+
+
+def _params_argument(p: argparse.ArgumentParser, help_text: str, *, required: bool = False) -> None:
+    p.add_argument("params", nargs="+" if required else "*", type=_param, metavar="NAME=VALUE",
+                   help=help_text + " (right after the agent)")  # fmt: skip
+
+
+def _param(text: str) -> tuple[str, str]:
+    name, eq, value = text.partition("=")
+    if not eq or not value or not PARAM_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _share(text: str) -> float:
+    try:
+        return commands._share(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _params_of(args: argparse.Namespace) -> dict[str, str]:
+    pairs: list[tuple[str, str]] = list(getattr(args, "params", None) or [])
+    names = [name for name, _ in pairs]
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise CliError(f"{twice[0]}= given twice")
+    return dict(pairs)
+
+
+def _run_options(b: argparse.ArgumentParser) -> None:
+    """What a sweep's or parity check's runs share: the options of `tradeops backtest` that
+    every worker can honour (its data is the platform's)."""
+    b.add_argument("--symbols", type=_symbols, default=None, metavar="A,B",
+                   help="symbols to trade (default SPY)")  # fmt: skip
+    b.add_argument("--start", type=_date, metavar="YYYY-MM-DD", help="first day (inclusive)")
+    b.add_argument("--end", type=_date, metavar="YYYY-MM-DD", help="last day (inclusive)")
+    b.add_argument("--cash", type=_positive(float), default=DEFAULT_CASH, metavar="N",
+                   help="starting cash (default 10000)")  # fmt: skip
+    b.add_argument("--commission", type=_fraction, default=0.0, metavar="X",
+                   help="commission as a fraction of value, e.g. 0.001 (default 0)")  # fmt: skip
+    b.add_argument("--strategy", metavar="NAME", help="strategy class to run (files with several)")
+    b.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
 
 
 def _backtest_options(b: argparse.ArgumentParser) -> None:
@@ -477,6 +550,8 @@ def _run_parameters(args: argparse.Namespace) -> RunParameters:
     }
     if args.strategy:
         params["strategy"] = args.strategy
+    if getattr(args, "command", "") != "sweep" and (given := _params_of(args)):
+        params["params"] = given
     return params
 
 
@@ -906,6 +981,8 @@ def cmd_paper(args: argparse.Namespace, settings: Settings) -> int:
         params = {"symbols": list(args.symbols or ("SPY",)), "cash": args.cash,
                   "feed": args.feed, "start": args.start and args.start.isoformat(),
                   "bar_seconds": args.bar_seconds}  # fmt: skip
+        if given := _params_of(args):
+            params["params"] = given
         version = int(found.group(2)) if found.group(2) else None
         ticket = desk.paper("paper_start", agent=found.group(1), version=version,
                             parameters=params)  # fmt: skip
@@ -948,6 +1025,91 @@ def _paper_manifest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    """A sweep through the queue when a worker takes backtests, else in this process."""
+    from bot.console import format_event_or_say, format_sweep
+    from workers import events as ev
+
+    desk, agent, version = _registered(args, settings)
+    ticket = desk.sweep(agent=agent, version=version, grid=_params_of(args),
+                        parameters=_run_parameters(args), rank=args.rank, oos=args.oos)  # fmt: skip
+    where = f"{desk.workers_on('backtest')} worker(s)" if not ticket.inline else "this process"
+    print(f"tradeops: sweep {ticket.run_id} of {agent} on {where}", file=sys.stderr)
+
+    def show(event: ev.Event) -> None:
+        if isinstance(event, ev.SweepProgress):
+            phase = "held-out" if event.phase == "held_out" else "combinations"
+            failed = f", {event.failed} failed" if event.failed else ""
+            print(f"tradeops: {phase} {event.done}/{event.total} done{failed}", file=sys.stderr)
+        elif isinstance(event, ev.JobFailed):
+            print(f"tradeops: {event.error['message']}", file=sys.stderr)
+
+    final = desk.follow(ticket, show, on_wait=lambda text: print(f"tradeops: {text}",
+                                                                 file=sys.stderr))  # fmt: skip
+    if not isinstance(final, ev.SweepFinished):
+        print(json.dumps(final.to_dict(), indent=2) if args.json else format_event_or_say(final))
+        return 1
+    doc = dict(final.result)
+    if sha := doc.get("heatmap_artifact"):
+        path = settings.runs_dir / final.sweep_id / "heatmap.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(desk.artifacts().get(str(sha)))
+        doc["heatmap"] = str(path)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(format_sweep(doc))
+        if doc.get("heatmap"):
+            print(f"Heatmap: {doc['heatmap']}")
+    return 0
+
+
+def cmd_parity(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when the backtest and the paper replay are identical, 1 when they part."""
+    from bot.console import format_event_or_say, format_parity
+    from workers import events as ev
+
+    desk, agent, version = _registered(args, settings)
+    ticket = desk.parity(agent=agent, version=version, parameters=_run_parameters(args))
+    progress = _ProgressLine()
+
+    def show(event: ev.Event) -> None:
+        if isinstance(event, ev.BacktestProgress):
+            progress(event.done, event.total)
+
+    final = desk.follow(ticket, show, on_wait=lambda text: print(f"tradeops: {text}",
+                                                                 file=sys.stderr))  # fmt: skip
+    progress.finish()
+    if not isinstance(final, ev.ParityChecked):
+        print(format_event_or_say(final))
+        return 1
+    print(json.dumps(final.report, indent=2) if args.json else format_parity(final.report))
+    return 0 if final.report["verdict"] == "identical" else 1
+
+
+def _registered(args: argparse.Namespace, settings: Settings) -> tuple[Any, str, int | None]:
+    """The desk, and the agent the command names: a registered one, or a file registered
+    first as its next version (as `tradeops backtest FILE` does)."""
+    from bot.desk import Desk
+    from workers import events as ev
+
+    desk = Desk(settings, user=_cli_user())
+    target: Path = args.file
+    if not target.is_file():
+        _, name, stored = _resolve_agent(target, _platform(settings))
+        return desk, name, None if stored is None else int(stored.version)
+    report = _validate(target, args.strategy, settings)
+    if not report.ok:
+        print(format_validation(report))
+        raise CliError(f"{target.name} did not pass validation: nothing ran")
+    name = agent_name_for(target.stem)
+    uploaded = desk.upload(name=name, source=target.read_bytes(), strategy=args.strategy)
+    registered = desk.follow(uploaded, _quiet)
+    if not isinstance(registered, ev.AgentRegistered):
+        raise CliError(_one_line(registered))
+    return desk, name, int(registered.version)
+
+
 def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     platform = _platform(settings)
     platform.serve_health(args.health_port, "scheduler")
@@ -983,6 +1145,8 @@ COMMANDS = {
     "scheduler": cmd_scheduler,
     "bot": cmd_bot,
     "paper": cmd_paper,
+    "sweep": cmd_sweep,
+    "parity": cmd_parity,
     "redis": cmd_redis,
     "gcp": cmd_gcp,
 }

@@ -1,7 +1,11 @@
 """The chat command grammar (DESIGN.md section 4), shared by Slack and the console shell.
 
-    /backtest <agent>[@vN] [SYM,SYM…] [start=YYYY-MM-DD] [end=YYYY-MM-DD] [cash=N]
+    /backtest <agent>[@vN] [SYM,SYM…] [start=YYYY-MM-DD] [end=YYYY-MM-DD] [cash=N] [param=V…]
     /paper-start <agent>[@vN] [SYM,…] [cash=N] [feed=replay|alpaca] [start=YYYY-MM-DD] [speed=S]
+                 [param=V…]
+    /sweep <agent>[@vN] param=A..B/STEP param=X,Y,Z… [SYM,…] [start=…] [end=…] [cash=N]
+           [rank=sharpe] [oos=30%]
+    /parity <agent>[@vN] [SYM,…] [start=…] [end=…] [cash=N] [param=V…]
     /paper-stop <agent>     /paper-status [agent]
     /agents     /runs [agent]     /fmel <agent|run> [last=N] [verify] [trades]     /digest
     /help
@@ -24,10 +28,21 @@ SYMBOL = re.compile(r"[A-Z][A-Z0-9.\-]{0,11}")
 MAX_SYMBOLS = 20
 
 USAGE: dict[str, str] = {
-    "backtest": "/backtest <agent>[@vN] [SYM,SYM…] [start=YYYY-MM-DD] [end=YYYY-MM-DD] [cash=N]",
+    "backtest": (
+        "/backtest <agent>[@vN] [SYM,SYM…] [start=YYYY-MM-DD] [end=YYYY-MM-DD] [cash=N] "
+        "[param=VALUE…]"
+    ),
     "paper-start": (
         "/paper-start <agent>[@vN] [SYM,…] [cash=N] [feed=replay|alpaca] [start=YYYY-MM-DD] "
-        "[speed=S]"
+        "[speed=S] [param=VALUE…]"
+    ),
+    "sweep": (
+        "/sweep <agent>[@vN] param=FROM..TO/STEP param=A,B,C… [SYM,…] [start=YYYY-MM-DD] "
+        "[end=YYYY-MM-DD] [cash=N] [rank=sharpe|return|drawdown|…] [oos=30%]"
+    ),
+    "parity": (
+        "/parity <agent>[@vN] [SYM,…] [start=YYYY-MM-DD] [end=YYYY-MM-DD] [cash=N] "
+        "[param=VALUE…]"
     ),
     "paper-stop": "/paper-stop <agent>",
     "paper-status": "/paper-status [agent]",
@@ -39,10 +54,21 @@ USAGE: dict[str, str] = {
 }
 
 HELP: dict[str, str] = {
-    "backtest": "backtest an agent on daily bars (default SPY, all the data, cash 10000)",
+    "backtest": (
+        "backtest an agent on daily bars (default SPY, all the data, cash 10000); "
+        "`fast=5` sets its strategy's parameter fast"
+    ),
     "paper-start": (
         "start paper trading an agent (needs the trader role): replayed bars from start=, "
         "one every speed= seconds, or Alpaca's live bars with feed=alpaca"
+    ),
+    "sweep": (
+        "backtest every combination of parameter values (one run each, spread over the "
+        "workers), ranked, with a heatmap; `oos=30%` checks the best on held-out bars"
+    ),
+    "parity": (
+        "backtest an agent and replay the same bars through paper trading: are orders, fills "
+        "and every decision identical?"
     ),
     "paper-stop": "stop an agent's paper trading",
     "paper-status": "health, P&L and decisions of paper sessions",
@@ -75,6 +101,11 @@ class Command:
     last: int | None = None
     verify: bool = False
     trades: bool = False  # /fmel: the run's closed trades instead of its decisions
+    # the strategy's own parameters as typed (name, text), in order; for /sweep each text
+    # is its values (5..20/5, or 20,40,60)
+    params: tuple[tuple[str, str], ...] = ()
+    rank: str | None = None  # /sweep: the metric ranked by
+    oos: float | None = None  # /sweep: the share of bars held out, from the end
 
     def backtest_parameters(self) -> RunParameters:
         """The parameters a backtest job takes (only those given)."""
@@ -87,7 +118,13 @@ class Command:
             out["end"] = self.end.isoformat()
         if self.cash is not None:
             out["cash"] = self.cash
+        if self.params and self.name != "sweep":
+            out["params"] = dict(self.params)
         return out
+
+    def grid(self) -> dict[str, str]:
+        """/sweep: each swept parameter's values, as typed."""
+        return dict(self.params)
 
     def parameters(self) -> dict[str, object]:
         """The paper parameters a job takes (only those given)."""
@@ -171,35 +208,83 @@ def _cash(value: str) -> float:
     return cash
 
 
+#: every key=value option of any command: a strategy parameter of one of these names cannot
+#: be set from chat (the option would be taken for it)
+OPTIONS = ("start", "end", "cash", "feed", "speed", "rank", "oos", "symbols")
+PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
 def _run_like(name: str, words: list[str], allowed: tuple[str, ...]) -> Command:
-    """/backtest and /paper-start: an agent, optional symbols, key=value options."""
+    """/backtest, /paper-start, /sweep, /parity: an agent, optional symbols, key=value
+    options, and the strategy's own parameters as name=value."""
     if not words:
         raise UsageError(f"/{name} needs an agent")
     agent, version = _agent_ref(words[0])
     fields: dict[str, object] = {}
+    params: dict[str, str] = {}
     for word in words[1:]:
         key, eq, value = word.partition("=")
-        key = key.lower()
+        low = key.lower()
         if not eq:
             if "symbols" in fields:
                 raise UsageError(f"unexpected {word!r} (symbols go in one list: SPY,QQQ)")
             fields["symbols"] = _symbols(word)
-        elif key not in allowed:
-            raise UsageError(f"unknown option {key}= (options: {', '.join(allowed)})")
-        elif key in fields:
-            raise UsageError(f"{key}= given twice")
-        elif key in ("start", "end"):
-            fields[key] = _date(key, value)
-        elif key == "feed":
-            fields[key] = _feed(value)
-        elif key == "speed":
-            fields[key] = _speed(value)
+        elif low in OPTIONS and low not in allowed:
+            raise UsageError(f"unknown option {low}= (options: {', '.join(allowed)})")
+        elif low not in OPTIONS:
+            if not PARAM_NAME.fullmatch(key):
+                raise UsageError(f"{key!r} is not a parameter name")
+            if key in params:
+                raise UsageError(f"{key}= given twice")
+            if not value:
+                raise UsageError(f"{key}= has no value")
+            params[key] = value
+        elif low in fields:
+            raise UsageError(f"{low}= given twice")
+        elif low in ("start", "end"):
+            fields[low] = _date(low, value)
+        elif low == "feed":
+            fields[low] = _feed(value)
+        elif low == "speed":
+            fields[low] = _speed(value)
+        elif low == "rank":
+            fields[low] = _rank(value)
+        elif low == "oos":
+            fields[low] = _share(value)
         else:
-            fields[key] = _cash(value)
+            fields[low] = _cash(value)
     start, end = fields.get("start"), fields.get("end")
     if isinstance(start, date) and isinstance(end, date) and start > end:
         raise UsageError(f"start={start} is after end={end}")
-    return Command(name=name, agent=agent, version=version, **fields)  # type: ignore[arg-type]
+    return Command(name=name, agent=agent, version=version, params=tuple(params.items()),
+                   **fields)  # type: ignore[arg-type]  # fmt: skip
+
+
+def _sweep(name: str, words: list[str]) -> Command:
+    cmd = _run_like(name, words, ("start", "end", "cash", "rank", "oos"))
+    if not cmd.params:
+        raise UsageError("name a parameter and its values to sweep, like fast=5..20/5")
+    return cmd
+
+
+def _rank(value: str) -> str:
+    from workers.params import RANKS
+
+    if value.lower() not in RANKS:
+        raise UsageError(f"rank= is one of {', '.join(RANKS)}, got {value!r}")
+    return value.lower()
+
+
+def _share(value: str) -> float:
+    """``30%`` or ``0.3``: a share of the bars."""
+    text = value.strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise UsageError(f"oos= expects a share of the bars like 30%, got {value!r}") from None
+    if not 0.05 <= share <= 0.5:  # also refuses nan
+        raise UsageError(f"oos= holds out 5% to 50% of the bars, got {value!r}")
+    return share
 
 
 def _backtest(name: str, words: list[str]) -> Command:
@@ -266,6 +351,8 @@ def _fmel(name: str, words: list[str]) -> Command:
 _PARSERS = {
     "backtest": _backtest,
     "paper-start": _paper_start,
+    "sweep": _sweep,
+    "parity": lambda n, w: _run_like(n, w, ("start", "end", "cash")),
     "paper-stop": lambda n, w: _one_agent(n, w, required=True),
     "paper-status": lambda n, w: _one_agent(n, w, required=False),
     "agents": _no_args,

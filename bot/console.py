@@ -409,7 +409,7 @@ def format_event(event: Any) -> str:
         if event.retrying:
             return f"{err['message']}: running it again ({event.attempts_left} attempt(s) left)"
         return f"{event.work} failed: {err['message']}\n  Hint: {err['hint']}"
-    return _format_paper(event) or _format_other(event)
+    return _format_sweep_or_parity(event) or _format_paper(event) or _format_other(event)
 
 
 def _format_paper(event: Any) -> str | None:
@@ -527,6 +527,311 @@ def format_help(usage: Mapping[str, str], help_text: Mapping[str, str]) -> str:
     lines = ["Commands (the same as in Slack):"]
     lines += [f"  {usage[name]:<{width}}  {help_text[name]}" for name in usage]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- sweeps and parity
+SWEEP_TOP = 10  # combinations in a sweep's ranked table
+CELL_CHARS = 16  # of a parameter's name or text value in a table cell
+LOWER_IS_BETTER = frozenset({"drawdown"})
+METRIC_LABELS = {
+    "sharpe": "sharpe",
+    "return": "return %",
+    "drawdown": "drawdown %",
+    "trades": "trades",
+    "win_rate": "win rate %",
+    "profit_factor": "profit factor",
+    "sqn": "sqn",
+    "calmar": "calmar",
+}
+_TABLE_METRICS = ("sharpe", "return", "drawdown", "trades")  # always shown, ranked by or not
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def param_text(value: Any) -> str:
+    """A parameter value as a command takes it (``true``, ``0.5``, ``20``, ``ema``), on one
+    line: what a user types to ask for that combination again."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)  # never a rounded value
+    return " ".join(str(value).split())
+
+
+def _cell(text: str, limit: int = CELL_CHARS) -> str:
+    """A table cell of at most ``limit`` characters: one long name must not widen the whole
+    table past a screen."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def assignments(params: Mapping[str, Any], names: Iterable[str] | None = None) -> str:
+    """``fast=10, slow=30``: the values of ``names`` (all of them by default)."""
+    keys = list(params) if names is None else list(names)
+    return ", ".join(f"{k}={param_text(params.get(k, '-'))}" for k in keys)
+
+
+def metric_text(name: str, value: Any) -> str:
+    """A sweep metric for a table cell: ``n/a`` when missing (or not a number at all)."""
+    if not _is_number(value):
+        return "n/a"
+    if name == "trades":
+        return f"{value:,.0f}"
+    return f"{value:+.2f}" if name == "return" else f"{value:.2f}"
+
+
+def short_run_id(run_id: str, within: str = "") -> str:
+    """A run id's distinctive part: what follows the sweep's id ``within`` in a member's id
+    (``SWEEP-007`` → ``007``), else the random suffix of ``20261124T004443-4d87e7d5``. The
+    members of a sweep start alike: their ids' starts tell them apart no better."""
+    if within and run_id.startswith(within + "-") and len(run_id) > len(within) + 1:
+        return run_id[len(within) + 1 :]
+    tail = run_id.rsplit("-", 1)[-1]
+    return tail[:8] if len(tail) >= 4 else run_id[-8:] or "-"
+
+
+def members_within(doc: Mapping[str, Any]) -> bool:
+    """Whether every member's id is the sweep's and a suffix (what its short form drops)."""
+    sweep = str(doc.get("sweep_id") or "")
+    ids = [str(m.get("run_id") or "") for m in doc.get("members") or []]
+    return bool(sweep and ids) and all(i.startswith(sweep + "-") for i in ids)
+
+
+def overfit(in_sample: Any, held_out: Any) -> bool:
+    """Whether a held-out Sharpe ratio says the in-sample one was luck: below half of it (and
+    so any negative one) when the in-sample one was positive. A combination that was not
+    good in sample is not flagged: there was nothing to overfit; nor is a missing figure."""
+    if not (_is_number(in_sample) and _is_number(held_out)):
+        return False
+    return bool(in_sample > 0 and held_out < in_sample / 2)
+
+
+def swept_names(doc: Mapping[str, Any]) -> list[str]:
+    """The parameters that take more than one value (all of the grid's when none does: the
+    table still says what ran)."""
+    grid = doc.get("grid") or {}
+    given = [k for k in doc.get("order") or [] if k in grid]  # as typed; JSON sorts keys
+    ordered = given + [k for k in grid if k not in given]
+    names = [str(k) for k in ordered if not isinstance(grid[k], list) or len(grid[k]) != 1]
+    return names or [str(k) for k in ordered]
+
+
+def fixed_params(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """What every combination set alike: the fixed parameters, and the grid's single values."""
+    given = (doc.get("parameters") or {}).get("params")
+    swept = set(swept_names(doc))
+    fixed = {k: v for k, v in given.items() if k not in swept} if isinstance(given, Mapping) else {}
+    single = {k: v[0] for k, v in (doc.get("grid") or {}).items()
+              if k not in swept and isinstance(v, list) and len(v) == 1}  # fmt: skip
+    return {**fixed, **single}
+
+
+def _table_metrics(rank: str) -> list[str]:
+    """The figures a sweep's table shows: the ranking metric first when it is not one of the
+    usual four."""
+    extra = [rank] if rank in METRIC_LABELS and rank not in _TABLE_METRICS else []
+    return extra + list(_TABLE_METRICS)
+
+
+def finished_members(doc: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
+    """(rank, member) of the members that finished with figures, best first."""
+    members = doc.get("members") or []
+    return [(i + 1, m) for i, m in enumerate(members)
+            if m.get("status") != "failed" and isinstance(m.get("metrics"), Mapping)]  # fmt: skip
+
+
+def sweep_table(doc: Mapping[str, Any], *, top: int = SWEEP_TOP) -> list[str]:
+    """The ``top`` ranked combinations that finished, one a line under a header: rank, each
+    swept parameter, the figures, and the run (its short id)."""
+    names = swept_names(doc)
+    metrics = _table_metrics(str(doc.get("rank") or ""))
+    headers = ["#", *(_cell(n) for n in names), *(METRIC_LABELS[m] for m in metrics), "run"]
+    rows = [
+        [str(rank),
+         *(_cell(param_text((m.get("params") or {}).get(n, "-"))) for n in names),
+         *(metric_text(k, m["metrics"].get(k)) for k in metrics),
+         short_run_id(str(m.get("run_id") or ""), str(doc.get("sweep_id") or ""))]
+        for rank, m in finished_members(doc)[:top]
+    ]  # fmt: skip
+    first = len(names) + 1
+    right = [0, *range(first, first + len(metrics))]
+    return format_table(headers, rows, right=right).splitlines()
+
+
+def held_out_title(oos: Mapping[str, Any]) -> str:
+    """``Held-out check (last 30% of bars: 2024-01-02 → 2025-04-04)``."""
+    fraction: Any = oos.get("fraction")
+    share = f"{fraction * 100:.0f}%" if _is_number(fraction) else "part"
+    window = oos.get("held_out") or {}
+    span = f"{window.get('start') or '…'} → {window.get('end') or '…'}"
+    return f"Held-out check (last {share} of bars: {span})"
+
+
+def held_out_table(doc: Mapping[str, Any], *, flag: str = "⚠ overfit?") -> list[str]:
+    """Each best combination's in-sample and held-out Sharpe and return side by side, the
+    held-out ones that look like overfitting flagged with ``flag``."""
+    names = swept_names(doc)
+    best = (doc.get("oos") or {}).get("best") or []
+    headers = ["#", *(_cell(n) for n in names), "sharpe in-sample", "sharpe held-out",
+               "return % in-sample", "return % held-out", ""]  # fmt: skip
+    rows = [[str(i + 1), *(_cell(param_text((b.get("params") or {}).get(n, "-"))) for n in names),
+             *_side_by_side(b, flag)] for i, b in enumerate(best)]  # fmt: skip
+    first = len(names) + 1
+    return format_table(headers, rows, right=[0, *range(first, first + 4)]).splitlines()
+
+
+def _side_by_side(best: Mapping[str, Any], flag: str) -> list[str]:
+    inside = best.get("in_sample") or {}
+    out = best.get("held_out")
+    if not isinstance(out, Mapping):
+        return [metric_text("sharpe", inside.get("sharpe")), "failed",
+                metric_text("return", inside.get("return")), "failed", ""]  # fmt: skip
+    warn = flag if overfit(inside.get("sharpe"), out.get("sharpe")) else ""
+    return [metric_text("sharpe", inside.get("sharpe")), metric_text("sharpe", out.get("sharpe")),
+            metric_text("return", inside.get("return")), metric_text("return", out.get("return")),
+            warn]  # fmt: skip
+
+
+def any_overfit(doc: Mapping[str, Any]) -> bool:
+    best = (doc.get("oos") or {}).get("best") or []
+    return any(overfit((b.get("in_sample") or {}).get("sharpe"),
+                       (b.get("held_out") or {}).get("sharpe")) for b in best)  # fmt: skip
+
+
+def held_out_failures(doc: Mapping[str, Any]) -> list[tuple[int, str]]:
+    """(place, error) of the best combinations whose held-out run failed."""
+    best = (doc.get("oos") or {}).get("best") or []
+    return [(i + 1, " ".join(str(b.get("error") or "it failed").split()))
+            for i, b in enumerate(best) if not isinstance(b.get("held_out"), Mapping)]  # fmt: skip
+
+
+def first_failure(doc: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(its values, its one-line error) of the first failed combination, if any."""
+    for m in doc.get("members") or []:
+        if m.get("status") == "failed" or m.get("metrics") is None:
+            error = " ".join(str(m.get("error") or "it failed").split())
+            return assignments(m.get("params") or {}, swept_names(doc)), error
+    return None
+
+
+def sweep_setting(doc: Mapping[str, Any]) -> list[str]:
+    """What every combination shared: symbols, dates, cash, commission (the parameters they
+    set alike are :func:`fixed_params`)."""
+    p = doc.get("parameters") or {}
+    bits = [", ".join(str(s) for s in p.get("symbols") or ["SPY"])]
+    if p.get("start") or p.get("end"):
+        bits.append(f"{p.get('start') or '…'} → {p.get('end') or '…'}")
+    bits += [f"cash {_num(p['cash'])}"] if _is_number(p.get("cash")) else []
+    bits += [f"commission {p['commission']:g}"] if _is_number(p.get("commission")) else []
+    return bits
+
+
+def format_sweep(doc: Mapping[str, Any]) -> str:
+    """A sweep's outcome for ``tradeops sweep``: the ranked table, the failures, the held-out
+    check."""
+    rank = str(doc.get("rank") or "?")
+    took = doc.get("took_s")
+    head = (f"Sweep {doc.get('sweep_id')} · {doc.get('agent_id')} v{doc.get('agent_version')} · "
+            + " · ".join(sweep_setting(doc))
+            + (f" · fixed {assignments(fixed)}" if (fixed := fixed_params(doc)) else "")
+            + f" · ranked by {rank} ({'lower' if rank in LOWER_IS_BETTER else 'higher'} is better)"
+            + f" · {doc.get('combinations')} combinations"
+            + (f" in {took:.1f} s" if _is_number(took) else ""))  # fmt: skip
+    lines = [head]
+    done = finished_members(doc)
+    if done:
+        shown = min(len(done), SWEEP_TOP)
+        which = f"Top {shown} of {len(done)} finished" if shown < len(done) else "All finished"
+        lines.append(f"{which} (best first):")
+        lines += ["  " + ln for ln in sweep_table(doc)]
+    else:
+        lines.append("No combination finished.")
+    lines += _failed_lines(doc)
+    lines += _held_out_lines(doc)
+    if done:
+        best = done[0][1].get("run_id")
+        others = f" · the others are {doc.get('sweep_id')}-RUN" if members_within(doc) else ""
+        lines.append(f"Best run {best}: tradeops fmel {best}{others}")
+    return "\n".join(lines)
+
+
+def _failed_lines(doc: Mapping[str, Any]) -> list[str]:
+    failed = doc.get("failed") or 0
+    first = first_failure(doc)
+    if not failed and first is None:
+        return []
+    line = f"{failed} of {doc.get('combinations')} combinations failed"
+    return [line + (f"; first: {first[0]}: {first[1]}" if first else "")]
+
+
+def _held_out_lines(doc: Mapping[str, Any]) -> list[str]:
+    oos = doc.get("oos")
+    if not isinstance(oos, Mapping):
+        return []
+    inside = oos.get("in_sample") or {}
+    lines = [held_out_title(oos),
+             f"  in sample {inside.get('start')} → {inside.get('end')} ({inside.get('bars')} bars)"
+             f" · held out {(oos.get('held_out') or {}).get('bars')} bars"]  # fmt: skip
+    lines += ["  " + ln for ln in held_out_table(doc)]
+    lines += [f"  #{i}: its held-out run failed: {err}" for i, err in held_out_failures(doc)]
+    if any_overfit(doc):
+        lines.append("  ⚠ overfit?: the held-out Sharpe is below half the in-sample one")
+    return lines
+
+
+def format_parity(doc: Mapping[str, Any]) -> str:
+    """A parity check's outcome for ``tradeops parity``."""
+    verdict = doc.get("verdict")
+    who = f"Parity check {doc.get('parity_id')} · {doc.get('agent_id')} v{doc.get('agent_version')}"
+    runs = f"  backtest run {doc.get('backtest_run_id')} · paper run {doc.get('paper_run_id')}"
+    if verdict == "identical":
+        said = (
+            f"{who}: the backtest and the paper replay are identical over "
+            f"{doc.get('bars')} bars ({doc.get('orders')} orders, {doc.get('fills')} fills)"
+        )
+        return "\n".join([said, runs])
+    if verdict == "different":
+        return "\n".join([f"{who}: the backtest and the paper replay differ",
+                          *_difference_lines(doc), runs])  # fmt: skip
+    err = doc.get("error") or {}
+    lines = [f"{who} failed: {err.get('message') or 'unknown error'}"]
+    lines += [f"  Hint: {err['hint']}"] if err.get("hint") else []
+    return "\n".join([*lines, runs])
+
+
+def _difference_lines(doc: Mapping[str, Any]) -> list[str]:
+    d = doc.get("first_difference")
+    total = f"  {doc.get('differing_bars')} of {doc.get('bars')} bars differ in all"
+    if not isinstance(d, Mapping):
+        return [total]
+    when = f" ({d['timestamp']})" if d.get("timestamp") else ""
+    return [f"  first at bar {d.get('bar')}{when}, in {d.get('field')}:",
+            f"    backtest: {d.get('backtest')}", f"    paper:    {d.get('paper')}",
+            total]  # fmt: skip
+
+
+def _format_sweep_or_parity(event: Any) -> str | None:
+    """Sweep and parity news; None for other kinds."""
+    kind = event.kind
+    if kind == "sweep_progress":
+        failed = f" ({event.failed} failed)" if event.failed else ""
+        if event.phase == "held_out":
+            return (f"… sweep of {event.agent_id}: re-running the best on the held-out bars, "
+                    f"{event.done} of {event.total} done{failed}")  # fmt: skip
+        done = f"{event.done} of {event.total} combinations done"
+        return f"… sweep of {event.agent_id}: {done}{failed}"
+    if kind == "sweep_finished":
+        return format_sweep(event.result)
+    if kind == "sweep_failed":
+        err = event.error
+        who = f" of {event.agent_id}" if event.agent_id else ""
+        hint = f"\n  Hint: {err['hint']}" if err.get("hint") else ""
+        return f"Sweep{who} failed: {err.get('message')}{hint}"
+    if kind == "parity_checked":
+        return format_parity(event.report)
+    return None
 
 
 class Conversation:

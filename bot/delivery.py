@@ -125,7 +125,7 @@ class Deliverer:
             return  # not a Slack job (the console's, the command line's)
         self.delivered += 1
         ended = f"tradeops:slack:ended:{event.job_id}"
-        if isinstance(event, ev.BacktestQueued | ev.BacktestProgress):
+        if isinstance(event, ev.BacktestQueued | ev.BacktestProgress | ev.SweepProgress):
             if not self.conn.exists(ended):  # a late retry must not reopen a finished job
                 self._status(event, render.render_event(event))
             return
@@ -136,6 +136,12 @@ class Deliverer:
         if isinstance(event, ev.BacktestFinished):
             self._once(key, "result", lambda: self._post(where, self._result(event)))
             self._once(key, "chart", lambda: self._chart(event))
+            return
+        if isinstance(event, ev.SweepFinished):
+            message = render.render_event(event)
+            if message is not None:
+                self._once(key, "post", lambda: self._post(where, message))
+            self._once(key, "heatmap", lambda: self._heatmap(event))
             return
         message = render.render_event(event)
         if message is None:
@@ -190,6 +196,23 @@ class Deliverer:
             content=png,
             filename=f"{event.run_id}.png",
             title=f"Equity and drawdown · {event.result.get('agent_id')} · {event.run_id}",
+        )
+
+    def _heatmap(self, event: ev.SweepFinished) -> None:
+        sha = event.result.get("heatmap_artifact")
+        if not sha:
+            return
+        try:
+            png = self.desk.artifacts().get(sha)
+        except KeyError:
+            return
+        where = event.reply_to
+        self.client.files_upload_v2(
+            channel=where["channel"],
+            thread_ts=where.get("thread_ts"),
+            content=png,
+            filename=f"{event.sweep_id}.png",
+            title=f"Sweep heatmap · {event.result.get('agent_id')} · {event.sweep_id}",
         )
 
     def _post(self, where: dict[str, str], message: dict[str, Any]) -> None:

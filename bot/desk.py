@@ -42,6 +42,9 @@ WORK: dict[str, tuple[str, str, int]] = {
     "paper_stop": ("paper", "workers.control.paper_stop", 120),
     "paper_status": ("paper", "workers.control.paper_status", 60),
     "digest": ("digest", "workers.control.digest", 120),
+    # the sweep's start hands out one job per combination, then a collector, on this queue
+    "sweep_start": ("backtest", "workers.sweep.sweep_start", 300),
+    "parity": ("backtest", "workers.parity.run_parity", 2 * DEFAULT_TIMEOUT_S + 120),
 }
 WAITING_NOTE_S = 5.0  # say that no worker has taken the job after this long
 POLL_S = 0.02
@@ -172,6 +175,51 @@ class Desk:
         if not ticket.inline and not ticket.duplicate:
             self._announce(ticket, agent, version, params)
         return ticket
+
+    def sweep(
+        self,
+        *,
+        agent: str,
+        version: int | None = None,
+        grid: Mapping[str, str],
+        parameters: RunParameters | None = None,
+        rank: str | None = None,
+        oos: float | None = None,
+        request_id: str | None = None,
+        reply_to: dict[str, str] | None = None,
+    ) -> Ticket:
+        """A parameter sweep: ``grid`` maps each parameter to its values as typed
+        (``5..20/5``, ``20,40,60``); its combinations run as backtests on every worker."""
+        from runtime.fmel import new_run_id
+
+        self.authorize("run_backtest", agent)
+        sweep_id = "sweep-" + new_run_id()
+        kwargs: dict[str, Any] = {
+            "sweep_id": sweep_id, "owner": self.user, "agent": agent, "version": version,
+            "grid": dict(grid), "parameters": dict(parameters or {}),
+            "rank": rank or "sharpe", "oos": oos, "reply_to": reply_to or {},
+        }  # fmt: skip
+        return self._take("sweep_start", kwargs, request_id, run_id=sweep_id)
+
+    def parity(
+        self,
+        *,
+        agent: str,
+        version: int | None = None,
+        parameters: RunParameters | None = None,
+        request_id: str | None = None,
+        reply_to: dict[str, str] | None = None,
+    ) -> Ticket:
+        """A backtest and the paper runtime's replay of the same bars, compared."""
+        from runtime.fmel import new_run_id
+
+        self.authorize("run_backtest", agent)
+        parity_id = "parity-" + new_run_id()
+        kwargs: dict[str, Any] = {
+            "parity_id": parity_id, "owner": self.user, "agent": agent, "version": version,
+            "parameters": dict(parameters or {}), "reply_to": reply_to or {},
+        }  # fmt: skip
+        return self._take("parity", kwargs, request_id, run_id=parity_id)
 
     def paper(self, work: str, *, request_id: str | None = None, **kwargs: Any) -> Ticket:
         """``paper_start`` / ``paper_stop`` / ``paper_status`` with the job's own arguments."""

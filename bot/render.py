@@ -26,7 +26,27 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeAlias
 
-from bot.console import LAST_TRADES, closed_count, monthly_grid, trades_table
+from bot.console import (
+    LAST_TRADES,
+    LOWER_IS_BETTER,
+    SWEEP_TOP,
+    any_overfit,
+    assignments,
+    closed_count,
+    finished_members,
+    first_failure,
+    fixed_params,
+    held_out_failures,
+    held_out_table,
+    held_out_title,
+    members_within,
+    metric_text,
+    monthly_grid,
+    sweep_setting,
+    sweep_table,
+    swept_names,
+    trades_table,
+)
 from runtime.defaults import stored_warnings
 from workers import events as ev
 from workers.payloads import BacktestLine, FailureLine, SessionDoc
@@ -56,6 +76,7 @@ BACKTEST_AGAIN = "tradeops_backtest_again"
 PAPER_START = "tradeops_paper_start"
 PAPER_STOP = "tradeops_paper_stop"
 PNL = "P&amp;L"
+OVERFIT = "⚠️ overfit?"  # a held-out Sharpe below half the in-sample one
 ACTIONS = ("INACTIVE", "HOLD", "ORDERED", "TRADED")  # FMEL actions, in the order they come
 STATUS_ICON = {"running": "🟢", "starting": "🟡", "crashed": "🔴", "stopped": "⚪"}
 WORK_NAMES = {
@@ -65,6 +86,8 @@ WORK_NAMES = {
     "paper_stop": "Stopping paper trading",
     "paper_status": "The paper status",
     "digest": "The digest",
+    "sweep_start": "The sweep",
+    "parity": "The parity check",
 }
 _SLACK_USER = re.compile(r"[UW][A-Z0-9]{1,20}")
 
@@ -162,15 +185,36 @@ def render_paper_status(sessions: Sequence[SessionDoc]) -> Message:
 
 def render_outcome(event: ev.Event) -> Message:
     """What a job's status message (queued, then progress) says once the job has ended."""
+    text = _outcome_text(event)
+    return fit([_section(text)], text)
+
+
+def _outcome_text(event: ev.Event) -> str:
     if isinstance(event, ev.BacktestFinished):
         took = (event.result.get("monitoring") or {}).get("execution_time_s")
         text = "✅ Backtest finished" + (f" in {took} s" if took is not None else "")
-        text += " · results below"
-    elif isinstance(event, ev.BacktestFailed | ev.JobFailed):
-        text = "❌ Backtest failed · details below"
-    else:
-        text = "Done · see below"
-    return fit([_section(text)], text)
+        return text + " · results below"
+    if isinstance(event, ev.JobFailed) and event.work in _OWN_OUTCOME:
+        return f"❌ {WORK_NAMES[event.work]} failed · details below"
+    if isinstance(event, ev.BacktestFailed | ev.JobFailed):
+        return "❌ Backtest failed · details below"
+    if isinstance(event, ev.SweepFinished):
+        combinations = _int(event.result.get("combinations"))
+        return f"✅ Sweep finished · {_plural(combinations, 'combination')} · results below"
+    if isinstance(event, ev.SweepFailed):
+        return "❌ Sweep failed · details below"
+    if isinstance(event, ev.ParityChecked):
+        return _PARITY_OUTCOME.get(event.report.get("verdict", ""), _PARITY_OUTCOME["failed"])
+    return "Done · see below"
+
+
+# jobs whose interruption is told in their own words, not as a failed backtest
+_OWN_OUTCOME = ("sweep_start", "parity")
+_PARITY_OUTCOME = {
+    "identical": "✅ Parity check: the backtest and the paper replay are identical · details below",
+    "different": "⚠️ Parity check: the backtest and the paper replay differ · details below",
+    "failed": "❌ Parity check failed · details below",
+}
 
 
 def render_home(
@@ -722,6 +766,174 @@ def _failure_line(f: FailureLine) -> str:
     return f"• ❌ {code(f.get('agent'))} v{esc(f.get('version'))} {esc(f.get('kind'))} · {what}"
 
 
+# ---------------------------------------------------------------------- sweeps and parity
+def _sweep_progress(e: ev.SweepProgress) -> Draft:
+    agent = code(e.agent_id)
+    failed = f" ({e.failed:,} failed)" if e.failed else ""
+    if e.phase == "held_out":
+        best = _plural(e.total, "best combination")
+        text = (f"⏳ Sweep of {agent}: re-running the {best} on the held-out bars · "
+                f"{e.done:,} of {e.total:,} done{failed}")  # fmt: skip
+    else:
+        text = f"⏳ Sweep of {agent}: {e.done:,} of {e.total:,} combinations done{failed}"
+    return [_section(text)], text
+
+
+def _sweep_finished(e: ev.SweepFinished) -> Draft:
+    doc = e.result
+    done = finished_members(doc)
+    parts = _compact([
+        _header(f"Sweep · {doc.get('agent_id')} v{doc.get('agent_version')}"),
+        _context(_sweep_line(doc)),
+        *_ranked_parts(doc, len(done)),
+        _sweep_failures(doc),
+        *_held_out_parts(doc),
+        _best_run(doc, done[0][1]) if done else None,
+    ])  # fmt: skip
+    return parts, _sweep_text(doc, done)
+
+
+def _sweep_line(doc: Mapping[str, Any]) -> str:
+    """What every combination shared, what ranks them, how many there were."""
+    bits = [esc(b) for b in sweep_setting(doc)]
+    bits += [f"fixed {code(assignments(fixed))}"] if (fixed := fixed_params(doc)) else []
+    rank = str(doc.get("rank") or "?")
+    better = "lower" if rank in LOWER_IS_BETTER else "higher"
+    bits += [f"ranked by *{esc(rank)}* ({better} is better)",
+             _plural(_int(doc.get("combinations")), "combination")]  # fmt: skip
+    took = doc.get("took_s")
+    bits += [f"⏱ {took:.1f} s"] if _is_number(took) else []
+    bits += [f"sweep {code(doc['sweep_id'])}"] if doc.get("sweep_id") else []
+    return " · ".join(bits)
+
+
+def _int(x: Any) -> int:
+    return int(x) if _is_number(x) else 0
+
+
+def _ranked_parts(doc: Mapping[str, Any], finished: int) -> list[Part]:
+    if not finished:
+        return [_section("No combination finished: each one failed.")]
+    shown = min(finished, SWEEP_TOP)
+    which = f"Top {shown} of {finished:,}" if shown < finished else f"All {finished:,}"
+    head = f"*{which} finished combinations*, best first"
+    return [_section(head), *_code_sections(sweep_table(doc, top=SWEEP_TOP))]
+
+
+def _sweep_failures(doc: Mapping[str, Any]) -> Block | None:
+    failed = _int(doc.get("failed"))
+    first = first_failure(doc)
+    if not failed and first is None:
+        return None
+    of = _int(doc.get("combinations"))
+    text = f"❌ {failed:,} of {_plural(of, 'combination')} failed"
+    if first is not None:
+        text += f" · first: {code(first[0])}: {esc(shorten(first[1], ITEM_CHARS))}"
+    return _context(text)
+
+
+def _held_out_parts(doc: Mapping[str, Any]) -> list[Part]:
+    """The best combinations on the bars they were not chosen on: a Sharpe that falls
+    below half the in-sample one says the choice was luck."""
+    oos = doc.get("oos")
+    if not isinstance(oos, Mapping):
+        return []
+    inside, out = oos.get("in_sample") or {}, oos.get("held_out") or {}
+    windows = (f"Chosen on {esc(inside.get('start'))} → {esc(inside.get('end'))} "
+               f"({_plural(_int(inside.get('bars')), 'bar')}), checked on the "
+               f"{_plural(_int(out.get('bars')), 'bar')} after")  # fmt: skip
+    head = f"*{esc(held_out_title(oos))}*\n{windows}"
+    table = held_out_table(doc, flag=OVERFIT)
+    failures = [f"#{i}: its held-out run failed: {esc(err)}" for i, err in held_out_failures(doc)]
+    legend = f"{OVERFIT}: the held-out Sharpe is below half the in-sample one"
+    return _compact([
+        _section(head),
+        *(_code_sections(table) if oos.get("best") else [_section("No combination to check.")]),
+        Lines(failures, noun="failure") if failures else None,
+        _context(legend) if any_overfit(doc) else None,
+    ])  # fmt: skip
+
+
+def _best_run(doc: Mapping[str, Any], member: Mapping[str, Any]) -> Block:
+    """The best run in full (``/fmel`` takes an id's start, not the table's short form), and
+    how the others' ids are made when they are the sweep's and a suffix."""
+    run = str(member.get("run_id") or "")
+    text = f"🥇 Best run {code(run)} · its decisions: {code(f'/fmel {run}')}"
+    if members_within(doc):
+        pattern = f"{doc.get('sweep_id')}-RUN"
+        text += f" · the others are {code(pattern)}, RUN from the table"
+    return _context(text)
+
+
+def _sweep_text(doc: Mapping[str, Any], done: Sequence[tuple[int, Mapping[str, Any]]]) -> str:
+    head = (f"Sweep of {esc(doc.get('agent_id'))} v{esc(doc.get('agent_version'))}: "
+            f"{_plural(_int(doc.get('combinations')), 'combination')}")  # fmt: skip
+    if not done:
+        return head + ", none finished"
+    best = done[0][1]
+    rank = str(doc.get("rank") or "sharpe")
+    value = metric_text(rank, (best.get("metrics") or {}).get(rank))
+    chosen = esc(assignments(best.get("params") or {}, swept_names(doc)))
+    return head + f", best {chosen} ({esc(rank)} {value})"
+
+
+def _sweep_failed(e: ev.SweepFailed) -> Draft:
+    who = f" of {code(e.agent_id)}" if e.agent_id else ""
+    message = " ".join(str(e.error.get("message") or "unknown error").split())
+    text = f"❌ Sweep{who} failed: {esc(message)}"
+    hint = e.error.get("hint")
+    notes = [f"💡 {esc(hint)}"] if hint else []
+    notes += [f"sweep {code(e.sweep_id)}"] if e.sweep_id else []
+    parts = _compact([_section(text), _context(*notes) if notes else None])
+    return parts, text
+
+
+def _parity_checked(e: ev.ParityChecked) -> Draft:
+    r = e.report
+    verdict = r.get("verdict")
+    if verdict == "identical":
+        bars = _plural(_int(r.get("bars")), "bar")
+        text = (f"✅ Backtest and paper replay are identical over {bars}"
+                f" ({_plural(_int(r.get('orders')), 'order')},"
+                f" {_plural(_int(r.get('fills')), 'fill')})")  # fmt: skip
+        parts: list[Part] = [_section(text)]
+    elif verdict == "different":
+        said = _difference(r)
+        text, parts = said.split("\n", 1)[0], [_section(said)]
+    else:
+        err: Mapping[str, Any] = r.get("error") or {}
+        message = " ".join(str(err.get("message") or "unknown error").split())
+        text = f"❌ Parity check of {code(r.get('agent_id') or '?')} failed: {esc(message)}"
+        hint = err.get("hint")
+        parts = _compact([_section(text), _context(f"💡 {esc(hint)}") if hint else None])
+    return [*parts, _context(_parity_line(r))], text
+
+
+def _difference(r: Mapping[str, Any]) -> str:
+    """Where the two runs part: the first bar, what differed on it, both sides' values."""
+    differing = f"{_int(r.get('differing_bars')):,} of {_plural(_int(r.get('bars')), 'bar')}"
+    d = r.get("first_difference")
+    if not isinstance(d, Mapping):
+        return f"⚠️ Backtest and paper replay differ on {differing}."
+    when = f" ({esc(d['timestamp'])})" if d.get("timestamp") else ""
+    return (f"⚠️ Backtest and paper replay part at *bar {esc(d.get('bar'))}*{when}: "
+            f"*{esc(d.get('field'))}* differ\n"
+            f"• backtest: {code(d.get('backtest'))}\n• paper: {code(d.get('paper'))}\n"
+            f"{differing} differ in all.")  # fmt: skip
+
+
+def _parity_line(r: Mapping[str, Any]) -> str:
+    p = r.get("parameters") or {}
+    bits = [f"backtest {code(r.get('backtest_run_id') or '-')}",
+            f"paper {code(r.get('paper_run_id') or '-')}",
+            f"{code(r.get('agent_id') or '?')} v{esc(r.get('agent_version') or '?')}",
+            ", ".join(esc(s) for s in p.get("symbols") or ())]  # fmt: skip
+    if p.get("start") or p.get("end"):
+        bits.append(f"{esc(p.get('start') or '…')} → {esc(p.get('end') or '…')}")
+    bits += [f"parity {code(r['parity_id'])}"] if r.get("parity_id") else []
+    return " · ".join(b for b in bits if b)
+
+
 # ====================================================================== the result
 def _result_draft(doc: Mapping[str, Any], fmel_rows: Sequence[Mapping[str, Any]] | None) -> Draft:
     if doc.get("error"):
@@ -1125,4 +1337,8 @@ _EVENT_DRAFTS: dict[str, Callable[[Any], Draft]] = {
     ev.PaperFailed.kind: _paper_failed,
     ev.PaperStatus.kind: _paper_status,
     ev.Digest.kind: _digest,
+    ev.SweepProgress.kind: _sweep_progress,
+    ev.SweepFinished.kind: _sweep_finished,
+    ev.SweepFailed.kind: _sweep_failed,
+    ev.ParityChecked.kind: _parity_checked,
 }

@@ -100,6 +100,16 @@ class Shell:
             ticket = self.desk.backtest(agent=cmd.agent, version=cmd.version, parameters=params,
                                         reply_to=reply_to)  # fmt: skip
             self._follow(ticket)
+        elif cmd.name == "sweep":
+            assert cmd.agent is not None
+            self._follow(self.desk.sweep(agent=cmd.agent, version=cmd.version, grid=cmd.grid(),
+                                         parameters=cmd.backtest_parameters(), rank=cmd.rank,
+                                         oos=cmd.oos, reply_to=reply_to))  # fmt: skip
+        elif cmd.name == "parity":
+            assert cmd.agent is not None
+            self._follow(self.desk.parity(agent=cmd.agent, version=cmd.version,
+                                          parameters=cmd.backtest_parameters(),
+                                          reply_to=reply_to))  # fmt: skip
         elif cmd.name in ("paper-start", "paper-stop", "paper-status"):
             self._follow(self._paper(cmd, reply_to))
         elif cmd.name == "digest":

@@ -171,6 +171,8 @@ class Handlers:
             return
         work = {
             "backtest": "run_backtest",
+            "sweep": "run_backtest",
+            "parity": "run_backtest",
             "paper-start": "paper_start",
             "paper-stop": "paper_stop",
         }.get(cmd.name, "")
@@ -232,6 +234,16 @@ class Handlers:
                     request_id=request_id,
                     reply_to=thread,
                 )
+            elif cmd.name == "sweep":
+                assert cmd.agent is not None
+                desk.sweep(agent=cmd.agent, version=cmd.version, grid=cmd.grid(),
+                           parameters=cmd.backtest_parameters(), rank=cmd.rank, oos=cmd.oos,
+                           request_id=request_id, reply_to=thread)  # fmt: skip
+            elif cmd.name == "parity":
+                assert cmd.agent is not None
+                desk.parity(agent=cmd.agent, version=cmd.version,
+                            parameters=cmd.backtest_parameters(), request_id=request_id,
+                            reply_to=thread)  # fmt: skip
             elif cmd.name == "paper-start":
                 desk.paper(
                     "paper_start",

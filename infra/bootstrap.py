@@ -291,6 +291,7 @@ class Platform:
             ),
             meta_sink=_job_meta,
             cluster=self.cluster,
+            queue=self.queue,
         )
         return replace(services, **changes) if changes else services
 

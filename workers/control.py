@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from runtime.defaults import stored_warnings
 from workers import events as ev
+from workers import params as strategy_params
 from workers.jobs import Services, unknown_version
 from workers.payloads import BacktestLine, DigestSections, ErrorDoc, FailureLine, Pnl, SessionDoc
 from workers.ports import (
@@ -187,13 +188,20 @@ def _spec(found: AgentVersion, owner: str, run_id: str, params: dict[str, Any]) 
         raise _bad_parameters(f"bad paper parameters: {exc}") from None
     if feed not in FEEDS:
         raise _bad_parameters(f"unknown feed {feed!r} (feeds: {', '.join(FEEDS)})")
+    try:
+        chosen_params = strategy_params.check(params.get("params") or {},
+                                              strategy_params.known_params(found.report),
+                                              agent=found.name)  # fmt: skip
+    except strategy_params.ParamError as exc:
+        raise _bad_parameters(str(exc)) from None
     if not (math.isfinite(cash) and cash > 0 and math.isfinite(bar_seconds) and bar_seconds > 0):
         raise _bad_parameters("cash and bar_seconds must be positive numbers")
     chosen: Literal["replay", "alpaca"] = "alpaca" if feed == "alpaca" else "replay"
     return PaperSpec(
         agent=found.name, version=found.version, sha256=found.sha256, owner=owner,
         run_id=run_id, symbols=symbols, cash=cash, feed=chosen, start=start,
-        bar_seconds=bar_seconds,
+        bar_seconds=bar_seconds, strategy=found.report.get("strategy") or None,
+        params=chosen_params,
     )  # fmt: skip
 
 
@@ -212,7 +220,8 @@ def _check_data(s: Services, spec: PaperSpec) -> None:
 
 
 def _bad_parameters(message: str) -> _Refused:
-    return _Refused("validation", message, "Check the symbols, cash and start date, then retry.")
+    return _Refused("validation", message,
+                    "Check the symbols, cash, start date and parameters, then retry.")  # fmt: skip
 
 
 def _own_session(cluster: PaperCluster, spec: PaperSpec) -> PaperSession | None:
@@ -263,6 +272,7 @@ def _spec_parameters(spec: PaperSpec) -> dict[str, Any]:
         "feed": spec.feed,
         "start": spec.start,
         "bar_seconds": spec.bar_seconds,
+        **({"params": dict(spec.params)} if spec.params else {}),
     }
 
 

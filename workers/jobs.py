@@ -31,6 +31,7 @@ from workers.ports import (
     PaperCluster,
     Registry,
     RunStatus,
+    WorkQueue,
 )
 from workers.validation import DEFAULT_POLICY, Policy, validate_source
 
@@ -47,6 +48,8 @@ class Services:
     progress_every_s: float = 2.0
     meta_sink: Callable[[dict[str, Any]], None] | None = field(default=None)
     cluster: PaperCluster | None = None  # None: this backend has no paper trading yet
+    # where a job hands out more jobs (a sweep's combinations); None: they run in this process
+    queue: WorkQueue | None = None
 
     def emit(self, event: ev.Event) -> ev.Event:
         """Send ``event`` to the user (through the notifier) and return it."""

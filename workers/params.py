@@ -27,6 +27,18 @@ MAX_VALUES = 1000  # values one sweep range may spread into (the combination cap
 
 Scalar = bool | int | float | str
 
+# what a sweep may rank by (``rank=``), and whether more is better (workers.sweep.METRICS
+# says which figure of a result each is)
+RANKS: dict[str, bool] = {
+    "sharpe": True,
+    "return": True,
+    "drawdown": False,
+    "win_rate": True,
+    "profit_factor": True,
+    "sqn": True,
+    "calmar": True,
+}
+
 
 class ParamError(ValueError):
     """A parameter that cannot be set: the message is one line for the user."""

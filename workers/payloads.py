@@ -196,7 +196,8 @@ class SweepDoc(TypedDict):
     agent_id: str
     agent_version: int
     parameters: RunParameters  # what every combination shares (symbols, dates, cash…)
-    grid: dict[str, list[Any]]  # each swept parameter's values, in the order given
+    grid: dict[str, list[Any]]  # each swept parameter's values
+    order: list[str]  # the parameters in the order given (JSON may sort the grid's keys)
     rank: str  # the metric ranked by (a key of workers.sweep.RANKS)
     combinations: int
     members: list[SweepMember]  # ranked: best first, failed ones last

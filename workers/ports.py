@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     from runtime.fmel.store import Verification
     from runtime.prepared import PreparedSymbol
@@ -392,10 +392,18 @@ class WorkQueue(Protocol):
         ...
 
     def submit(
-        self, queue: str, func: str, *, job_id: str, kwargs: dict[str, Any], timeout_s: int
+        self,
+        queue: str,
+        func: str,
+        *,
+        job_id: str,
+        kwargs: dict[str, Any],
+        timeout_s: int,
+        depends_on: Sequence[str] = (),
     ) -> Submitted:
         """Enqueue ``func`` (a job function's dotted path) once; retried on a platform
-        failure while it has attempts left."""
+        failure while it has attempts left. With ``depends_on`` it runs once each of those
+        jobs has ended, however it ended."""
         ...
 
     def depth(self, queue: str) -> int:
@@ -439,6 +447,8 @@ class PaperSpec:
     feed: Literal["replay", "alpaca"] = "replay"
     start: str | None = None  # ISO date the replay feed starts from; None: the data's start
     bar_seconds: float = 60.0  # wall-clock seconds per bar (how fast a replay plays)
+    strategy: str | None = None  # the class to run, in a file with several
+    params: Mapping[str, Any] = field(default_factory=dict)  # the strategy's own parameters
     # where news of the session goes (a crash, a restart): the thread that started it
     reply_to: dict[str, str] = field(default_factory=dict)
 

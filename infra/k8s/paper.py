@@ -89,7 +89,8 @@ def statefulset(
         "agent_sha256": hashlib.sha256(code).hexdigest(), "symbols": list(spec.symbols),
         "cash": spec.cash, "feed": spec.feed, "start": spec.start,
         "bar_seconds": spec.bar_seconds, "agent_version": str(spec.version),
-        "user_id": spec.owner, "reply_to": dict(spec.reply_to),
+        "user_id": spec.owner, "reply_to": dict(spec.reply_to), "strategy": spec.strategy,
+        "params": dict(spec.params),
     }  # fmt: skip
     env: list[dict[str, Any]] = [
         {"name": "MODE", "value": "PAPER_TRADE"},
@@ -188,7 +189,8 @@ def statefulset(
 
 def _parameters(spec: PaperSpec) -> dict[str, Any]:
     return {"symbols": list(spec.symbols), "cash": spec.cash, "feed": spec.feed,
-            "start": spec.start, "bar_seconds": spec.bar_seconds}
+            "start": spec.start, "bar_seconds": spec.bar_seconds,
+            **({"params": dict(spec.params)} if spec.params else {})}
 
 
 class KubernetesPaperCluster:

@@ -110,6 +110,7 @@ class LocalPaperCluster:
             "agent_id": spec.agent, "run_id": spec.run_id, "agent_file": "agent.py",
             "symbols": list(spec.symbols), "cash": spec.cash, "feed": spec.feed,
             "start": spec.start, "bar_seconds": spec.bar_seconds,
+            "strategy": spec.strategy, "params": dict(spec.params),
             "data_dir": str(self.data_dir), "agent_version": str(spec.version),
             "user_id": spec.owner, "flush_seconds": self.flush_seconds,
             "reply_to": dict(spec.reply_to),
@@ -123,7 +124,8 @@ class LocalPaperCluster:
             "status": SessionStatus.STARTING.value, "restarts": 0, "pid": None,
             "supervisor_pid": None, "started_at": time.time(), "stopped_at": None,
             "parameters": {"symbols": list(spec.symbols), "cash": spec.cash, "feed": spec.feed,
-                           "start": spec.start, "bar_seconds": spec.bar_seconds},
+                           "start": spec.start, "bar_seconds": spec.bar_seconds,
+                           **({"params": dict(spec.params)} if spec.params else {})},
         }, allow_nan=True)  # fmt: skip
         cmd = [sys.executable, "-m", "infra.local.paper", "supervise", str(folder),
                "--health-s", f"{self.health_every_s:g}"]  # fmt: skip

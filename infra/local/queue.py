@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from rq import Callback, Queue, Retry
 from rq.exceptions import DuplicateJobError
-from rq.job import Job
+from rq.job import Dependency, Job
 
 from infra.local.redis_server import EmbeddedRedis
 from infra.settings import Settings
@@ -57,14 +57,20 @@ def submit(
     timeout_s: int,
     retries: int = 2,
     meta: dict[str, Any] | None = None,
+    depends_on: Sequence[str] = (),
 ) -> Submitted:
     """Enqueue once. Retries are for infrastructure failures only: job functions turn an
     agent's own error into a failure event instead of raising, so it is never retried.
     A job that raises, or whose worker dies under it, is retried at once while it has
-    attempts left; each such failure, and the last, is told to the user (``ON_FAILURE``)."""
+    attempts left; each such failure, and the last, is told to the user (``ON_FAILURE``).
+
+    With ``depends_on`` (job ids) the job waits until each of those has ended, finished or
+    failed for good (a sweep's collector waits for its combinations)."""
     if kind not in QUEUES:
         raise ValueError(f"unknown queue {kind!r} (queues: {', '.join(QUEUES)})")
     queue = Queue(kind, connection=conn)
+    if depends_on and Job.exists(job_id, connection=conn):  # RQ's `unique` refuses dependencies
+        return Submitted(Job.fetch(job_id, connection=conn), duplicate=True)
     try:
         job = queue.enqueue_call(
             func,
@@ -72,13 +78,16 @@ def submit(
             kwargs=kwargs or {},
             timeout=timeout_s,
             job_id=job_id,
-            unique=True,
+            unique=not depends_on,
             # no retry interval: a delayed retry would need RQ's scheduler running somewhere
             retry=Retry(max=retries) if retries else None,
             on_failure=ON_FAILURE,
             result_ttl=RESULT_TTL_S,
             failure_ttl=FAILURE_TTL_S,
             meta=meta or {},
+            depends_on=(
+                Dependency(jobs=list(depends_on), allow_failure=True) if depends_on else None
+            ),
         )
     except DuplicateJobError:
         return Submitted(Job.fetch(job_id, connection=conn), duplicate=True)
@@ -118,9 +127,17 @@ class RedisWorkQueue:
         return EmbeddedRedis(self.settings.home).running()
 
     def submit(
-        self, queue: str, func: str, *, job_id: str, kwargs: dict[str, Any], timeout_s: int
+        self,
+        queue: str,
+        func: str,
+        *,
+        job_id: str,
+        kwargs: dict[str, Any],
+        timeout_s: int,
+        depends_on: Sequence[str] = (),
     ) -> Taken:
-        done = submit(self.conn, queue, func, job_id=job_id, kwargs=kwargs, timeout_s=timeout_s)
+        done = submit(self.conn, queue, func, job_id=job_id, kwargs=kwargs, timeout_s=timeout_s,
+                      depends_on=depends_on)  # fmt: skip
         return Taken(job_id, done.duplicate, dict(done.job.kwargs or kwargs))
 
     def depth(self, queue: str) -> int:

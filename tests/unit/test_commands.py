@@ -465,8 +465,8 @@ ERRORS = [
     # options
     pytest.param(
         "/backtest",
-        "sma foo=1",
-        ["unknown option foo=", "options: start, end, cash"],
+        "sma feed=replay",
+        ["unknown option feed=", "options: start, end, cash"],
         id="unknown-option",
     ),
     pytest.param(
@@ -478,7 +478,7 @@ ERRORS = [
     pytest.param(
         "/backtest",
         "sma =5",
-        ["unknown option =", "options: start, end, cash"],
+        ["'' is not a parameter name"],
         id="unknown-option-empty-key",
     ),
     pytest.param(
@@ -737,7 +737,7 @@ def test_usage_starts_with_the_command(name: str) -> None:
 
 def test_design_commands_are_all_there() -> None:
     assert set(USAGE) == {
-        "backtest", "paper-start", "paper-stop", "paper-status",
+        "backtest", "paper-start", "sweep", "parity", "paper-stop", "paper-status",
         "agents", "runs", "fmel", "digest", "help",
     }  # fmt: skip
 

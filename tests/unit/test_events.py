@@ -37,10 +37,10 @@ SAMPLES: list[ev.Event] = [
     ev.PaperStatus(job_id="j11", sessions=[{"agent": "sma", "status": "running"}]),
     ev.Digest(job_id="j8", since=1.0, until=2.0, sections={"failures": []}),
     ev.SweepProgress(job_id="j12", sweep_id="s1", agent_id="sma", phase="in_sample", done=3,
-                     total=24, failed=1),  # fmt: skip
+                     total=24, failed=1),
     ev.SweepFinished(job_id="j12", sweep_id="s1", result={"members": []}),  # type: ignore[typeddict-item]
     ev.SweepFailed(job_id="j13", sweep_id="", agent_id="sma",
-                   error={"kind": "validation", "message": "m", "hint": "h"}),  # fmt: skip
+                   error={"kind": "validation", "message": "m", "hint": "h"}),
     ev.ParityChecked(job_id="j14", report={"verdict": "identical"}),  # type: ignore[typeddict-item]
 ]
 

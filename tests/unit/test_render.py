@@ -287,6 +287,28 @@ def digest_sections() -> dict[str, Any]:
     }
 
 
+# the full range of sweep and parity messages is in test_render_sweep.py
+SWEEP_SAMPLE: dict[str, Any] = {
+    "sweep_id": "sweep-1", "agent_id": "sma", "agent_version": 2,
+    "parameters": {"symbols": ["SPY"]}, "grid": {"fast": [5, 10], "slow": [20, 40]},
+    "order": ["fast", "slow"], "rank": "sharpe", "combinations": 4, "failed": 1,
+    "members": [
+        {"run_id": f"sweep-1-00{i}", "params": {"fast": f, "slow": sl}, "status": "finished",
+         "metrics": {"sharpe": 1.0 - i / 10, "return": 5.0, "drawdown": 3.0, "trades": 9},
+         "error": None}
+        for i, (f, sl) in enumerate([(5, 20), (5, 40), (10, 20)])
+    ] + [{"run_id": "sweep-1-003", "params": {"fast": 10, "slow": 40}, "status": "failed",
+          "metrics": None, "error": "ZeroDivisionError"}],
+    "oos": None, "heatmap_artifact": None, "took_s": 3.2,
+}  # fmt: skip
+PARITY_SAMPLE: dict[str, Any] = {
+    "parity_id": "parity-1", "agent_id": "sma", "agent_version": 2, "parameters": {},
+    "backtest_run_id": "parity-1-bt", "paper_run_id": "parity-1-paper", "verdict": "different",
+    "bars": 250, "orders": 14, "fills": 13, "differing_bars": 3, "error": None,
+    "first_difference": {"bar": 117, "timestamp": "2024-06-14T00:00:00+00:00",
+                         "field": "orders", "backtest": "[]", "paper": "[BUY 10 SPY]"},
+}  # fmt: skip
+
 EVENTS: dict[str, ev.Event] = {
     e.kind: e
     for e in [
@@ -387,6 +409,15 @@ EVENTS: dict[str, ev.Event] = {
         ev.Digest(
             job_id="j11", since=1_700_000_000.0, until=1_700_086_400.0, sections=digest_sections()
         ),
+        ev.SweepProgress(job_id="j12", reply_to=ROUTE, sweep_id="s1", agent_id="sma",
+                         phase="in_sample", done=3, total=24, failed=1),
+        ev.SweepFinished(job_id="j12", reply_to=ROUTE, sweep_id="s1",
+                         result=SWEEP_SAMPLE),  # type: ignore[arg-type]
+        ev.SweepFailed(job_id="j13", reply_to=ROUTE, sweep_id="", agent_id="sma",
+                       error={"kind": "validation", "message": "sma has no parameter x",
+                              "hint": "Set only its parameters."}),
+        ev.ParityChecked(job_id="j14", reply_to=ROUTE,
+                         report=PARITY_SAMPLE),  # type: ignore[arg-type]
     ]
 }
 
