@@ -486,13 +486,18 @@ def _backtest_here(args: argparse.Namespace, settings: Settings) -> int:
             version, validation = int(registered.version), dict(registered.report)
         else:
             version, validation = int(stored.version), dict(stored.report)
-        jobs.run_backtest(services, job_id=f"cli-{run_id}", run_id=run_id, owner=_cli_user(),
-                          agent=name, version=version,
-                          parameters=_run_parameters(args))  # fmt: skip
+        final = jobs.run_backtest(services, job_id=f"cli-{run_id}", run_id=run_id,
+                                  owner=_cli_user(), agent=name, version=version,
+                                  parameters=_run_parameters(args))  # fmt: skip
     finally:
         progress.finish()
         local.close()
     run = services.registry.get_run(run_id)
+    if run is None:  # refused before it ran (a parameter its strategy does not have)
+        from bot.console import format_event_or_say
+
+        print(format_event_or_say(final), file=sys.stderr)
+        return 1
     assert run is not None and run.result is not None
     doc = {**run.result, "validation": validation}
     doc.setdefault("chart_artifact", None)
@@ -1133,6 +1138,22 @@ def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """As ``parse_args``, with a strategy's NAME=VALUE words taken wherever they are
+    (argparse alone takes them only right after the agent, before any option)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "params"):
+        try:
+            args.params = [*args.params, *map(_param, extra)]
+        except argparse.ArgumentTypeError:
+            pass
+        else:
+            extra = []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 COMMANDS = {
     "backtest": cmd_backtest,
     "fmel": cmd_fmel,
@@ -1153,7 +1174,7 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     settings: Settings | None = None
     try:
         settings = Settings.from_env()

@@ -92,18 +92,18 @@ def difference(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> ParityDiff
     """What differs between two rows of the same bar, named by the first field in
     :data:`FIELDS` that does; None when only their log lines differ."""
     if mine["bar_number"] != theirs["bar_number"]:
-        return _diff(mine, "bar number", mine["bar_number"], theirs["bar_number"])
+        return _diff(mine, "bar number", str(mine["bar_number"]), str(theirs["bar_number"]))
     for label, column in FIELDS:
-        a, b = canonical(mine.get(column)), canonical(theirs.get(column))
-        if a != b:
-            return _diff(mine, label, a, b)
+        a, b = mine.get(column), theirs.get(column)
+        if canonical(a) != canonical(b):
+            return _diff(mine, label, shown(column, a), shown(column, b))
     if canonical(mine.get("log")) != canonical(theirs.get("log")):
         return None
     # equal field by field, yet not by hash: the hash's rounding saw what this did not
     return _diff(mine, "decision state", mine["state_hash"][:16], theirs["state_hash"][:16])
 
 
-def _diff(row: Mapping[str, Any], label: str, a: Any, b: Any) -> ParityDifference:
+def _diff(row: Mapping[str, Any], label: str, a: str, b: str) -> ParityDifference:
     when = row.get("timestamp")
     return {
         "bar": int(row["bar_number"]),
@@ -112,6 +112,35 @@ def _diff(row: Mapping[str, Any], label: str, a: Any, b: Any) -> ParityDifferenc
         "backtest": _short(a),
         "paper": _short(b),
     }
+
+
+def shown(column: str, value: Any) -> str:
+    """A field's value as a trader reads it: ``BUY 10 SPY Market @ 429.13`` for an order,
+    ``SPY 10 @ 429.13`` for a fill or position, numbers to 6 significant digits."""
+    items = list(value or ()) if column in ("actions_taken", "fills", "positions") else None
+    if items is not None:
+        return "; ".join(_item(column, x) for x in items) or "none"
+    if isinstance(value, float):
+        return _num(value)
+    if column == "indicators":
+        return ", ".join(f"{k} {_num(v)}" for k, v in (value or ())) or "none"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return json.dumps(value, default=str) if not isinstance(value, str) else value
+
+
+def _item(column: str, x: Mapping[str, Any]) -> str:
+    at = f" @ {_num(x.get('price'))}"
+    if column == "actions_taken":
+        size = _num(abs(x.get("size") or 0.0))
+        return f"{x.get('side')} {size} {x.get('symbol')} {x.get('type')}{at}"
+    return f"{x.get('symbol')} {_num(x.get('size'))}{at}"
+
+
+def _num(x: Any) -> str:
+    if not isinstance(x, int | float):
+        return str(x)
+    return "nan" if isinstance(x, float) and math.isnan(x) else f"{x:.6g}"
 
 
 def _missing(

@@ -117,3 +117,26 @@ def test_a_stop_whose_exception_was_swallowed_still_stops_an_idle_worker(
             signal.signal(sig, handler)
     assert not rescued.is_set(), "the worker ignored the stop"
     assert time.monotonic() - t0 < 15  # its BLPOP waits 3 s at a time here
+
+
+def fails(word: str) -> str:
+    """A job function that always raises (a platform failure, retried then given up)."""
+    record(word)
+    raise RuntimeError(f"{word} failed")
+
+
+def test_a_job_waits_for_its_dependencies_however_they_end(conn: redis.Redis) -> None:
+    """A sweep's collector: it runs once every combination's job has ended, even one that
+    failed for good, and handing it out twice (a retried start) makes one job."""
+    ok = submit(conn, "backtest", f"{__name__}.record", job_id="dep-ok", args=["ok"],
+                timeout_s=60)  # fmt: skip
+    bad = submit(conn, "backtest", f"{__name__}.fails", job_id="dep-bad", args=["bad"],
+                 timeout_s=60, retries=1)  # fmt: skip
+    after = [submit(conn, "backtest", f"{__name__}.record", job_id="dep-after",
+                    args=["after"], timeout_s=60, depends_on=[ok.job.id, bad.job.id])
+             for _ in range(2)]  # fmt: skip
+    assert [a.duplicate for a in after] == [False, True]
+    drain(conn, "backtest")
+    calls = CALLS.read_text().splitlines()
+    assert calls.count("after") == 1 and calls[-1] == "after"
+    assert calls.count("bad") == 2  # its retry, before the collector

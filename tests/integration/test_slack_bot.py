@@ -540,3 +540,36 @@ def test_a_crash_streak_is_one_message_updated_in_place(stack: Stack) -> None:
     assert len(posts) == 2  # one message a streak
     assert len(updates) == 2 and "3 times in a row" in json.dumps(updates[-1].args)
     assert "Why: ZeroDivisionError: crash 3" in json.dumps(updates[-1].args)
+
+
+@pytest.mark.slow
+def test_a_sweep_is_one_progress_message_then_a_ranked_table_and_a_heatmap(stack: Stack) -> None:
+    registered(stack, upload(stack, "F20", "sweeper.py", SMA_CROSS.read_bytes()))
+    said = "/sweep sweeper fast=5,10 slow=30..50/20 SYN rank=return"
+    status, body, took = stack.command("/sweep", said.removeprefix("/sweep "))
+    assert status == 200 and took < 3.0, body
+    root = stack.root_of(said)
+    heatmap = _wait_upload(stack, root, timeout=180)
+    assert heatmap.content.startswith(PNG) and heatmap.filename.startswith("sweep-")
+    posted = stack.api.posted("C1", thread_ts=root)
+    status_ts = str(posted[0].get("ts"))
+    assert "Sweep finished" in json.dumps(posted[0])  # the status message's last word
+    updated = [c for c in stack.api.calls_to("chat.update")
+               if not c.rejected and c.args.get("ts") == status_ts]  # fmt: skip
+    assert updated, "the sweep's progress went into one message, updated in place"
+    table = json.dumps(posted[1:])
+    assert "fast" in table and "slow" in table and "ranked by" in table.lower()
+    said_in_thread = [p for p in posted if not p.get("files")]  # the heatmap is a file share
+    assert len(said_in_thread) == 2, [json.dumps(p)[:200] for p in posted]  # status + table
+    assert "Traceback" not in json.dumps(posted)
+
+
+def test_a_sweep_too_big_is_answered_in_its_thread(stack: Stack) -> None:
+    registered(stack, upload(stack, "F21", "bigsweep.py", SMA_CROSS.read_bytes()))
+    said = "/sweep bigsweep fast=1..50 slow=1..50 SYN"
+    assert stack.command("/sweep", said.removeprefix("/sweep "))[0] == 200
+    root = stack.root_of(said)
+    reply = stack.api.wait_for("chat.postMessage", timeout=60,
+                               where=lambda c: c.args.get("thread_ts") == root)  # fmt: skip
+    text = json.dumps([c.args for c in reply])
+    assert "2500 combinations; a sweep runs at most 100" in text
