@@ -24,6 +24,7 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_PARAMS = 20  # parameters set on one run
 MAX_TEXT = 200  # characters of one text value
 MAX_VALUES = 1000  # values one sweep range may spread into (the combination cap is lower)
+RANGE_LIMIT = 10**15  # a range's bounds and step stay below this
 
 Scalar = bool | int | float | str
 
@@ -52,8 +53,11 @@ def read_value(text: str) -> Scalar:
         return True
     if low in ("false", "no", "off"):
         return False
-    if re.fullmatch(r"[+-]?\d{1,18}", word):
-        return int(word)
+    if re.fullmatch(r"[+-]?\d{1,40}", word):
+        whole = int(word)
+        if abs(whole) >= 2**63:  # what a store's integer holds; rounding it would be silent
+            raise ParamError(f"{word} is too large a whole number")
+        return whole
     if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", word):
         number = float(word)
         if math.isfinite(number):
@@ -147,7 +151,7 @@ def read_values(name: str, text: str) -> list[Scalar]:
         raise ParamError(f"{name}= has no values")
     if len(values) > MAX_VALUES:
         raise ParamError(f"{name}= has more than {MAX_VALUES} values")
-    return list(dict.fromkeys(values))  # a value given twice is one run
+    return distinct(values)  # a value given twice is one run
 
 
 def _range(name: str, first: str, last: str, step: str | None) -> list[Scalar]:
@@ -158,11 +162,16 @@ def _range(name: str, first: str, last: str, step: str | None) -> list[Scalar]:
         raise ParamError(f"{name}= range is FROM..TO/STEP with numbers, like 5..20/5") from None
     if not all(x.is_finite() for x in (lo, hi, by)):
         raise ParamError(f"{name}= range needs finite numbers")
+    if not all(x.copy_abs() < RANGE_LIMIT for x in (lo, hi, by)):  # copy_abs: exact, no context
+        raise ParamError(f"{name}= range needs numbers below {RANGE_LIMIT:,}")
     if by <= 0:
         raise ParamError(f"{name}= range step must be above 0")
     if hi < lo:
         raise ParamError(f"{name}= range goes from {lo} down to {hi}: write it low..high")
-    count = int((hi - lo) / by) + 1
+    try:
+        count = int((hi - lo) / by) + 1
+    except ArithmeticError:  # a step so small the quotient overflows
+        raise ParamError(f"{name}= range step is too small") from None
     if count > MAX_VALUES:
         raise ParamError(f"{name}= range spreads into {count} values (at most {MAX_VALUES})")
     whole = all(x == x.to_integral_value() for x in (lo, by))
@@ -181,9 +190,21 @@ def grid_of(
             raise ParamError(f"{name!r} is not a parameter name")
         if name not in known:
             raise ParamError(f"{agent} has no parameter {name}: {listing(known)}")
-        grid[name] = list(dict.fromkeys(coerce(name, v, known[name])
-                                        for v in read_values(name, text)))  # fmt: skip
+        grid[name] = distinct([coerce(name, v, known[name]) for v in read_values(name, text)])
     return grid
+
+
+def distinct(values: Sequence[Scalar]) -> list[Scalar]:
+    """``values`` without repeats, in order: ``5`` and ``5.0`` are one value, ``true`` and
+    ``1`` two (Python holds ``True == 1``)."""
+    seen: set[tuple[str, Scalar]] = set()
+    out: list[Scalar] = []
+    for v in values:
+        key = ("bool" if isinstance(v, bool) else "str" if isinstance(v, str) else "num", v)
+        if key not in seen:
+            seen.add(key)
+            out.append(v)
+    return out
 
 
 def count(grid: Mapping[str, Sequence[Any]]) -> int:

@@ -140,7 +140,9 @@ def _item(column: str, x: Mapping[str, Any]) -> str:
 def _num(x: Any) -> str:
     if not isinstance(x, int | float):
         return str(x)
-    return "nan" if isinstance(x, float) and math.isnan(x) else f"{x:.6g}"
+    if isinstance(x, float) and math.isnan(x):
+        return "nan"
+    return f"{x:,.2f}" if abs(x) >= 1e5 else f"{x:.6g}"
 
 
 def _missing(
