@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/paper_latency.py
 	$(PY) benchmarks/fmel_bigquery.py
 	$(PY) benchmarks/cloudbuild_runner.py
+	$(PY) benchmarks/sweep_workers.py
 
 # Exactly the versions in the lock (pip, setuptools and the build included); pyproject.toml keeps
 # ranges for those who install tradeops as a library.

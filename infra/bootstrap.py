@@ -327,6 +327,8 @@ class Platform:
         )
         print(f"tradeops worker: queues {', '.join(queues)} on {self.queue_url()}",
               file=sys.stderr)  # fmt: skip
+        if "backtest" in queues and not burst:
+            _import_while_idle("workers.sweep_chart")  # a sweep's collector draws with it
         try:
             worker.work(burst=burst, logging_level="WARNING")
         finally:
@@ -414,6 +416,16 @@ class LocalRun:
 def bootstrap(settings: Settings, **overrides: Any) -> Platform:
     """The platform of ``settings``, with any port given in ``overrides`` used as is."""
     return Platform(settings, **overrides)
+
+
+def _import_while_idle(module: str) -> None:
+    """Import ``module`` on a thread now, while the worker waits for its first job, so the
+    job that needs it (matplotlib: half a second) does not pay for it at the end of a sweep."""
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=(module,), daemon=True,
+                     name="import-" + module).start()  # fmt: skip
 
 
 def _job_meta(meta: dict[str, Any]) -> None:

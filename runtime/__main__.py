@@ -72,6 +72,15 @@ def _rehearse() -> None:
     sys.modules.pop("tradeops_agent_rehearsal", None)
 
 
+def _request_waiting() -> bool:
+    import select
+
+    try:
+        return bool(select.select([sys.stdin], [], [], 0)[0])
+    except (OSError, ValueError):  # no stdin to wait on
+        return False
+
+
 # Warnings our runtime or backtrader raise (a library's deprecation, a NaN in our float
 # normalising) are not the agent's to read: they would land in its log. What its own code
 # triggers (warnings attributed to the agent's module) still shows.
@@ -104,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         # A pre-started ("warm") sandbox: the imports above are done before the request
         # is known, so a run only pays for itself. One request per process, never reused.
-        _rehearse()
+        # A request already waiting (jobs back to back: a sweep's) is run at once: the
+        # rehearsal would only delay it.
+        if not _request_waiting():
+            _rehearse()
         line = sys.stdin.readline()
         if not line:
             return 0  # the runner shut the warm sandbox down unused

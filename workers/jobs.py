@@ -160,6 +160,7 @@ def backtest_spec(
     owner: str,
     params: RunParameters,
     engine: str = "backtest",
+    chart: bool = True,
 ) -> BacktestSpec:
     """The spec of one run of ``found``; its strategy parameters checked against the ones
     the agent's validation report lists (:class:`Unrunnable` when it has no such one)."""
@@ -185,6 +186,7 @@ def backtest_spec(
         strategy=params.get("strategy") or found.report.get("strategy") or None,
         params=chosen,
         engine=engine,
+        chart=chart,
     )
 
 

@@ -202,7 +202,7 @@ def run_parity(
         found = known_version(s, agent, version)
         report["agent_version"] = found.version
         specs = {engine: backtest_spec(found, run_id=ids[engine], owner=owner, params=params,
-                                       engine=engine) for engine in ids}  # fmt: skip
+                                       engine=engine, chart=False) for engine in ids}  # fmt: skip
     except Unrunnable as exc:
         report["error"] = exc.error
         return _checked(s, job_id, owner, route, report)

@@ -275,6 +275,7 @@ class BacktestSpec:
     # "backtest", or "paper": the paper runtime's live feeds and broker over the same bars
     # (a parity check), whose decisions are recorded in mode PAPER
     engine: str = "backtest"
+    chart: bool = True  # draw the equity chart (a sweep's combinations and parity runs: no)
 
     def __post_init__(self) -> None:
         # runners name folders, objects and builds after these: refuse anything else early

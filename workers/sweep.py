@@ -264,7 +264,9 @@ def sweep_member(
     marked = {**parameters, "sweep": sweep_id}
     try:
         found = known_version(s, sweep.agent, sweep.version)
-        spec = backtest_spec(found, run_id=run_id, owner=owner, params=parameters)
+        # no chart: the sweep's heatmap and table are its picture (a chart is most of a
+        # short run's time); /backtest one combination for its chart
+        spec = backtest_spec(found, run_id=run_id, owner=owner, params=parameters, chart=False)
     except Unrunnable as exc:
         _failed_run(s, sweep, run_id, owner, marked, exc.error)
     else:

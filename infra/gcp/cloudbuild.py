@@ -201,7 +201,7 @@ class CloudBuildRunner:
         inner = replace(
             req, agent_file=Path("/in/agent.py"), data_dir=Path("/in"),
             prepared_data=Path("/in") / PREPARED_FILE, fmel_dir=Path("/out/fmel"),
-            chart_path=Path("/out/chart.png"),
+            chart_path=Path("/out/chart.png") if req.chart_path else None,
         )  # fmt: skip
         staged = work / "in"
         staged.mkdir(exist_ok=True)

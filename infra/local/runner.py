@@ -522,7 +522,7 @@ def request_for(spec: BacktestSpec, artifacts: ArtifactStore, runs_dir: Path) ->
         agent_id=spec.agent,
         agent_version=str(spec.version),
         user_id=spec.owner,
-        chart_path=work / "chart.png",
+        chart_path=work / "chart.png" if spec.chart else None,
     )
 
 
