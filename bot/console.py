@@ -57,6 +57,8 @@ def format_result(doc: Mapping[str, Any]) -> str:
         f"Backtest {doc['run_id']} · {strategy} ({doc['agent_id']}) · "
         f"{', '.join(p['symbols'])} · {p['start_date']} → {p['end_date']} · {p['timeframe']}"
     )
+    if isinstance(p.get("params"), Mapping) and p["params"]:
+        head += f" · {assignments(p['params'])}"
     trades = (
         f"{r['trades_closed']} closed, {r['trades_open']} open · "
         f"win rate {_pct(r['win_rate_pct'], False)} · "

@@ -987,6 +987,8 @@ def _run_line(doc: Mapping[str, Any]) -> str:
         bits.append(f"{esc(p.get('start_date') or '…')} → {esc(p.get('end_date') or '…')}")
     bits += [esc(p["timeframe"])] if p.get("timeframe") else []
     bits += [f"cash {_num(p['initial_cash'])}"] if p.get("initial_cash") else []
+    if isinstance(p.get("params"), Mapping) and p["params"]:
+        bits.append(code(assignments(p["params"])))  # the strategy parameters it was given
     return " · ".join(b for b in bits if b)
 
 

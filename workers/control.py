@@ -367,6 +367,9 @@ def digest(
         for r in s.registry.list_runs(since=since, limit=DIGEST_MAX_RUNS, channel=channel)
         if r.created_at < end
     ]
+    # a sweep's combinations and a parity check's two runs are their sweep's and check's
+    # news (told in their thread), not one line each in the channel's digest
+    runs = [r for r in runs if not ({"sweep", "parity"} & set(r.parameters))]
     sections: DigestSections = {
         "paper": _paper_section(s, channel),
         "backtests": [_backtest_line(r) for r in runs if r.kind == "backtest"],

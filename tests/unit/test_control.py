@@ -484,3 +484,15 @@ def test_a_digest_that_could_not_be_sent_keeps_the_mark(world: World) -> None:
         world.services, job_id="d", channel="C1", until=T0 + HOUR
     )  # RQ's retry
     assert [b["run_id"] for b in retried.sections["backtests"]] == ["r1"]  # type: ignore[attr-defined]
+
+
+def test_digest_leaves_out_the_runs_of_sweeps_and_parity_checks(world: World) -> None:
+    backtest(world, "plain", T0)
+    for run_id, mark in (("swept", {"sweep": "sweep-1"}), ("checked", {"parity": "parity-1"})):
+        world.registry.create_run(run_id=run_id, agent="sma", version=1, owner="U1",
+                                  kind="backtest", parameters=mark, channel="C1")  # fmt: skip
+        world.registry.update_run(run_id, status=RunStatus.RUNNING)
+        world.registry.update_run(run_id, status=RunStatus.FAILED, error={"message": "x"})
+    out = control.digest(world.services, job_id="d", channel="C1", until=T0 + HOUR)
+    assert [b["run_id"] for b in out.sections["backtests"]] == ["plain"]  # type: ignore[attr-defined]
+    assert out.sections["failures"] == []  # type: ignore[attr-defined]
