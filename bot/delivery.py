@@ -182,38 +182,24 @@ class Deliverer:
         return render.render_result(event.result, fmel_rows=rows)
 
     def _chart(self, event: ev.BacktestFinished) -> None:
-        sha = event.result.get("chart_artifact")
-        if not sha:
-            return
-        try:
-            png = self.desk.artifacts().get(sha)
-        except KeyError:
-            return
-        where = event.reply_to
-        self.client.files_upload_v2(
-            channel=where["channel"],
-            thread_ts=where.get("thread_ts"),
-            content=png,
-            filename=f"{event.run_id}.png",
-            title=f"Equity and drawdown · {event.result.get('agent_id')} · {event.run_id}",
-        )
+        title = f"Equity and drawdown · {event.result.get('agent_id')} · {event.run_id}"
+        self._upload(event, event.result.get("chart_artifact"), f"{event.run_id}.png", title)
 
     def _heatmap(self, event: ev.SweepFinished) -> None:
-        sha = event.result.get("heatmap_artifact")
+        title = f"Sweep heatmap · {event.result.get('agent_id')} · {event.sweep_id}"
+        self._upload(event, event.result.get("heatmap_artifact"), f"{event.sweep_id}.png", title)
+
+    def _upload(self, event: ev.Event, sha: Any, filename: str, title: str) -> None:
+        """A PNG of the artifact store into the event's thread (nothing when it is gone)."""
         if not sha:
             return
         try:
-            png = self.desk.artifacts().get(sha)
+            png = self.desk.artifacts().get(str(sha))
         except KeyError:
             return
         where = event.reply_to
-        self.client.files_upload_v2(
-            channel=where["channel"],
-            thread_ts=where.get("thread_ts"),
-            content=png,
-            filename=f"{event.sweep_id}.png",
-            title=f"Sweep heatmap · {event.result.get('agent_id')} · {event.sweep_id}",
-        )
+        self.client.files_upload_v2(channel=where["channel"], thread_ts=where.get("thread_ts"),
+                                    content=png, filename=filename, title=title)  # fmt: skip
 
     def _post(self, where: dict[str, str], message: dict[str, Any]) -> None:
         self.client.chat_postMessage(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import itertools
-import math
 import re
 import sys
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from typing import Any
 import backtrader as bt
 
 from runtime.errors import ErrorKind, RunFailed, classify, make_error
+from runtime.params import BadParam, as_default_type
 
 MODULE_PREFIX = "tradeops_agent_"
 
@@ -153,30 +153,10 @@ def strategy_params(cls: type[bt.Strategy], given: Mapping[str, Any]) -> dict[st
 
 
 def _as_default_type(name: str, value: Any, default: Any) -> Any:
-    plain = isinstance(value, bool | int | float | str) and not (
-        isinstance(value, float) and not math.isfinite(value)
-    )
-    if not plain:
-        raise _bad_param(f"{name}= must be a number, true/false or text")
-    if default is None or isinstance(default, str):
-        return value
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        raise _bad_param(f"{name}= expects true or false (its default is {default}), got {value!r}")
-    if isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise _bad_param(f"{name}= expects a whole number (its default is {default}), "
-                         f"got {value!r}")  # fmt: skip
-    if isinstance(default, float):
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise _bad_param(f"{name}= expects a number (its default is {default}), got {value!r}")
-    raise _bad_param(f"{name} cannot be set from a command: its default is not a number, "
-                     "text or true/false")  # fmt: skip
+    try:
+        return as_default_type(name, value, default)
+    except BadParam as exc:
+        raise _bad_param(str(exc)) from None
 
 
 def _bad_param(message: str) -> RunFailed:

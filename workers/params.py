@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from runtime.params import BadParam, as_default_type, show
+
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_PARAMS = 20  # parameters set on one run
 MAX_TEXT = 200  # characters of one text value
@@ -85,8 +87,7 @@ def listing(known: Mapping[str, Any]) -> str:
 
 
 def _show(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 24 else text[:23] + "…"
+    return show(value)
 
 
 def coerce(name: str, value: Scalar, default: Any) -> Scalar:
@@ -94,26 +95,13 @@ def coerce(name: str, value: Scalar, default: Any) -> Scalar:
 
     Only literal defaults are held to: the report keeps a default it could not read as the
     source text, which looks like text, so a text default accepts anything (the runtime
-    checks against the class's real default).
+    checks against the class's real default with the same rule).
     """
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        raise ParamError(f"{name}= expects true or false (its default is {_show(default)}), "
-                         f"got {_show(value)}")  # fmt: skip
-    if isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ParamError(f"{name}= expects a whole number (its default is {default}), "
-                         f"got {_show(value)}")  # fmt: skip
-    if isinstance(default, float):
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise ParamError(f"{name}= expects a number (its default is {default}), "
-                         f"got {_show(value)}")  # fmt: skip
-    return value
+    try:
+        coerced: Scalar = as_default_type(name, value, default)
+    except BadParam as exc:
+        raise ParamError(str(exc)) from None
+    return coerced
 
 
 def check(given: Mapping[str, Any], known: Mapping[str, Any], *, agent: str) -> dict[str, Scalar]:
@@ -126,17 +114,9 @@ def check(given: Mapping[str, Any], known: Mapping[str, Any], *, agent: str) -> 
             raise ParamError(f"{name!r} is not a parameter name")
         if name not in known:
             raise ParamError(f"{agent} has no parameter {name}: {listing(known)}")
-        value = read_value(raw) if isinstance(raw, str) else _scalar(name, raw)
+        value = read_value(raw) if isinstance(raw, str) else raw
         out[name] = coerce(name, value, known[name])
     return out
-
-
-def _scalar(name: str, raw: Any) -> Scalar:
-    if isinstance(raw, bool | int | str):
-        return raw
-    if isinstance(raw, float) and math.isfinite(raw):
-        return raw
-    raise ParamError(f"{name}= must be a number, true/false or text")
 
 
 # ----------------------------------------------------------------------- sweeps
