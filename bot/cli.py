@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _params_argument(p: argparse.ArgumentParser, help_text: str, *, required: bool = False) -> None:
     p.add_argument("params", nargs="+" if required else "*", type=_param, metavar="NAME=VALUE",
-                   help=help_text + " (right after the agent)")  # fmt: skip
+                   help=help_text)  # fmt: skip
 
 
 def _param(text: str) -> tuple[str, str]:
