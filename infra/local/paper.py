@@ -58,6 +58,9 @@ STABLE_S = 60.0  # a session up this long resets the back-off
 # liveness: a session whose /health stops answering (this many misses in a row, one asked
 # every TRADEOPS_PAPER_HEALTH_S) is restarted
 HEALTH_MISSES = 3
+# a session asked to stop (SIGTERM) and still running this long after is killed: one hung in
+# C code never runs its signal handler (Kubernetes does the same after its grace period)
+STOP_GRACE_S = 10.0
 SHIP_EVERY_S = 5.0  # a session's new decisions reach a remote FMEL store this often
 SHIPPED_FILE = "fmel-shipped.json"  # how far they have (the session cannot write it)
 
@@ -419,6 +422,8 @@ def _supervise(
             child, folder / OUT / HEALTH_SOCKET, lambda: stopping, health_every_s
         )
         if stopping:
+            if hung:
+                _say(spec, f"did not stop within {STOP_GRACE_S:g} s of being asked: killed")
             break
         if hung:
             code = -signal.SIGKILL
@@ -471,16 +476,27 @@ def _wait_watching(
 ) -> tuple[int, bool]:
     """Wait for the session to end, asking its /health every ``every_s``; one that has
     answered before and then misses ``HEALTH_MISSES`` in a row is hung: it is killed (its
-    bubblewrap parent takes the whole sandbox with it). (exit code, hung?)"""
+    bubblewrap parent takes the whole sandbox with it), as is one still running
+    ``STOP_GRACE_S`` after it was asked to stop. (exit code, killed as hung?)"""
     answered, misses = False, 0
+    asked_to_stop: float | None = None
+    next_ask = time.monotonic() + every_s
     while True:
-        try:
-            return child.wait(timeout=every_s), False
+        try:  # short waits: a stop is noticed at once, whatever every_s is
+            return child.wait(timeout=min(every_s, 0.25)), False
         except subprocess.TimeoutExpired:
             pass
+        now = time.monotonic()
         if stopping():
+            asked_to_stop = asked_to_stop or now
+            if now - asked_to_stop > STOP_GRACE_S:
+                child.kill()
+                return child.wait(), True
             continue
-        if health(sock, timeout_s=every_s) is not None:
+        if now < next_ask:
+            continue
+        next_ask = now + every_s
+        if health(sock, timeout_s=min(every_s, 5.0)) is not None:
             answered, misses = True, 0
         elif answered:
             misses += 1

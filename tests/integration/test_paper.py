@@ -193,10 +193,29 @@ def test_a_hung_session_is_reported_and_restarted(tmp_path: Path) -> None:
         from infra.settings import Settings
 
         conn = connect(Settings.from_env({"TRADEOPS_HOME": str(home)}))
-        news = RedisEventLog(conn).events(f"paper-hangs-{doc['run_id']}")
-        assert news and news[0].health["status"] == "unhealthy"
+        log, key = RedisEventLog(conn), f"paper-hangs-{doc['run_id']}"
+        # the supervisor notes the restart in its file, then connects to tell the news
+        news = wait_for(lambda: log.events(key), 10, "the hung session's news")
+        assert news[0].health["status"] == "unhealthy"
         sup = json.loads((home / "paper" / "paper-hangs" / "supervisor.json").read_text())
         assert sup["last_problem"] == "stopped answering /health"
+
+
+@pytest.mark.slow
+def test_stopping_a_hung_session_kills_it_after_the_grace(tmp_path: Path) -> None:
+    # asked every 60 s, the hung session is not caught by its health before the stop
+    with session_of(tmp_path, "hangs", HANGS, {"TRADEOPS_PAPER_HEALTH_S": "60"}) as home:
+        wait_for(lambda: status(home, "hangs")["health"], 30, "the session's health")
+        # then it stops answering: in the C call holding the interpreter, where SIGTERM waits
+        wait_for(lambda: status(home, "hangs")["health"] is None, 30, "the session to hang")
+        out = tradeops(home, "paper", "stop", "hangs")
+        assert out.returncode == 0, out.stdout + out.stderr
+        # the stop came back because the supervisor killed the session and ended, not
+        # because the stop gave up waiting on it (that leaves both running)
+        assert processes_mentioning(str(home / "paper")) == []
+        said = (home / "paper" / "paper-hangs" / "supervisor.log").read_text()
+        assert "did not stop" in said and said.rstrip().endswith("stopped")
+        assert status(home, "hangs")["status"] == "stopped"
 
 
 BIG = """
@@ -305,7 +324,9 @@ def test_a_crash_says_why_and_crashes_in_a_row_are_one_streak(tmp_path: Path) ->
         from infra.settings import Settings
 
         conn = connect(Settings.from_env({"TRADEOPS_HOME": str(home)}))
-        news = RedisEventLog(conn).events(f"paper-crashes-{doc['run_id']}")[:2]
+        log, key = RedisEventLog(conn), f"paper-crashes-{doc['run_id']}"
+        # the supervisor notes a restart in its file, then connects to tell the news
+        news = wait_for(lambda: len(n := log.events(key)) >= 2 and n[:2], 10, "two crashes' news")
         assert [n.health["in_a_row"] for n in news] == [1, 2]
         assert {n.health["streak"] for n in news} == {news[0].health["streak"]}
         assert news[1].health["reason"] == sup["last_problem"]
