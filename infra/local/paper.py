@@ -496,7 +496,7 @@ def _wait_watching(
         if now < next_ask:
             continue
         next_ask = now + every_s
-        if health(sock, timeout_s=min(every_s, 5.0)) is not None:
+        if health(sock, timeout_s=every_s) is not None:
             answered, misses = True, 0
         elif answered:
             misses += 1
