@@ -57,8 +57,8 @@ def format_result(doc: Mapping[str, Any]) -> str:
         f"Backtest {doc['run_id']} · {strategy} ({doc['agent_id']}) · "
         f"{', '.join(p['symbols'])} · {p['start_date']} → {p['end_date']} · {p['timeframe']}"
     )
-    if isinstance(p.get("params"), Mapping) and p["params"]:
-        head += f" · {assignments(p['params'])}"
+    if given := given_params(p):
+        head += f" · {given}"
     trades = (
         f"{r['trades_closed']} closed, {r['trades_open']} open · "
         f"win rate {_pct(r['win_rate_pct'], False)} · "
@@ -470,6 +470,7 @@ def _session_sentence(what: str, x: Mapping[str, Any]) -> str:
             + (f" from {p['start']}" if p.get("start") else "")
             + (f", a bar every {p['bar_seconds']:g} s" if p.get("bar_seconds") else ""),
             f"cash {_num(p.get('cash'))}"]  # fmt: skip
+    bits += [given] if (given := given_params(p)) else []
     if pnl:
         bits.append(f"P&L {pnl['pnl']:+,.2f} ({pnl['pnl_pct']:+.2f}%)")
     if x.get("decisions") is not None:
@@ -573,6 +574,13 @@ def assignments(params: Mapping[str, Any], names: Iterable[str] | None = None) -
     """``fast=10, slow=30``: the values of ``names`` (all of them by default)."""
     keys = list(params) if names is None else list(names)
     return ", ".join(f"{k}={param_text(params.get(k, '-'))}" for k in keys)
+
+
+def given_params(parameters: Mapping[str, Any]) -> str:
+    """The strategy parameters a run was given (its ``parameters.params``) as
+    ``fast=5, slow=20``; empty when none were."""
+    params = parameters.get("params")
+    return assignments(params) if isinstance(params, Mapping) and params else ""
 
 
 def metric_text(name: str, value: Any) -> str:

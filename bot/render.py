@@ -36,6 +36,7 @@ from bot.console import (
     finished_members,
     first_failure,
     fixed_params,
+    given_params,
     held_out_failures,
     held_out_table,
     held_out_title,
@@ -661,6 +662,7 @@ def _paper_params(p: Mapping[str, Any]) -> str:
     bits += [f"{esc(p['feed'])} feed"] if p.get("feed") else []
     bits += [f"{_g(p['bar_seconds'])} s bars"] if p.get("bar_seconds") else []
     bits += [f"from {esc(p['start'])}"] if p.get("start") else []
+    bits += [code(given)] if (given := given_params(p)) else []
     return " · ".join(b for b in bits if b)
 
 
@@ -987,8 +989,7 @@ def _run_line(doc: Mapping[str, Any]) -> str:
         bits.append(f"{esc(p.get('start_date') or '…')} → {esc(p.get('end_date') or '…')}")
     bits += [esc(p["timeframe"])] if p.get("timeframe") else []
     bits += [f"cash {_num(p['initial_cash'])}"] if p.get("initial_cash") else []
-    if isinstance(p.get("params"), Mapping) and p["params"]:
-        bits.append(code(assignments(p["params"])))  # the strategy parameters it was given
+    bits += [code(given)] if (given := given_params(p)) else []
     return " · ".join(b for b in bits if b)
 
 

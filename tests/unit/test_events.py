@@ -84,13 +84,14 @@ def test_paper_start_and_stop_read_as_one_sentence_not_a_dict() -> None:
 
     session = {"agent": "sma", "version": 2, "status": "stopped", "run_id": "paper-1",
                "parameters": {"symbols": ["SPY", "QQQ"], "cash": 5000.0, "feed": "replay",
-                              "start": "2024-01-02", "bar_seconds": 1.0},
+                              "start": "2024-01-02", "bar_seconds": 1.0,
+                              "params": {"fast": 5}},
                "pnl": {"equity": 5100.0, "cash": 5000.0, "pnl": 100.0, "pnl_pct": 2.0},
                "decisions": 42}  # fmt: skip
     stopped = format_event(ev.PaperStopped(job_id="j", agent_id="sma", summary=session))
     assert stopped == (
         "Paper stopped · sma v2 · SPY, QQQ · replay feed from 2024-01-02, a bar every 1 s · "
-        "cash 5,000.00 · P&L +100.00 (+2.00%) · 42 decisions · run paper-1"
+        "cash 5,000.00 · fast=5 · P&L +100.00 (+2.00%) · 42 decisions · run paper-1"
     )
     started = format_event(ev.PaperStarted(job_id="j", agent_id="sma", session=session))
     assert started.startswith("Paper started · sma v2") and "{" not in started

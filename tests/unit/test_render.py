@@ -221,6 +221,7 @@ def session(agent: str = "sma", status: str = "running", **extra: Any) -> dict[s
             "feed": "replay",
             "start": None,
             "bar_seconds": 60.0,
+            "params": {"fast": 5, "slow": 20},
         },
         "version": 2,
         "pnl": {"equity": 10250.0, "cash": 10000.0, "pnl": 250.0, "pnl_pct": 2.5},
@@ -641,7 +642,7 @@ def test_paper_events_show_status_pnl_and_decisions() -> None:
     failed = render.render_event(EVENTS["paper_failed"])
     assert started and stopped and health and failed
     assert "`sma` v2" in shown(started) and "starting" in shown(started)
-    assert "SPY · cash 10,000.00 · replay feed · 60 s bars" in shown(started)
+    assert "SPY · cash 10,000.00 · replay feed · 60 s bars · `fast=5, slow=20`" in shown(started)
     assert [b["action_id"] for b in buttons(started)] == ["tradeops_paper_stop"]
     assert "P&L +250.00 (+2.50%)" in shown(stopped) and "42 decisions" in shown(stopped)
     assert buttons(stopped) == []
